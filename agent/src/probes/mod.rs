@@ -1,0 +1,306 @@
+//! Loading and attaching the eBPF programs of `agent-ebpf`.
+//!
+//! [`HOOKS`] is the one list of what is attached where and which metrics each
+//! hook feeds. A hook the kernel lacks is reported with the metrics it
+//! disables; the others keep working.
+pub mod offsets;
+
+use std::{io, path::Path};
+
+use agent_common::{KernelOffsets, OFFSETS_GLOBAL, ProcEvent, ProcRecord, ThreadSamples, maps};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        PerfEvent, ProgramError, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+};
+
+/// The programs, built by `agent/build.rs` from `agent-ebpf`.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
+
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy)]
+pub enum Attach {
+    /// A software `cpu-clock` perf event on every online CPU.
+    CpuClock,
+    /// A tracepoint, `category:name`.
+    Tracepoint(&'static str, &'static str),
+}
+
+/// One hook: a program, where it attaches, and what it feeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
+    pub program: &'static str,
+    pub attach: Attach,
+    /// What is lost when this hook cannot attach, in the words of the output.
+    pub feeds: &'static str,
+}
+
+/// Every hook, in attach order. Lifecycle hooks go last so that no exit is
+/// reported for a process whose syscalls were never counted.
+pub const HOOKS: &[Hook] = &[
+    Hook { program: "cpu_clock", attach: Attach::CpuClock, feeds: "cpu_samples, cpu_seconds" },
+    Hook {
+        program: "sys_exit_mmap",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_mmap"),
+        feeds: "mmap_calls, mmap_bytes",
+    },
+    Hook {
+        program: "sys_exit_munmap",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_munmap"),
+        feeds: "munmap_calls, munmap_bytes",
+    },
+    Hook {
+        program: "sys_enter_brk",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_brk"),
+        feeds: "brk_bytes",
+    },
+    Hook {
+        program: "sys_exit_brk",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_brk"),
+        feeds: "brk_calls, brk_bytes",
+    },
+    Hook {
+        program: "sys_exit_mremap",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_mremap"),
+        feeds: "mremap_calls, mremap_bytes",
+    },
+    Hook {
+        program: "sys_exit_madvise",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_madvise"),
+        feeds: "madvise_calls, madvise_dontneed_bytes, madvise_free_bytes",
+    },
+    Hook {
+        program: "sched_process_exec",
+        attach: Attach::Tracepoint("sched", "sched_process_exec"),
+        feeds: "exec events (comm and cgroup refresh after exec)",
+    },
+    Hook {
+        program: "sched_process_exit",
+        attach: Attach::Tracepoint("sched", "sched_process_exit"),
+        feeds: "exit events: processes that exit between two ticks, and exact totals at exit",
+    },
+];
+
+/// Environment variable naming a hook (`category:name`) to attach under a name
+/// the kernel does not have, so tests exercise the missing-hook path for real.
+pub const FAULT_MISSING_HOOK_ENV: &str = "TALLY_FAULT_MISSING_HOOK";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Offsets(#[from] offsets::OffsetsError),
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the eBPF object has no program {0}")]
+    NoProgram(&'static str),
+    #[error("the eBPF object has no map {0}")]
+    NoMap(&'static str),
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot list online CPUs: {0}")]
+    Cpus(io::Error),
+    #[error("no hook could attach; the first failure was: {0}")]
+    NothingAttached(String),
+}
+
+/// Settings for [`Probes::load`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// cpu-clock samples per second on each CPU.
+    pub sample_hz: u64,
+    /// Capacity of the per-thread sample map.
+    pub max_threads: u32,
+    /// Capacity of the per-process map.
+    pub max_processes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { sample_hz: 99, max_threads: 32768, max_processes: 16384 }
+    }
+}
+
+/// A hook that could not be attached, and why.
+#[derive(Debug, Clone)]
+pub struct MissingHook {
+    pub hook: Hook,
+    pub reason: String,
+}
+
+impl MissingHook {
+    /// The warning line printed for it.
+    pub fn warning(&self) -> String {
+        let place = match self.hook.attach {
+            Attach::CpuClock => "perf event cpu-clock".to_string(),
+            Attach::Tracepoint(cat, name) => format!("tracepoint {cat}:{name}"),
+        };
+        format!("{place} unavailable ({}); disabled: {}", self.reason, self.hook.feeds)
+    }
+}
+
+/// The loaded and attached programs and their maps.
+pub struct Probes {
+    ebpf: Ebpf,
+    /// Nanoseconds of CPU time one sample stands for.
+    pub sample_period_ns: u64,
+    pub missing: Vec<MissingHook>,
+}
+
+impl Probes {
+    /// Finds kernel offsets, loads every program and attaches every hook.
+    ///
+    /// Needs CAP_BPF and CAP_PERFMON (or root) and Linux 5.15+ (for
+    /// `bpf_task_pt_regs`); see the README for why.
+    pub fn load(opts: &LoadOptions) -> Result<Self, ProbeError> {
+        raise_memlock_limit();
+        let offsets = offsets::from_vmlinux(Path::new(offsets::VMLINUX_BTF))?;
+        let ebpf = load_object(&offsets, opts)?;
+        let sample_period_ns = 1_000_000_000 / opts.sample_hz.max(1);
+        let mut probes = Self { ebpf, sample_period_ns, missing: Vec::new() };
+        probes.attach_all()?;
+        Ok(probes)
+    }
+
+    fn attach_all(&mut self) -> Result<(), ProbeError> {
+        let fault = std::env::var(FAULT_MISSING_HOOK_ENV).ok();
+        let mut attached = 0;
+        for hook in HOOKS {
+            match self.attach(hook, fault.as_deref()) {
+                Ok(()) => attached += 1,
+                Err(err) => self.missing.push(MissingHook { hook: *hook, reason: describe(&err) }),
+            }
+        }
+        if attached == 0 {
+            let first = self.missing.first().map(|m| m.warning()).unwrap_or_default();
+            return Err(ProbeError::NothingAttached(first));
+        }
+        Ok(())
+    }
+
+    fn attach(&mut self, hook: &Hook, fault: Option<&str>) -> Result<(), ProgramError> {
+        let program = self
+            .ebpf
+            .program_mut(hook.program)
+            .ok_or(ProgramError::UnexpectedProgramType)?;
+        match hook.attach {
+            Attach::CpuClock => {
+                let program: &mut PerfEvent = program.try_into()?;
+                program.load()?;
+                let cpus = aya::util::online_cpus().map_err(|(_, e)| ProgramError::IOError(e))?;
+                for cpu in cpus {
+                    program.attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        SamplePolicy::Period(self.sample_period_ns),
+                        false,
+                    )?;
+                }
+            }
+            Attach::Tracepoint(category, name) => {
+                let program: &mut TracePoint = program.try_into()?;
+                program.load()?;
+                let faulted;
+                let name = if fault == Some(&format!("{category}:{name}")) {
+                    faulted = format!("{name}_tally_fault_missing");
+                    faulted.as_str()
+                } else {
+                    name
+                };
+                program.attach(category, name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, ProbeError> {
+        self.ebpf.map(name).ok_or(ProbeError::NoMap(name))
+    }
+
+    /// Per-thread CPU samples, keyed by tid.
+    pub fn threads(&self) -> Result<HashMap<&MapData, u32, ThreadSamples>, ProbeError> {
+        HashMap::try_from(self.map(maps::THREADS)?).map_err(|source| ProbeError::Map { name: maps::THREADS, source })
+    }
+
+    /// Per-process records, keyed by tgid.
+    pub fn procs(&self) -> Result<HashMap<&MapData, u32, ProcRecord>, ProbeError> {
+        HashMap::try_from(self.map(maps::PROCS)?).map_err(|source| ProbeError::Map { name: maps::PROCS, source })
+    }
+
+    /// Per-process records, writable (userspace removes entries of dead processes).
+    pub fn procs_mut(&mut self) -> Result<HashMap<&mut MapData, u32, ProcRecord>, ProbeError> {
+        let map = self.ebpf.map_mut(maps::PROCS).ok_or(ProbeError::NoMap(maps::PROCS))?;
+        HashMap::try_from(map).map_err(|source| ProbeError::Map { name: maps::PROCS, source })
+    }
+
+    /// Per-thread samples, writable (userspace removes entries of dead threads).
+    pub fn threads_mut(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadSamples>, ProbeError> {
+        let map = self.ebpf.map_mut(maps::THREADS).ok_or(ProbeError::NoMap(maps::THREADS))?;
+        HashMap::try_from(map).map_err(|source| ProbeError::Map { name: maps::THREADS, source })
+    }
+
+    /// Loss counters by `agent_common::drop_kind`, summed over CPUs.
+    pub fn drops(&self) -> Result<[u64; agent_common::drop_kind::COUNT as usize], ProbeError> {
+        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(maps::DROPS)?)
+            .map_err(|source| ProbeError::Map { name: maps::DROPS, source })?;
+        let mut totals = [0u64; agent_common::drop_kind::COUNT as usize];
+        for (kind, total) in totals.iter_mut().enumerate() {
+            let per_cpu = array
+                .get(&(kind as u32), 0)
+                .map_err(|source| ProbeError::Map { name: maps::DROPS, source })?;
+            *total = per_cpu.iter().sum();
+        }
+        Ok(totals)
+    }
+
+    /// Takes the exec/exit ring buffer out of the object; call once.
+    pub fn take_events(&mut self) -> Result<RingBuf<aya::maps::MapData>, ProbeError> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or(ProbeError::NoMap(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map { name: maps::EVENTS, source })
+    }
+}
+
+/// Reads one event out of a ring buffer record.
+pub fn parse_event(bytes: &[u8]) -> Option<ProcEvent> {
+    (bytes.len() >= std::mem::size_of::<ProcEvent>())
+        // SAFETY: ProcEvent is Pod, and the length was checked.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ProcEvent>()) })
+}
+
+fn load_object(offsets: &KernelOffsets, opts: &LoadOptions) -> Result<Ebpf, ProbeError> {
+    Ok(EbpfLoader::new()
+        // The programs carry no CO-RE relocations (offsets come from
+        // `offsets`); skipping aya's own parse of vmlinux BTF saves memory.
+        .btf(None)
+        .override_global(OFFSETS_GLOBAL, offsets, true)
+        .map_max_entries(maps::THREADS, opts.max_threads)
+        .map_max_entries(maps::PROCS, opts.max_processes)
+        .load(PROGRAMS)?)
+}
+
+/// Kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", io::Error::last_os_error());
+    }
+}
+
+/// One line for why a hook failed, from the innermost cause.
+fn describe(err: &ProgramError) -> String {
+    use std::error::Error as _;
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
