@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(size_of::<AllocCounters>(), 12 * 8);
         assert_eq!(size_of::<ExitedThreads>(), 3 * 8);
         assert_eq!(size_of::<ProcRecord>(), 16 + 12 * 8 + 3 * 8);
-        assert_eq!(size_of::<ProcEvent>(), 16 + 8 + COMM_LEN + size_of::<ProcRecord>());
+        assert_eq!(
+            size_of::<ProcEvent>(),
+            16 + 8 + COMM_LEN + size_of::<ProcRecord>()
+        );
         assert_eq!(size_of::<KernelOffsets>(), 4 * (9 + 6 + 1));
     }
 }

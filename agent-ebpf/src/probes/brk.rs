@@ -24,8 +24,12 @@ use crate::{
 pub fn sys_enter_brk(_ctx: TracePointContext) -> u32 {
     let Some(off) = offsets() else { return 0 };
     let (_, tid) = current_ids();
-    let Some(mm) = read::<u64>(current_task(), off.task_mm) else { return 0 };
-    let Some(old_brk) = read::<u64>(mm, off.mm_brk) else { return 0 };
+    let Some(mm) = read::<u64>(current_task(), off.task_mm) else {
+        return 0;
+    };
+    let Some(old_brk) = read::<u64>(mm, off.mm_brk) else {
+        return 0;
+    };
     if BRK_SCRATCH.insert(tid, old_brk, 0).is_err() {
         count_drop(drop_kind::BRK_SCRATCH_FULL);
     }
@@ -38,7 +42,9 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
     let old_brk = unsafe { BRK_SCRATCH.get(tid) }.copied();
     let _ = BRK_SCRATCH.remove(tid);
-    let Some(rec) = proc_record(tgid, &off) else { return 0 };
+    let Some(rec) = proc_record(tgid, &off) else {
+        return 0;
+    };
     unsafe { add(&raw mut (*rec).alloc.brk_calls, 1) };
     // brk returns the new break on success and the old one on failure.
     let new_brk = sys_exit_ret(&ctx) as u64;

@@ -16,7 +16,9 @@ use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg}
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
     let Some(off) = offsets() else { return 0 };
     let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else { return 0 };
+    let Some(rec) = proc_record(tgid, &off) else {
+        return 0;
+    };
     let ret = sys_exit_ret(&ctx);
     unsafe {
         add(&raw mut (*rec).alloc.mmap_calls, 1);

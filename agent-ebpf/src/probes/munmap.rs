@@ -15,7 +15,9 @@ use crate::kernel::{add, current_ids, offsets, proc_record, syscall_arg};
 pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
     let Some(off) = offsets() else { return 0 };
     let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else { return 0 };
+    let Some(rec) = proc_record(tgid, &off) else {
+        return 0;
+    };
     unsafe {
         add(&raw mut (*rec).alloc.munmap_calls, 1);
         if sys_exit_ret(&ctx) == 0 {

@@ -59,7 +59,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // BPF_RB_NO_WAKEUP: userspace drains on a timer; a wakeup per event would
     // cost more than the event.
     const BPF_RB_NO_WAKEUP: u64 = 1;
-    if EVENTS.output::<ProcEvent>(&event, BPF_RB_NO_WAKEUP).is_err() {
+    if EVENTS
+        .output::<ProcEvent>(&event, BPF_RB_NO_WAKEUP)
+        .is_err()
+    {
         count_drop(drop_kind::EVENTS_FULL);
     }
     0

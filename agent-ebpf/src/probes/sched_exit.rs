@@ -45,7 +45,9 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     let _ = THREADS.remove(tid);
     let _ = BRK_SCRATCH.remove(tid);
 
-    let Some(rec) = proc_record(tgid, &off) else { return 0 };
+    let Some(rec) = proc_record(tgid, &off) else {
+        return 0;
+    };
     let min_flt = read::<u64>(task, off.task_min_flt).unwrap_or(0);
     let maj_flt = read::<u64>(task, off.task_maj_flt).unwrap_or(0);
     unsafe {

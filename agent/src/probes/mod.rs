@@ -3,6 +3,7 @@
 //! [`HOOKS`] is the one list of what is attached where and which metrics each
 //! hook feeds. A hook the kernel lacks is reported with the metrics it
 //! disables; the others keep working.
+pub mod btf;
 pub mod offsets;
 
 use std::{io, path::Path};
@@ -41,7 +42,11 @@ pub struct Hook {
 /// Every hook, in attach order. Lifecycle hooks go last so that no exit is
 /// reported for a process whose syscalls were never counted.
 pub const HOOKS: &[Hook] = &[
-    Hook { program: "cpu_clock", attach: Attach::CpuClock, feeds: "cpu_samples, cpu_seconds" },
+    Hook {
+        program: "cpu_clock",
+        attach: Attach::CpuClock,
+        feeds: "cpu_samples, cpu_seconds",
+    },
     Hook {
         program: "sys_exit_mmap",
         attach: Attach::Tracepoint("syscalls", "sys_exit_mmap"),
@@ -123,7 +128,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { sample_hz: 99, max_threads: 32768, max_processes: 16384 }
+        Self {
+            sample_hz: 99,
+            max_threads: 32768,
+            max_processes: 16384,
+        }
     }
 }
 
@@ -141,7 +150,10 @@ impl MissingHook {
             Attach::CpuClock => "perf event cpu-clock".to_string(),
             Attach::Tracepoint(cat, name) => format!("tracepoint {cat}:{name}"),
         };
-        format!("{place} unavailable ({}); disabled: {}", self.reason, self.hook.feeds)
+        format!(
+            "{place} unavailable ({}); disabled: {}",
+            self.reason, self.hook.feeds
+        )
     }
 }
 
@@ -163,7 +175,11 @@ impl Probes {
         let offsets = offsets::from_vmlinux(Path::new(offsets::VMLINUX_BTF))?;
         let ebpf = load_object(&offsets, opts)?;
         let sample_period_ns = 1_000_000_000 / opts.sample_hz.max(1);
-        let mut probes = Self { ebpf, sample_period_ns, missing: Vec::new() };
+        let mut probes = Self {
+            ebpf,
+            sample_period_ns,
+            missing: Vec::new(),
+        };
         probes.attach_all()?;
         Ok(probes)
     }
@@ -174,11 +190,18 @@ impl Probes {
         for hook in HOOKS {
             match self.attach(hook, fault.as_deref()) {
                 Ok(()) => attached += 1,
-                Err(err) => self.missing.push(MissingHook { hook: *hook, reason: describe(&err) }),
+                Err(err) => self.missing.push(MissingHook {
+                    hook: *hook,
+                    reason: describe(&err),
+                }),
             }
         }
         if attached == 0 {
-            let first = self.missing.first().map(|m| m.warning()).unwrap_or_default();
+            let first = self
+                .missing
+                .first()
+                .map(|m| m.warning())
+                .unwrap_or_default();
             return Err(ProbeError::NothingAttached(first));
         }
         Ok(())
@@ -225,35 +248,59 @@ impl Probes {
 
     /// Per-thread CPU samples, keyed by tid.
     pub fn threads(&self) -> Result<HashMap<&MapData, u32, ThreadSamples>, ProbeError> {
-        HashMap::try_from(self.map(maps::THREADS)?).map_err(|source| ProbeError::Map { name: maps::THREADS, source })
+        HashMap::try_from(self.map(maps::THREADS)?).map_err(|source| ProbeError::Map {
+            name: maps::THREADS,
+            source,
+        })
     }
 
     /// Per-process records, keyed by tgid.
     pub fn procs(&self) -> Result<HashMap<&MapData, u32, ProcRecord>, ProbeError> {
-        HashMap::try_from(self.map(maps::PROCS)?).map_err(|source| ProbeError::Map { name: maps::PROCS, source })
+        HashMap::try_from(self.map(maps::PROCS)?).map_err(|source| ProbeError::Map {
+            name: maps::PROCS,
+            source,
+        })
     }
 
     /// Per-process records, writable (userspace removes entries of dead processes).
     pub fn procs_mut(&mut self) -> Result<HashMap<&mut MapData, u32, ProcRecord>, ProbeError> {
-        let map = self.ebpf.map_mut(maps::PROCS).ok_or(ProbeError::NoMap(maps::PROCS))?;
-        HashMap::try_from(map).map_err(|source| ProbeError::Map { name: maps::PROCS, source })
+        let map = self
+            .ebpf
+            .map_mut(maps::PROCS)
+            .ok_or(ProbeError::NoMap(maps::PROCS))?;
+        HashMap::try_from(map).map_err(|source| ProbeError::Map {
+            name: maps::PROCS,
+            source,
+        })
     }
 
     /// Per-thread samples, writable (userspace removes entries of dead threads).
     pub fn threads_mut(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadSamples>, ProbeError> {
-        let map = self.ebpf.map_mut(maps::THREADS).ok_or(ProbeError::NoMap(maps::THREADS))?;
-        HashMap::try_from(map).map_err(|source| ProbeError::Map { name: maps::THREADS, source })
+        let map = self
+            .ebpf
+            .map_mut(maps::THREADS)
+            .ok_or(ProbeError::NoMap(maps::THREADS))?;
+        HashMap::try_from(map).map_err(|source| ProbeError::Map {
+            name: maps::THREADS,
+            source,
+        })
     }
 
     /// Loss counters by `agent_common::drop_kind`, summed over CPUs.
     pub fn drops(&self) -> Result<[u64; agent_common::drop_kind::COUNT as usize], ProbeError> {
         let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(maps::DROPS)?)
-            .map_err(|source| ProbeError::Map { name: maps::DROPS, source })?;
+            .map_err(|source| ProbeError::Map {
+                name: maps::DROPS,
+                source,
+            })?;
         let mut totals = [0u64; agent_common::drop_kind::COUNT as usize];
         for (kind, total) in totals.iter_mut().enumerate() {
             let per_cpu = array
                 .get(&(kind as u32), 0)
-                .map_err(|source| ProbeError::Map { name: maps::DROPS, source })?;
+                .map_err(|source| ProbeError::Map {
+                    name: maps::DROPS,
+                    source,
+                })?;
             *total = per_cpu.iter().sum();
         }
         Ok(totals)
@@ -261,8 +308,14 @@ impl Probes {
 
     /// Takes the exec/exit ring buffer out of the object; call once.
     pub fn take_events(&mut self) -> Result<RingBuf<aya::maps::MapData>, ProbeError> {
-        let map = self.ebpf.take_map(maps::EVENTS).ok_or(ProbeError::NoMap(maps::EVENTS))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map { name: maps::EVENTS, source })
+        let map = self
+            .ebpf
+            .take_map(maps::EVENTS)
+            .ok_or(ProbeError::NoMap(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            name: maps::EVENTS,
+            source,
+        })
     }
 }
 
@@ -274,22 +327,79 @@ pub fn parse_event(bytes: &[u8]) -> Option<ProcEvent> {
 }
 
 fn load_object(offsets: &KernelOffsets, opts: &LoadOptions) -> Result<Ebpf, ProbeError> {
-    Ok(EbpfLoader::new()
-        // The programs carry no CO-RE relocations (offsets come from
-        // `offsets`); skipping aya's own parse of vmlinux BTF saves memory.
-        .btf(None)
-        .override_global(OFFSETS_GLOBAL, offsets, true)
-        .map_max_entries(maps::THREADS, opts.max_threads)
-        .map_max_entries(maps::PROCS, opts.max_processes)
-        .load(PROGRAMS)?)
+    let (offsets, opts) = (*offsets, opts.clone());
+    // The load runs on a thread of its own so that it can hide vmlinux BTF
+    // from aya; see `hide_vmlinux_btf_from_this_thread`.
+    std::thread::spawn(move || {
+        if let Err(err) = hide_vmlinux_btf_from_this_thread() {
+            tracing::debug!("loading with aya's vmlinux BTF parse (~18 MiB transient): {err}");
+        }
+        let mut loader = EbpfLoader::new();
+        loader
+            // The programs carry no CO-RE relocations (offsets come from
+            // `offsets`), so they need no kernel BTF in userspace.
+            .btf(None)
+            .override_global(OFFSETS_GLOBAL, &offsets, true)
+            .map_max_entries(maps::THREADS, opts.max_threads)
+            .map_max_entries(maps::PROCS, opts.max_processes);
+        loader.load(PROGRAMS).map_err(ProbeError::from)
+    })
+    .join()
+    .expect("the loader thread does not panic")
+}
+
+/// aya 0.14's `EbpfLoader::new()` parses all of `/sys/kernel/btf/vmlinux`
+/// before `.btf(None)` can say it is not needed (aya-rs/aya#1172): about
+/// 18 MiB of peak RSS for nothing. This thread takes a mount namespace of
+/// its own (`unshare(CLONE_NEWNS)` affects only the calling thread of a
+/// multi-threaded process), stops propagation back to the host, and covers
+/// the file with /dev/null, so aya's read finds nothing. The namespace dies
+/// with the thread. Needs CAP_SYS_ADMIN; without it the load goes on as is.
+fn hide_vmlinux_btf_from_this_thread() -> io::Result<()> {
+    use std::ffi::CString;
+    let cstr = |s: &str| CString::new(s).expect("no NUL");
+    let (root, target, devnull) = (cstr("/"), cstr(offsets::VMLINUX_BTF), cstr("/dev/null"));
+    // SAFETY: plain syscalls with valid NUL-terminated strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mount(
+            devnull.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK.
 fn raise_memlock_limit() {
-    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid pointer.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
-        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", io::Error::last_os_error());
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
     }
 }
 

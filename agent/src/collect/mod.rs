@@ -1,0 +1,382 @@
+//! Each tick: drain the maps and events, read `/proc`, and hand the
+//! [`tracker::Tracker`] what it needs to make [`Window`]s.
+pub mod procfs;
+pub mod tracker;
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    time::{Instant, SystemTime},
+};
+
+use agent_common::{ProcRecord, drop_kind, event_kind};
+use aya::maps::{MapData, RingBuf};
+
+use self::{
+    procfs::{ProcScanner, Stat},
+    tracker::{ExitReport, LiveProc, Tracker},
+};
+use crate::{
+    enrich::cgroup::CgroupResolver,
+    model::{Counters, ProcKey, Window, ticks_from_ns},
+    probes::{LoadOptions, ProbeError, Probes, parse_event},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::enrich::cgroup::CgroupError),
+    #[error("reading /proc: {0}")]
+    Proc(std::io::Error),
+    #[error("reading eBPF map: {0}")]
+    Map(#[from] aya::maps::MapError),
+}
+
+/// Names of the `drop_kind` counters, for warnings and metrics.
+pub const DROP_NAMES: [&str; drop_kind::COUNT as usize] = [
+    "thread map full",
+    "process map full",
+    "event ring buffer full",
+    "brk scratch map full",
+    "kernel read failed",
+];
+
+/// What one tick produced.
+#[derive(Debug)]
+pub struct Tick {
+    pub at: SystemTime,
+    pub seconds: f64,
+    pub windows: Vec<Window>,
+    /// Losses since the previous tick, by `drop_kind`.
+    pub new_drops: [u64; drop_kind::COUNT as usize],
+    /// Kernel records of processes that vanished without an exit event
+    /// (the ring buffer was full), finalized from the map instead.
+    pub swept_records: usize,
+}
+
+/// CPU samples of the live threads of one process.
+#[derive(Debug, Default, Clone, Copy)]
+struct ThreadSum {
+    samples: u64,
+    /// cgroup of the main thread if it was sampled, else of any thread.
+    cgroup_id: u64,
+}
+
+pub struct Collector {
+    probes: Probes,
+    events: RingBuf<MapData>,
+    scanner: ProcScanner,
+    proc_root: PathBuf,
+    cgroups: CgroupResolver,
+    tracker: Tracker,
+    clock_ticks: u64,
+    page_size: u64,
+    pending_exits: HashMap<ProcKey, ExitReport>,
+    pending_execs: HashSet<u32>,
+    /// Records whose process was gone at the previous tick: swept if still
+    /// there now (an exit event removes its record at once).
+    orphan_candidates: HashSet<ProcKey>,
+    drops: [u64; drop_kind::COUNT as usize],
+    last_tick: Instant,
+}
+
+impl Collector {
+    /// Loads the probes, then reads every process once as the baseline.
+    pub fn start(opts: &LoadOptions) -> Result<Self, CollectError> {
+        let clock_ticks = sysconf(libc::_SC_CLK_TCK).unwrap_or(100);
+        let page_size = sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
+        let attach_ticks = ticks_from_ns(boottime_ns(), clock_ticks);
+        let cgroups = CgroupResolver::discover()?;
+        let mut probes = Probes::load(opts)?;
+        let events = probes.take_events()?;
+        let proc_root = PathBuf::from("/proc");
+        let tracker = Tracker::new(attach_ticks, probes.sample_period_ns);
+        let mut collector = Self {
+            probes,
+            events,
+            scanner: ProcScanner::new(&proc_root),
+            proc_root,
+            cgroups,
+            tracker,
+            clock_ticks,
+            page_size,
+            pending_exits: HashMap::new(),
+            pending_execs: HashSet::new(),
+            orphan_candidates: HashSet::new(),
+            drops: [0; drop_kind::COUNT as usize],
+            last_tick: Instant::now(),
+        };
+        let (live, _) = collector.observe()?;
+        collector.tracker.baseline(&live);
+        collector.last_tick = Instant::now();
+        Ok(collector)
+    }
+
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    /// Moves exec and exit events out of the ring buffer. Call it often
+    /// (every 100 ms) so the buffer never fills between ticks.
+    pub fn poll_events(&mut self) {
+        loop {
+            let Some(item) = self.events.next() else {
+                break;
+            };
+            let parsed = parse_event(&item);
+            drop(item);
+            let Some(event) = parsed else { continue };
+            match event.kind {
+                event_kind::EXIT => {
+                    let report = self.exit_report(&event.record, event.tgid, &event.comm);
+                    self.merge_exit(report);
+                }
+                event_kind::EXEC => {
+                    self.pending_execs.insert(event.tgid);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn exit_report(&self, rec: &ProcRecord, tgid: u32, comm: &[u8]) -> ExitReport {
+        ExitReport {
+            key: ProcKey {
+                tgid,
+                start_ticks: ticks_from_ns(rec.start_ns, self.clock_ticks),
+            },
+            comm: comm_string(comm),
+            cgroup_id: (rec.cgroup_id != 0).then_some(rec.cgroup_id),
+            counters: Counters::from_exit_record(rec),
+        }
+    }
+
+    fn merge_exit(&mut self, report: ExitReport) {
+        match self.pending_exits.get_mut(&report.key) {
+            Some(pending) => {
+                pending.counters = pending.counters.add(&report.counters);
+                if pending.comm.is_empty() {
+                    pending.comm = report.comm;
+                }
+            }
+            None => {
+                self.pending_exits.insert(report.key, report);
+            }
+        }
+    }
+
+    /// Ends the current window: returns what every process did in it.
+    pub fn tick(&mut self) -> Result<Tick, CollectError> {
+        self.poll_events();
+        let (live, swept_records) = self.observe()?;
+        let exits: Vec<ExitReport> = self.pending_exits.drain().map(|(_, r)| r).collect();
+        let seconds = self.last_tick.elapsed().as_secs_f64();
+        self.last_tick = Instant::now();
+        let mut windows = self.tracker.tick(&live, &exits, seconds);
+        for w in &mut windows {
+            w.cgroup = w.cgroup_id.and_then(|id| self.cgroups.resolve(id));
+        }
+        Ok(Tick {
+            at: SystemTime::now(),
+            seconds,
+            windows,
+            new_drops: self.new_drops()?,
+            swept_records,
+        })
+    }
+
+    fn new_drops(&mut self) -> Result<[u64; drop_kind::COUNT as usize], CollectError> {
+        let now = self.probes.drops()?;
+        let mut new = [0; drop_kind::COUNT as usize];
+        for (i, n) in new.iter_mut().enumerate() {
+            *n = now[i].saturating_sub(self.drops[i]);
+        }
+        self.drops = now;
+        Ok(new)
+    }
+
+    /// Reads the maps, then `/proc`, into one [`LiveProc`] per process.
+    /// Records of processes that vanished without an exit event are turned
+    /// into exit reports. Returns the live processes and how many records
+    /// were swept.
+    fn observe(&mut self) -> Result<(Vec<LiveProc>, usize), CollectError> {
+        // The process records first, then the threads: a thread that exits
+        // in between is then missed for one tick, never counted twice.
+        let records = self.read_records()?;
+        let threads = self.read_threads()?;
+        let stats = self.scanner.scan().map_err(CollectError::Proc)?;
+        let execs = std::mem::take(&mut self.pending_execs);
+
+        let mut live = Vec::with_capacity(stats.len());
+        let mut live_keys = HashSet::with_capacity(stats.len());
+        for stat in &stats {
+            let key = ProcKey {
+                tgid: stat.pid,
+                start_ticks: stat.starttime,
+            };
+            live_keys.insert(key);
+            let record = records
+                .get(&stat.pid)
+                .filter(|r| ticks_from_ns(r.start_ns, self.clock_ticks) == stat.starttime);
+            let sum = threads.get(&stat.pid).copied().unwrap_or_default();
+            live.push(self.live_proc(key, stat, record, sum, execs.contains(&stat.pid)));
+        }
+        let swept = self.sweep_orphans(&records, &live_keys)?;
+        Ok((live, swept))
+    }
+
+    fn live_proc(
+        &mut self,
+        key: ProcKey,
+        stat: &Stat,
+        record: Option<&ProcRecord>,
+        sum: ThreadSum,
+        execd: bool,
+    ) -> LiveProc {
+        let mut counters = Counters {
+            cpu_samples: sum.samples + record.map_or(0, |r| r.exited.cpu_samples),
+            minor_faults: stat.minflt,
+            major_faults: stat.majflt,
+            cpu_ticks: stat.cpu_ticks,
+            ..Counters::default()
+        };
+        if let Some(r) = record {
+            counters.set_alloc(&r.alloc);
+        }
+        // The kernel's cgroup id where the programs saw the process; else
+        // /proc/<pid>/cgroup, on first sight and after an exec.
+        let kernel_id = [sum.cgroup_id, record.map_or(0, |r| r.cgroup_id)]
+            .into_iter()
+            .find(|&id| id != 0);
+        let cgroup_id = kernel_id.or_else(|| {
+            (execd || !self.tracker.knows(&key))
+                .then(|| {
+                    self.cgroups
+                        .resolve_pid(&self.proc_root, stat.pid)
+                        .map(|c| c.id)
+                })
+                .flatten()
+        });
+        let dead_before_attach = (!self.tracker.knows(&key) && self.tracker.predates_attach(&key))
+            .then(|| {
+                let (minor, major) =
+                    procfs::live_thread_faults(&self.proc_root, stat.pid).unwrap_or((0, 0));
+                let exited = record.map_or((0, 0), |r| (r.exited.min_flt, r.exited.maj_flt));
+                (
+                    stat.minflt.saturating_sub(minor + exited.0),
+                    stat.majflt.saturating_sub(major + exited.1),
+                )
+            });
+        LiveProc {
+            key,
+            comm: comm_string(&stat.comm),
+            counters,
+            rss_bytes: stat.rss_pages * self.page_size,
+            cgroup_id,
+            dead_before_attach,
+        }
+    }
+
+    fn read_records(&self) -> Result<HashMap<u32, ProcRecord>, CollectError> {
+        let map = self.probes.procs()?;
+        let mut records = HashMap::new();
+        for entry in map.iter() {
+            let (tgid, rec) = match entry {
+                Ok(kv) => kv,
+                // Removed between key and value lookup: the process exited.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            records.insert(tgid, rec);
+        }
+        Ok(records)
+    }
+
+    fn read_threads(&self) -> Result<HashMap<u32, ThreadSum>, CollectError> {
+        let map = self.probes.threads()?;
+        let mut sums: HashMap<u32, ThreadSum> = HashMap::new();
+        for entry in map.iter() {
+            let (tid, t) = match entry {
+                Ok(kv) => kv,
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let sum = sums.entry(t.tgid).or_default();
+            sum.samples += t.samples;
+            if sum.cgroup_id == 0 || tid == t.tgid {
+                sum.cgroup_id = t.cgroup_id;
+            }
+        }
+        Ok(sums)
+    }
+
+    /// A record whose process is gone (or already reported as exited) for
+    /// two ticks in a row lost its exit event, or belongs to a thread that
+    /// exited after its group died: finalize it from the map.
+    fn sweep_orphans(
+        &mut self,
+        records: &HashMap<u32, ProcRecord>,
+        live: &HashSet<ProcKey>,
+    ) -> Result<usize, CollectError> {
+        let mut candidates = HashSet::new();
+        let mut orphans = Vec::new();
+        for (&tgid, rec) in records {
+            let key = ProcKey {
+                tgid,
+                start_ticks: ticks_from_ns(rec.start_ns, self.clock_ticks),
+            };
+            if live.contains(&key) && !self.tracker.has_exited(&key) {
+                continue;
+            }
+            if self.orphan_candidates.contains(&key) {
+                orphans.push((key, tgid));
+            } else {
+                candidates.insert(key);
+            }
+        }
+        self.orphan_candidates = candidates;
+        let mut map = self.probes.procs_mut()?;
+        let mut swept = Vec::new();
+        for (key, tgid) in &orphans {
+            // Read again: the record may have grown since the first read.
+            if let Ok(rec) = map.get(tgid, 0)
+                && ticks_from_ns(rec.start_ns, self.clock_ticks) == key.start_ticks
+            {
+                let _ = map.remove(tgid);
+                swept.push((rec, *tgid));
+            }
+        }
+        drop(map);
+        let count = swept.len();
+        for (rec, tgid) in swept {
+            let report = self.exit_report(&rec, tgid, b"");
+            self.merge_exit(report);
+        }
+        Ok(count)
+    }
+}
+
+/// A `comm` as text: up to the first NUL, invalid UTF-8 replaced.
+pub fn comm_string(comm: &[u8]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+fn sysconf(name: libc::c_int) -> Option<u64> {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(name) };
+    (v > 0).then_some(v as u64)
+}
+
+/// CLOCK_BOOTTIME in ns: the clock of `start_boottime` and `/proc` start times.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer; CLOCK_BOOTTIME exists since Linux 2.6.39.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,142 @@
+//! The names of DESIGN.md: [`ProcKey`], [`Counters`], [`Window`].
+use std::sync::Arc;
+
+use agent_common::{AllocCounters, ProcRecord};
+use serde::Serialize;
+
+use crate::enrich::cgroup::CgroupInfo;
+
+/// A process: tgid plus its start time, so a reused pid is a new process.
+///
+/// The start time is in clock ticks since boot, as in field 22 of
+/// `/proc/<pid>/stat`; the kernel side's `start_boottime` (ns) is converted
+/// with [`ticks_from_ns`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ProcKey {
+    pub tgid: u32,
+    pub start_ticks: u64,
+}
+
+/// Converts ns since boot to clock ticks the way `/proc/<pid>/stat` does
+/// (`nsec_to_clock_t`: truncating division).
+pub fn ticks_from_ns(ns: u64, clock_ticks_per_second: u64) -> u64 {
+    ns / (1_000_000_000 / clock_ticks_per_second.max(1))
+}
+
+/// Cumulative totals of one process since the agent first saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub cpu_samples: u64,
+    pub mmap_calls: u64,
+    pub mmap_bytes: u64,
+    pub munmap_calls: u64,
+    pub munmap_bytes: u64,
+    pub brk_calls: u64,
+    pub brk_bytes: u64,
+    pub mremap_calls: u64,
+    pub mremap_bytes: u64,
+    pub madvise_calls: u64,
+    pub madvise_dontneed_bytes: u64,
+    pub madvise_free_bytes: u64,
+    pub madvise_other_bytes: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    /// utime + stime from `/proc/<pid>/stat`, in clock ticks: not reported,
+    /// but it tells that a process ran even when no sample hit it.
+    #[serde(skip)]
+    pub cpu_ticks: u64,
+}
+
+impl Counters {
+    /// Applies `f` to each pair of fields.
+    fn zip_with(&self, other: &Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        Self {
+            cpu_samples: f(self.cpu_samples, other.cpu_samples),
+            mmap_calls: f(self.mmap_calls, other.mmap_calls),
+            mmap_bytes: f(self.mmap_bytes, other.mmap_bytes),
+            munmap_calls: f(self.munmap_calls, other.munmap_calls),
+            munmap_bytes: f(self.munmap_bytes, other.munmap_bytes),
+            brk_calls: f(self.brk_calls, other.brk_calls),
+            brk_bytes: f(self.brk_bytes, other.brk_bytes),
+            mremap_calls: f(self.mremap_calls, other.mremap_calls),
+            mremap_bytes: f(self.mremap_bytes, other.mremap_bytes),
+            madvise_calls: f(self.madvise_calls, other.madvise_calls),
+            madvise_dontneed_bytes: f(self.madvise_dontneed_bytes, other.madvise_dontneed_bytes),
+            madvise_free_bytes: f(self.madvise_free_bytes, other.madvise_free_bytes),
+            madvise_other_bytes: f(self.madvise_other_bytes, other.madvise_other_bytes),
+            minor_faults: f(self.minor_faults, other.minor_faults),
+            major_faults: f(self.major_faults, other.major_faults),
+            cpu_ticks: f(self.cpu_ticks, other.cpu_ticks),
+        }
+    }
+
+    /// Field-wise `self - earlier`, never below zero.
+    pub fn saturating_sub(&self, earlier: &Self) -> Self {
+        self.zip_with(earlier, u64::saturating_sub)
+    }
+
+    /// Field-wise maximum: the high-water mark of what has been reported.
+    pub fn max(&self, other: &Self) -> Self {
+        self.zip_with(other, u64::max)
+    }
+
+    /// Field-wise sum.
+    pub fn add(&self, other: &Self) -> Self {
+        self.zip_with(other, u64::saturating_add)
+    }
+
+    /// True when nothing happened.
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Copies the syscall counters of a kernel record.
+    pub fn set_alloc(&mut self, a: &AllocCounters) {
+        self.mmap_calls = a.mmap_calls;
+        self.mmap_bytes = a.mmap_bytes;
+        self.munmap_calls = a.munmap_calls;
+        self.munmap_bytes = a.munmap_bytes;
+        self.brk_calls = a.brk_calls;
+        self.brk_bytes = a.brk_bytes;
+        self.mremap_calls = a.mremap_calls;
+        self.mremap_bytes = a.mremap_bytes;
+        self.madvise_calls = a.madvise_calls;
+        self.madvise_dontneed_bytes = a.madvise_dontneed_bytes;
+        self.madvise_free_bytes = a.madvise_free_bytes;
+        self.madvise_other_bytes = a.madvise_other_bytes;
+    }
+
+    /// What a final kernel record (sent at exit) says about a process:
+    /// syscalls, samples of all its threads, and the faults its threads had
+    /// when they exited.
+    pub fn from_exit_record(rec: &ProcRecord) -> Self {
+        let mut c = Self {
+            cpu_samples: rec.exited.cpu_samples,
+            minor_faults: rec.exited.min_flt,
+            major_faults: rec.exited.maj_flt,
+            ..Self::default()
+        };
+        c.set_alloc(&rec.alloc);
+        c
+    }
+}
+
+/// The deltas of one interval for one process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub key: ProcKey,
+    pub comm: String,
+    /// cgroup v2 id, when known.
+    pub cgroup_id: Option<u64>,
+    /// The cgroup's path and container, filled in by the collector.
+    pub cgroup: Option<Arc<CgroupInfo>>,
+    /// Length of the interval, seconds.
+    pub seconds: f64,
+    pub delta: Counters,
+    /// `delta.cpu_samples` times the sampling period.
+    pub cpu_seconds: f64,
+    /// Resident set at the end of the window; 0 once the process is gone.
+    pub rss_bytes: u64,
+    /// True in the window in which the process exited.
+    pub exited: bool,
+}
