@@ -4,12 +4,12 @@
 //!
 //! ```text
 //! name: sys_enter_brk
-//! field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-//! field:unsigned long brk;	offset:16;	size:8;	signed:0;
+//! field:int __syscall_nr;    offset:8;    size:4;    signed:1;
+//! field:unsigned long brk;    offset:16;    size:8;    signed:0;
 //!
 //! name: sys_exit_brk
-//! field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-//! field:long ret;	offset:16;	size:8;	signed:1;
+//! field:int __syscall_nr;    offset:8;    size:4;    signed:1;
+//! field:long ret;    offset:16;    size:8;    signed:1;
 //! ```
 use agent_common::drop_kind;
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! name: sys_exit_madvise
-//! field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-//! field:long ret;	offset:16;	size:8;	signed:1;
+//! field:int __syscall_nr;    offset:8;    size:4;    signed:1;
+//! field:long ret;    offset:16;    size:8;    signed:1;
 //! ```
 //! Arguments (`sys_enter_madvise`): start, len_in, behavior.
 use agent_common::{MADV_DONTNEED, MADV_FREE};

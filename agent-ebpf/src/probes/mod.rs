@@ -15,8 +15,8 @@ use aya_ebpf::programs::TracePointContext;
 /// Offset of `ret` in every `syscalls:sys_exit_*` tracepoint:
 ///
 /// ```text
-/// field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-/// field:long ret;	offset:16;	size:8;	signed:1;
+/// field:int __syscall_nr;    offset:8;    size:4;    signed:1;
+/// field:long ret;    offset:16;    size:8;    signed:1;
 /// ```
 const SYS_EXIT_RET: usize = 16;
 

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! name: sys_exit_mremap
-//! field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-//! field:long ret;	offset:16;	size:8;	signed:1;
+//! field:int __syscall_nr;    offset:8;    size:4;    signed:1;
+//! field:long ret;    offset:16;    size:8;    signed:1;
 //! ```
 //! Arguments (`sys_enter_mremap`): addr, old_len, new_len, flags, new_addr.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};

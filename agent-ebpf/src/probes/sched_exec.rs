@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! name: sched_process_exec
-//! field:__data_loc char[] filename;	offset:8;	size:4;	signed:0;
-//! field:pid_t pid;	offset:12;	size:4;	signed:1;
-//! field:pid_t old_pid;	offset:16;	size:4;	signed:1;
+//! field:__data_loc char[] filename;    offset:8;    size:4;    signed:0;
+//! field:pid_t pid;    offset:12;    size:4;    signed:1;
+//! field:pid_t old_pid;    offset:16;    size:4;    signed:1;
 //! ```
 use agent_common::{ProcEvent, ProcRecord, drop_kind, event_kind};
 use aya_ebpf::{

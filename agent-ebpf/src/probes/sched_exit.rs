@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! name: sched_process_exit
-//! field:char comm[16];	offset:8;	size:16;	signed:0;
-//! field:pid_t pid;	offset:24;	size:4;	signed:1;
-//! field:int prio;	offset:28;	size:4;	signed:1;
-//! field:bool group_dead;	offset:32;	size:1;	signed:0;   (Linux 6.16+ only)
+//! field:char comm[16];    offset:8;    size:16;    signed:0;
+//! field:pid_t pid;    offset:24;    size:4;    signed:1;
+//! field:int prio;    offset:28;    size:4;    signed:1;
+//! field:bool group_dead;    offset:32;    size:1;    signed:0;   (Linux 6.16+ only)
 //! ```
 //!
 //! Each thread folds what it leaves behind into its process's record: its

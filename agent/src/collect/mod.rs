@@ -205,7 +205,7 @@ impl Collector {
         // The process records first, then the threads: a thread that exits
         // in between is then missed for one tick, never counted twice.
         let records = self.read_records()?;
-        let threads = self.read_threads()?;
+        let (threads, thread_entries) = self.read_threads()?;
         let stats = self.scanner.scan().map_err(CollectError::Proc)?;
         let execs = std::mem::take(&mut self.pending_execs);
 
@@ -224,6 +224,14 @@ impl Collector {
             live.push(self.live_proc(key, stat, record, sum, execs.contains(&stat.pid)));
         }
         let swept = self.sweep_orphans(&records, &live_keys)?;
+        // Tests read this to check that the maps shrink as processes exit.
+        tracing::debug!(
+            procs_map = records.len(),
+            threads_map = thread_entries,
+            tracked = self.tracker.len(),
+            live = live.len(),
+            "occupancy"
+        );
         Ok((live, swept))
     }
 
@@ -294,22 +302,25 @@ impl Collector {
         Ok(records)
     }
 
-    fn read_threads(&self) -> Result<HashMap<u32, ThreadSum>, CollectError> {
+    /// Samples per process, and the number of thread entries in the map.
+    fn read_threads(&self) -> Result<(HashMap<u32, ThreadSum>, usize), CollectError> {
         let map = self.probes.threads()?;
         let mut sums: HashMap<u32, ThreadSum> = HashMap::new();
+        let mut entries = 0;
         for entry in map.iter() {
             let (tid, t) = match entry {
                 Ok(kv) => kv,
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e.into()),
             };
+            entries += 1;
             let sum = sums.entry(t.tgid).or_default();
             sum.samples += t.samples;
             if sum.cgroup_id == 0 || tid == t.tgid {
                 sum.cgroup_id = t.cgroup_id;
             }
         }
-        Ok(sums)
+        Ok((sums, entries))
     }
 
     /// A record whose process is gone (or already reported as exited) for
@@ -337,18 +348,22 @@ impl Collector {
             }
         }
         self.orphan_candidates = candidates;
-        let mut map = self.probes.procs_mut()?;
+        if orphans.is_empty() {
+            return Ok(0);
+        }
         let mut swept = Vec::new();
-        for (key, tgid) in &orphans {
-            // Read again: the record may have grown since the first read.
-            if let Ok(rec) = map.get(tgid, 0)
-                && ticks_from_ns(rec.start_ns, self.clock_ticks) == key.start_ticks
-            {
-                let _ = map.remove(tgid);
-                swept.push((rec, *tgid));
+        {
+            let mut map = self.probes.procs_mut()?;
+            for (key, tgid) in &orphans {
+                // Read again: the record may have grown since the first read.
+                if let Ok(rec) = map.get(tgid, 0)
+                    && ticks_from_ns(rec.start_ns, self.clock_ticks) == key.start_ticks
+                {
+                    let _ = map.remove(tgid);
+                    swept.push((rec, *tgid));
+                }
             }
         }
-        drop(map);
         let count = swept.len();
         for (rec, tgid) in swept {
             let report = self.exit_report(&rec, tgid, b"");

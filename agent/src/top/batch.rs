@@ -146,7 +146,7 @@ pub fn table(windows: &[Window], at: SystemTime, seconds: f64) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>7} {:<16} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}  {}",
+        "{:>7} {:<16} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}  CONTAINER/CGROUP",
         "PID",
         "COMM",
         "CPU%",
@@ -160,7 +160,6 @@ pub fn table(windows: &[Window], at: SystemTime, seconds: f64) -> String {
         "MAPPED",
         "DONTNEED",
         "RSS",
-        "CONTAINER/CGROUP"
     );
     for w in windows {
         let d = &w.delta;

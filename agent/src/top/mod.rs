@@ -54,6 +54,12 @@ pub fn run_batch(opts: &BatchOptions, load: &LoadOptions) -> Result<(), CollectE
     for missing in &collector.probes().missing {
         tracing::warn!("{}", missing.warning());
     }
+    let attached = crate::probes::HOOKS.len() - collector.probes().missing.len();
+    tracing::info!(
+        "probes attached ({attached} of {} hooks); first window in {:?}",
+        crate::probes::HOOKS.len(),
+        opts.interval
+    );
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
     let mut next = Instant::now() + opts.interval;

@@ -1,0 +1,320 @@
+//! The data path against the kernel's own accounting: the real eBPF
+//! programs, the real agent binary, known C workloads in cgroups of their
+//! own. Needs root (see `common::require_root`).
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::{Agent, TestCgroup, assert_within, run_workload, sum, windows_of};
+use serde_json::Value;
+
+const SYSCALL_FIELDS: [(&str, &str); 5] = [
+    ("mmap_calls", "mmap_bytes"),
+    ("munmap_calls", "munmap_bytes"),
+    ("brk_calls", "brk_bytes"),
+    ("mremap_calls", "mremap_bytes"),
+    ("madvise_calls", "madvise_dontneed_bytes"),
+];
+
+fn pid_of(report: &Value) -> u64 {
+    report["pid"].as_u64().unwrap()
+}
+
+/// mmap/munmap/madvise/brk/mremap calls and bytes, and minor faults, of a
+/// workload in its own cgroup against its own counts and /proc/self/stat.
+#[test]
+fn allocation_syscalls_and_faults_match_the_workload() {
+    if !common::require_root("allocation_syscalls_and_faults_match_the_workload") {
+        return;
+    }
+    let _serial = common::serial();
+    let cg = TestCgroup::create(&common::unique("tally-test-alloc"));
+    let agent = Agent::start(&[]);
+    // The same binary doing nothing: what its runtime does at start-up.
+    let idle = run_workload(Some(&cg), &["alloc", "0", "16"]);
+    let busy = run_workload(Some(&cg), &["alloc", "20000", "16"]);
+    let (lines, stderr, _) = agent.stop();
+    let startup = windows_of(&lines, pid_of(&idle));
+    let windows = windows_of(&lines, pid_of(&busy));
+    assert!(
+        !windows.is_empty(),
+        "no window for pid {}; stderr:\n{stderr}",
+        pid_of(&busy)
+    );
+
+    for (calls, bytes) in SYSCALL_FIELDS {
+        let (got, own) = (sum(&windows, calls), busy[calls].as_f64().unwrap());
+        let allowance = sum(&startup, calls) - idle[calls].as_f64().unwrap();
+        assert!(own > 0.0, "the workload makes {calls}");
+        assert!(got >= own, "{calls}: agent {got} < workload's own {own}");
+        assert!(
+            got <= own + allowance,
+            "{calls}: agent {got} > own {own} + start-up {allowance}"
+        );
+        let startup_bytes = sum(&startup, bytes) - idle[bytes].as_f64().unwrap();
+        assert_within(
+            bytes,
+            sum(&windows, bytes) - startup_bytes,
+            busy[bytes].as_f64().unwrap(),
+            0.01,
+        );
+    }
+    assert_within(
+        "madvise_free_bytes",
+        sum(&windows, "madvise_free_bytes"),
+        busy["madvise_free_bytes"].as_f64().unwrap(),
+        0.01,
+    );
+    // Faults: the workload read /proc/self/stat as its last act; the process
+    // started after the agent, so its /proc delta is that whole value.
+    assert_within(
+        "minor_faults",
+        sum(&windows, "minor_faults"),
+        busy["minor_faults"].as_f64().unwrap(),
+        0.01,
+    );
+    assert!(busy["minor_faults"].as_f64().unwrap() > 20000.0 * 16.0);
+
+    // Exit, identity and cgroup.
+    assert_eq!(
+        windows.iter().filter(|w| w["exited"] == true).count(),
+        1,
+        "exactly one exit window"
+    );
+    assert!(
+        windows.iter().all(|w| w["cgroup_id"] == cg.id()),
+        "cgroup id {}: {windows:?}",
+        cg.id()
+    );
+    assert!(windows.iter().all(|w| w["cgroup_path"] == cg.path.as_str()));
+    assert!(windows.iter().all(|w| w["container_id"].is_null()));
+    assert!(windows.iter().all(|w| w["comm"] == "workload"));
+}
+
+/// Major faults: a file dropped from the page cache, read with MADV_RANDOM.
+#[test]
+fn major_faults_match_proc() {
+    if !common::require_root("major_faults_match_proc") {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = Agent::start(&[]);
+    let file = common::scratch_dir().join(common::unique("majfault"));
+    let report = run_workload(None, &["majfault", file.to_str().unwrap(), "32"]);
+    let (lines, stderr, _) = agent.stop();
+    let windows = windows_of(&lines, pid_of(&report));
+    assert!(!windows.is_empty(), "stderr:\n{stderr}");
+    let own = report["major_faults"].as_f64().unwrap();
+    assert!(
+        own >= 4096.0,
+        "the workload should have faulted in 32 MiB from disk: {report}"
+    );
+    assert_within("major_faults", sum(&windows, "major_faults"), own, 0.01);
+    assert_within(
+        "minor_faults",
+        sum(&windows, "minor_faults"),
+        report["minor_faults"].as_f64().unwrap(),
+        0.01,
+    );
+}
+
+/// CPU: 5 s of busy loop sampled at 99 Hz against the process's utime+stime.
+#[test]
+fn cpu_seconds_match_utime_and_stime() {
+    if !common::require_root("cpu_seconds_match_utime_and_stime") {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = Agent::start(&["--sample-hz", "99"]);
+    let report = run_workload(None, &["spin", "5"]);
+    let (lines, stderr, _) = agent.stop();
+    let windows = windows_of(&lines, pid_of(&report));
+    assert!(!windows.is_empty(), "stderr:\n{stderr}");
+    let own = report["cpu_ticks"].as_f64().unwrap() / report["clk_tck"].as_f64().unwrap();
+    assert!(own > 4.0, "the spin should have used most of 5 s: {report}");
+    assert_within("cpu_seconds", sum(&windows, "cpu_seconds"), own, 0.10);
+    let samples = sum(&windows, "cpu_samples");
+    assert_within(
+        "cpu_samples",
+        samples,
+        sum(&windows, "cpu_seconds") * 99.0,
+        0.01,
+    );
+}
+
+/// A process that lives a few milliseconds is reported, exited, with its
+/// numbers: the kernel side sends them when its thread group dies.
+#[test]
+fn short_lived_process_is_reported_with_its_numbers() {
+    if !common::require_root("short_lived_process_is_reported_with_its_numbers") {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = Agent::start(&[]);
+    let report = run_workload(None, &["alloc", "200", "4"]);
+    let (lines, stderr, _) = agent.stop();
+    assert!(
+        report["lived_seconds"].as_f64().unwrap() < 0.1,
+        "lived too long for this test: {report}"
+    );
+    let windows = windows_of(&lines, pid_of(&report));
+    assert_eq!(
+        windows.len(),
+        1,
+        "one window, the exit one: {windows:?}; stderr:\n{stderr}"
+    );
+    let w = windows[0];
+    assert_eq!(w["exited"], true);
+    assert_eq!(w["rss_bytes"], 0);
+    assert!(w["mmap_calls"].as_f64().unwrap() >= report["mmap_calls"].as_f64().unwrap());
+    assert!(w["madvise_calls"].as_f64().unwrap() >= report["madvise_calls"].as_f64().unwrap());
+    assert_within(
+        "minor_faults",
+        w["minor_faults"].as_f64().unwrap(),
+        report["minor_faults"].as_f64().unwrap(),
+        0.01,
+    );
+    assert!(w["cgroup_id"].as_u64().is_some_and(|id| id > 0), "{w}");
+}
+
+/// A kubelet/containerd-shaped cgroup (systemd driver) yields its container
+/// id, pod UID and QoS class.
+#[test]
+fn kubelet_shaped_cgroup_yields_the_container() {
+    if !common::require_root("kubelet_shaped_cgroup_yields_the_container") {
+        return;
+    }
+    let _serial = common::serial();
+    let uid = "4b2a7c1e_9d3f_4e8a_b6c5_1f0e2d3c4b5a";
+    let id = "5c2d9b0e7f1a3c4b6d8e0f2a4c6e8a0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a1c";
+    let root = common::unique("tally-test-kube");
+    let rel = format!(
+        "{root}/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/cri-containerd-{id}.scope"
+    );
+    let cg = TestCgroup::create(&rel);
+    let agent = Agent::start(&[]);
+    let report = run_workload(Some(&cg), &["alloc", "100", "4"]);
+    let (lines, stderr, _) = agent.stop();
+    let windows = windows_of(&lines, pid_of(&report));
+    assert!(!windows.is_empty(), "stderr:\n{stderr}");
+    for w in windows {
+        assert_eq!(w["cgroup_id"], cg.id());
+        assert_eq!(w["cgroup_path"], cg.path.as_str());
+        assert_eq!(w["container_id"], id);
+        assert_eq!(w["container_runtime"], "containerd");
+        assert_eq!(w["pod_uid"], uid.replace('_', "-"));
+        assert_eq!(w["qos_class"], "burstable");
+    }
+}
+
+/// A tracepoint the kernel lacks: a warning naming it and what it disables;
+/// every other number keeps working.
+#[test]
+fn missing_tracepoint_warns_and_the_rest_works() {
+    if !common::require_root("missing_tracepoint_warns_and_the_rest_works") {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = Agent::start_with_env(
+        &[],
+        &[("TALLY_FAULT_MISSING_HOOK", "syscalls:sys_exit_mremap")],
+    );
+    let report = run_workload(None, &["alloc", "500", "4"]);
+    let (lines, stderr, _) = agent.stop();
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("sys_exit_mremap"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("mremap_calls"),
+        "{warning}"
+    );
+    let windows = windows_of(&lines, pid_of(&report));
+    assert_eq!(sum(&windows, "mremap_calls"), 0.0);
+    assert!(sum(&windows, "mmap_calls") >= report["mmap_calls"].as_f64().unwrap());
+    assert_within(
+        "minor_faults",
+        sum(&windows, "minor_faults"),
+        report["minor_faults"].as_f64().unwrap(),
+        0.01,
+    );
+}
+
+/// Without root or CAP_BPF/CAP_PERFMON: one line naming what is missing, exit 2.
+#[test]
+fn without_privileges_one_line_and_exit_2() {
+    if !common::require_root("without_privileges_one_line_and_exit_2") {
+        return; // needs root to become someone else
+    }
+    use std::os::unix::process::CommandExt as _;
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["top", "--batch", "-n", "1"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("missing CAP_BPF and CAP_PERFMON") && stderr.contains("root"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// More processes than the map holds: the losses are counted and reported,
+/// collection goes on, and the maps empty again as processes exit.
+#[test]
+fn full_map_is_counted_and_reported_and_maps_shrink() {
+    if !common::require_root("full_map_is_counted_and_reported_and_maps_shrink") {
+        return;
+    }
+    let _serial = common::serial();
+    let mut agent = Agent::start_with_env(
+        &["--max-processes", "64"],
+        &[("TALLY_LOG", "info,agent::collect=debug")],
+    );
+    // 300 processes alive at once, each making an mmap call.
+    let report = run_workload(None, &["forkmany", "300", "800"]);
+    agent.wait_for_stderr("process map full", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    let marker = run_workload(None, &["alloc", "100", "4"]);
+    let (lines, stderr, _) = agent.stop();
+    let lost: u64 = stderr
+        .lines()
+        .filter(|l| l.contains("process map full"))
+        .filter_map(|l| {
+            l.split("lost=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(lost > 0, "a loss count: {stderr}");
+    // Collection went on: the marker after the storm is exact.
+    let windows = windows_of(&lines, pid_of(&marker));
+    assert!(
+        sum(&windows, "mmap_calls") >= marker["mmap_calls"].as_f64().unwrap(),
+        "{stderr}"
+    );
+    assert!(!windows_of(&lines, pid_of(&report)).is_empty());
+    // The last occupancy lines: the process map is back near empty.
+    let last_occupancy = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("occupancy"))
+        .expect("debug occupancy lines");
+    let procs_map: u64 = last_occupancy
+        .split("procs_map=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{last_occupancy}"));
+    assert!(
+        procs_map < 32,
+        "PROCS still holds {procs_map} entries after the storm: {last_occupancy}"
+    );
+}
