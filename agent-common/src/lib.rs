@@ -19,7 +19,6 @@ pub mod maps {
     pub const THREADS: &str = "THREADS";
     pub const PROCS: &str = "PROCS";
     pub const EVENTS: &str = "EVENTS";
-    pub const BRK_SCRATCH: &str = "BRK_SCRATCH";
     pub const DROPS: &str = "DROPS";
 }
 
@@ -46,7 +45,9 @@ pub struct ThreadSamples {
 }
 
 /// Allocation-related syscalls of one process, cumulative since the agent
-/// attached. Bytes count successful calls only.
+/// attached. Bytes count successful calls only. The counters every
+/// iteration of an allocator touches come first, so they share cache lines
+/// with the map element's key.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AllocCounters {
@@ -55,16 +56,16 @@ pub struct AllocCounters {
     pub mmap_bytes: u64,
     pub munmap_calls: u64,
     pub munmap_bytes: u64,
+    pub madvise_calls: u64,
+    pub madvise_dontneed_bytes: u64,
+    pub madvise_free_bytes: u64,
+    pub madvise_other_bytes: u64,
     pub brk_calls: u64,
     /// Growth of the program break (new minus old, when positive).
     pub brk_bytes: u64,
     pub mremap_calls: u64,
     /// Growth of remapped regions (`new_len - old_len`, when positive).
     pub mremap_bytes: u64,
-    pub madvise_calls: u64,
-    pub madvise_dontneed_bytes: u64,
-    pub madvise_free_bytes: u64,
-    pub madvise_other_bytes: u64,
 }
 
 /// What the threads of a process that already exited left behind: their CPU
@@ -82,12 +83,15 @@ pub struct ExitedThreads {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcRecord {
+    pub alloc: AllocCounters,
+    /// The program break after the latest `brk` call (or when the record was
+    /// made, or at exec): brk growth is measured from it at syscall exit.
+    pub last_brk: u64,
     /// `start_boottime` of the thread-group leader, ns since boot: with the
     /// tgid it makes the `ProcKey`, so a reused pid is a new process.
     pub start_ns: u64,
     /// cgroup v2 id when the record was created or the process last exec'd.
     pub cgroup_id: u64,
-    pub alloc: AllocCounters,
     pub exited: ExitedThreads,
 }
 
@@ -124,11 +128,9 @@ pub mod drop_kind {
     /// The ring buffer was full: an exec or exit event was not sent. For an
     /// exit the record stays in `PROCS` and userspace finalizes it instead.
     pub const EVENTS_FULL: u32 = 2;
-    /// `BRK_SCRATCH` was full: a brk call was counted without its growth.
-    pub const BRK_SCRATCH_FULL: u32 = 3;
     /// A kernel read failed (`bpf_probe_read_kernel`).
-    pub const READ_FAILED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    pub const READ_FAILED: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Byte offsets into kernel structures, found by userspace in the running
@@ -194,7 +196,7 @@ mod tests {
         assert_eq!(size_of::<ThreadSamples>(), 4 + 4 + 8 * 3 + COMM_LEN);
         assert_eq!(size_of::<AllocCounters>(), 12 * 8);
         assert_eq!(size_of::<ExitedThreads>(), 3 * 8);
-        assert_eq!(size_of::<ProcRecord>(), 16 + 12 * 8 + 3 * 8);
+        assert_eq!(size_of::<ProcRecord>(), 12 * 8 + 3 * 8 + 3 * 8);
         assert_eq!(
             size_of::<ProcEvent>(),
             16 + 8 + COMM_LEN + size_of::<ProcRecord>()

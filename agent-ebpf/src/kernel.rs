@@ -62,6 +62,15 @@ pub fn process_start_ns(off: &KernelOffsets) -> u64 {
         .unwrap_or(0)
 }
 
+/// `mm->brk` of the current task; 0 for kernel threads, which have no mm.
+#[inline(always)]
+pub fn program_break(off: &KernelOffsets) -> u64 {
+    match read::<u64>(current_task(), off.task_mm) {
+        Some(mm) if mm != 0 => read::<u64>(mm, off.mm_brk).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// `comm` of the current thread-group leader.
 #[inline(always)]
 pub fn leader_comm(off: &KernelOffsets) -> [u8; COMM_LEN] {
@@ -75,13 +84,23 @@ pub fn leader_comm(off: &KernelOffsets) -> [u8; COMM_LEN] {
     comm
 }
 
-/// Syscall argument `N` of the current task, read at syscall exit from the
-/// registers saved on syscall entry (`bpf_task_pt_regs`, Linux 5.15).
+/// The registers the current task saved on syscall entry
+/// (`bpf_task_pt_regs`, Linux 5.15). Read its fields with [`syscall_arg`].
 #[inline(always)]
-pub fn syscall_arg<const N: usize>(off: &KernelOffsets) -> u64 {
+pub fn syscall_regs() -> *const u8 {
     // SAFETY: both helpers take and return kernel pointers the verifier tracks.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
-    read::<u64>(regs, off.regs_arg[N]).unwrap_or(0)
+    unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 }
+}
+
+/// Syscall argument `N` from [`syscall_regs`], as it stands at syscall exit.
+///
+/// A plain load, not `bpf_probe_read_kernel`: the registers are a trusted
+/// BTF pointer and the offset is a constant to the verifier (`.rodata` is
+/// frozen before load), which checks the access against `struct pt_regs`.
+/// This keeps the per-syscall cost to one helper pair.
+#[inline(always)]
+pub fn syscall_arg<const N: usize>(regs: *const u8, off: &KernelOffsets) -> u64 {
+    unsafe { *(regs.add(off.regs_arg[N] as usize) as *const u64) }
 }
 
 /// A syscall return value in `[-4095, -1]` is an error (`IS_ERR_VALUE`).
@@ -98,6 +117,7 @@ pub fn proc_record(tgid: u32, off: &KernelOffsets) -> Option<*mut ProcRecord> {
         return Some(rec);
     }
     let fresh = ProcRecord {
+        last_brk: program_break(off),
         start_ns: process_start_ns(off),
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         ..ProcRecord::default()

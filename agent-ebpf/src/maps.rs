@@ -16,10 +16,6 @@ pub static THREADS: HashMap<u32, ThreadSamples> = HashMap::with_max_entries(3276
 #[map]
 pub static PROCS: HashMap<u32, ProcRecord> = HashMap::with_max_entries(16384, 0);
 
-/// Program break before an in-flight `brk` call, keyed by tid.
-#[map]
-pub static BRK_SCRATCH: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
-
 /// Exec and exit events. Userspace polls it; no wakeups are requested.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);

@@ -1,1 +1,118 @@
-fn main() {}
+//! `cargo xtask`: setup, build, run, test and bench for Tally.
+//!
+//! - `cargo xtask run -- top --batch`: installs what is missing, builds, runs the agent.
+//! - `cargo xtask test`: every test (lints, unit tests, integration tests on the real kernel).
+//! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
+mod bench;
+mod cmd;
+mod setup;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Installs what building and testing need: rust-src for the nightly,
+    /// bpf-linker built against the nightly's own LLVM, and Debian packages.
+    Setup,
+    /// Builds the agent (with its eBPF programs) into target/release.
+    Build,
+    /// Sets up, builds, and runs the agent with these arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Runs every test: formatting, clippy, unit and integration tests.
+    Test {
+        /// Passed to the test harness, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Runs a benchmark and prints its table.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Bench,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Command::Setup => setup::all(setup::Purpose::Test),
+        Command::Build => {
+            setup::all(setup::Purpose::Run)?;
+            build()
+        }
+        Command::Run { args } => {
+            setup::all(setup::Purpose::Run)?;
+            build()?;
+            cmd::exec(cmd::cmd(root.join("target/release/agent")).args(args))
+        }
+        Command::Test { args } => {
+            setup::all(setup::Purpose::Test)?;
+            test(&args)
+        }
+        Command::Bench { which } => {
+            setup::all(setup::Purpose::Bench)?;
+            build()?;
+            bench::run(which, &root)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
+}
+
+/// Release build of the agent: its build script builds the eBPF programs.
+fn build() -> Result<()> {
+    cmd::run(cmd::cargo().args(["build", "--release", "--package", "agent"]))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    cmd::run(cmd::cargo().args([
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate only builds for the BPF target with the nightly.
+    cmd::run(
+        cmd::cmd("cargo")
+            .args([
+                "+nightly",
+                "clippy",
+                "--release",
+                "--package",
+                "agent-ebpf",
+                "--target",
+                "bpfel-unknown-none",
+            ])
+            .args(["-Z", "build-std=core", "--", "-D", "warnings"]),
+    )?;
+    // Release: integration tests measure the agent's real, optimized binary.
+    // Unit tests run in parallel; the integration tests serialize themselves.
+    cmd::run(
+        cmd::cargo()
+            .args(["test", "--release"])
+            .arg("--")
+            .args(args),
+    )
+}

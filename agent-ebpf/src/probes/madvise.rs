@@ -11,7 +11,7 @@ use agent_common::{MADV_DONTNEED, MADV_FREE};
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 use super::sys_exit_ret;
-use crate::kernel::{add, current_ids, offsets, proc_record, syscall_arg};
+use crate::kernel::{add, current_ids, offsets, proc_record, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_madvise(ctx: TracePointContext) -> u32 {
@@ -23,8 +23,9 @@ pub fn sys_exit_madvise(ctx: TracePointContext) -> u32 {
     unsafe {
         add(&raw mut (*rec).alloc.madvise_calls, 1);
         if sys_exit_ret(&ctx) == 0 {
-            let len = syscall_arg::<1>(&off);
-            let counter = match syscall_arg::<2>(&off) {
+            let regs = syscall_regs();
+            let len = syscall_arg::<1>(regs, &off);
+            let counter = match syscall_arg::<2>(regs, &off) {
                 MADV_DONTNEED => &raw mut (*rec).alloc.madvise_dontneed_bytes,
                 MADV_FREE => &raw mut (*rec).alloc.madvise_free_bytes,
                 _ => &raw mut (*rec).alloc.madvise_other_bytes,

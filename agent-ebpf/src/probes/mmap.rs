@@ -10,7 +10,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 use super::sys_exit_ret;
-use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg};
+use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
@@ -23,7 +23,8 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
     unsafe {
         add(&raw mut (*rec).alloc.mmap_calls, 1);
         if !is_err(ret) {
-            add(&raw mut (*rec).alloc.mmap_bytes, syscall_arg::<1>(&off));
+            let regs = syscall_regs();
+            add(&raw mut (*rec).alloc.mmap_bytes, syscall_arg::<1>(regs, &off));
         }
     }
     0

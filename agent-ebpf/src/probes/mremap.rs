@@ -9,7 +9,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 use super::sys_exit_ret;
-use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg};
+use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
@@ -21,8 +21,9 @@ pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
     unsafe {
         add(&raw mut (*rec).alloc.mremap_calls, 1);
         if !is_err(sys_exit_ret(&ctx)) {
-            let old_len = syscall_arg::<1>(&off);
-            let new_len = syscall_arg::<2>(&off);
+            let regs = syscall_regs();
+            let old_len = syscall_arg::<1>(regs, &off);
+            let new_len = syscall_arg::<2>(regs, &off);
             if new_len > old_len {
                 add(&raw mut (*rec).alloc.mremap_bytes, new_len - old_len);
             }

@@ -9,7 +9,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 use super::sys_exit_ret;
-use crate::kernel::{add, current_ids, offsets, proc_record, syscall_arg};
+use crate::kernel::{add, current_ids, offsets, proc_record, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
@@ -21,7 +21,8 @@ pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
     unsafe {
         add(&raw mut (*rec).alloc.munmap_calls, 1);
         if sys_exit_ret(&ctx) == 0 {
-            add(&raw mut (*rec).alloc.munmap_bytes, syscall_arg::<1>(&off));
+            let regs = syscall_regs();
+            add(&raw mut (*rec).alloc.munmap_bytes, syscall_arg::<1>(regs, &off));
         }
     }
     0

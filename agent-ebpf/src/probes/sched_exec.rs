@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    kernel::{add, count_drop, current_ids, offsets, proc_record, process_start_ns},
+    kernel::{add, count_drop, current_ids, offsets, proc_record, process_start_ns, program_break},
     maps::{EVENTS, PROCS, THREADS},
 };
 
@@ -39,8 +39,12 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             unsafe { add(&raw mut (*rec).exited.cpu_samples, old.samples) };
         }
     }
+    // A new image has a new mm, with its own break.
     if let Some(rec) = PROCS.get_ptr_mut(tgid) {
-        unsafe { (*rec).cgroup_id = cgroup_id };
+        unsafe {
+            (*rec).cgroup_id = cgroup_id;
+            (*rec).last_brk = program_break(&off);
+        }
     }
 
     let event = ProcEvent {

@@ -29,7 +29,7 @@ use aya_ebpf::{
 
 use crate::{
     kernel::{add, count_drop, current_ids, current_task, leader_comm, offsets, proc_record, read},
-    maps::{BRK_SCRATCH, EVENTS, PROCS, THREADS},
+    maps::{EVENTS, PROCS, THREADS},
 };
 
 #[tracepoint]
@@ -43,7 +43,6 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         None => 0,
     };
     let _ = THREADS.remove(tid);
-    let _ = BRK_SCRATCH.remove(tid);
 
     let Some(rec) = proc_record(tgid, &off) else {
         return 0;

@@ -39,9 +39,11 @@ pub const DROP_NAMES: [&str; drop_kind::COUNT as usize] = [
     "thread map full",
     "process map full",
     "event ring buffer full",
-    "brk scratch map full",
     "kernel read failed",
 ];
+
+/// How often (in ticks) thread entries are checked against `/proc`.
+const THREAD_SWEEP_TICKS: u64 = 10;
 
 /// What one tick produced.
 #[derive(Debug)]
@@ -51,8 +53,8 @@ pub struct Tick {
     pub windows: Vec<Window>,
     /// Losses since the previous tick, by `drop_kind`.
     pub new_drops: [u64; drop_kind::COUNT as usize],
-    /// Kernel records of processes that vanished without an exit event
-    /// (the ring buffer was full), finalized from the map instead.
+    /// Map entries of processes or threads that vanished without their exit
+    /// being seen (a full ring buffer), finalized or removed by userspace.
     pub swept_records: usize,
 }
 
@@ -78,6 +80,9 @@ pub struct Collector {
     /// Records whose process was gone at the previous tick: swept if still
     /// there now (an exit event removes its record at once).
     orphan_candidates: HashSet<ProcKey>,
+    /// Thread entries whose thread was gone at the previous sweep.
+    dead_thread_candidates: HashSet<u32>,
+    ticks: u64,
     drops: [u64; drop_kind::COUNT as usize],
     last_tick: Instant,
 }
@@ -105,6 +110,8 @@ impl Collector {
             pending_exits: HashMap::new(),
             pending_execs: HashSet::new(),
             orphan_candidates: HashSet::new(),
+            dead_thread_candidates: HashSet::new(),
+            ticks: 0,
             drops: [0; drop_kind::COUNT as usize],
             last_tick: Instant::now(),
         };
@@ -170,7 +177,11 @@ impl Collector {
     /// Ends the current window: returns what every process did in it.
     pub fn tick(&mut self) -> Result<Tick, CollectError> {
         self.poll_events();
-        let (live, swept_records) = self.observe()?;
+        let (live, mut swept_records) = self.observe()?;
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(THREAD_SWEEP_TICKS) {
+            swept_records += self.sweep_dead_threads()?;
+        }
         let exits: Vec<ExitReport> = self.pending_exits.drain().map(|(_, r)| r).collect();
         let seconds = self.last_tick.elapsed().as_secs_f64();
         self.last_tick = Instant::now();
@@ -370,6 +381,29 @@ impl Collector {
             self.merge_exit(report);
         }
         Ok(count)
+    }
+}
+
+impl Collector {
+    /// Every thread's entry leaves `THREADS` when the thread exits; this is
+    /// the safety net that keeps the map bounded if an exit was ever missed.
+    /// An entry whose thread is gone at two sweeps in a row is removed.
+    fn sweep_dead_threads(&mut self) -> Result<usize, CollectError> {
+        let mut gone = HashSet::new();
+        for entry in self.probes.threads()?.iter() {
+            let Ok((tid, t)) = entry else { continue };
+            let task = self.proc_root.join(t.tgid.to_string()).join("task").join(tid.to_string());
+            if !task.exists() {
+                gone.insert(tid);
+            }
+        }
+        let dead: Vec<u32> = gone.intersection(&self.dead_thread_candidates).copied().collect();
+        self.dead_thread_candidates = gone;
+        let mut map = self.probes.threads_mut()?;
+        for tid in &dead {
+            let _ = map.remove(tid);
+        }
+        Ok(dead.len())
     }
 }
 

@@ -58,11 +58,6 @@ pub const HOOKS: &[Hook] = &[
         feeds: "munmap_calls, munmap_bytes",
     },
     Hook {
-        program: "sys_enter_brk",
-        attach: Attach::Tracepoint("syscalls", "sys_enter_brk"),
-        feeds: "brk_bytes",
-    },
-    Hook {
         program: "sys_exit_brk",
         attach: Attach::Tracepoint("syscalls", "sys_exit_brk"),
         feeds: "brk_calls, brk_bytes",

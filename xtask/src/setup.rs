@@ -1,0 +1,211 @@
+//! Installs what is missing, so the README's two commands work on a fresh
+//! machine: rust-src for the nightly, bpf-linker built against the nightly's
+//! own LLVM, and the Debian packages each purpose needs.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::{self, cmd};
+
+/// What the machine is being set up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Test,
+    Bench,
+}
+
+/// bpf-linker release that builds with the pinned aya and the nightly's LLVM.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn all(purpose: Purpose) -> Result<()> {
+    nightly_rust_src()?;
+    bpf_linker()?;
+    debian_packages(packages(purpose))
+}
+
+fn packages(purpose: Purpose) -> &'static [&'static str] {
+    match purpose {
+        Purpose::Run => &[],
+        // gcc: the integration tests build their C workloads.
+        Purpose::Test => &["gcc", "libc6-dev"],
+        // bpftrace: the reference the overhead benchmark compares against.
+        Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
+    }
+}
+
+fn nightly_rust_src() -> Result<()> {
+    if !cmd::succeeds(cmd("rustc").args(["+nightly", "--version"])) {
+        eprintln!("xtask: installing the nightly toolchain (eBPF programs need it)");
+        cmd::run(cmd("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+            .context("the eBPF programs build with a nightly toolchain; install one with rustup")?;
+    }
+    let installed = cmd::output(cmd("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        cmd::run(cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    Ok(())
+}
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
+}
+
+/// Builds bpf-linker against the LLVM inside the nightly toolchain, so its
+/// LLVM matches the one rustc emits bitcode with. Rebuilt when the nightly
+/// changes (the stamp file records `rustc +nightly -vV`).
+fn bpf_linker() -> Result<()> {
+    let version_info = cmd::output(cmd("rustc").args(["+nightly", "-vV"]))?;
+    let prefix = cargo_home().join("tally-llvm-prefix");
+    let stamp = prefix.join("stamp");
+    let linker = cargo_home().join("bin/bpf-linker");
+    let current = fs::read_to_string(&stamp).unwrap_or_default();
+    if linker.exists() && current == version_info {
+        return Ok(());
+    }
+    let major = llvm_major(&version_info).context("`rustc +nightly -vV` names no LLVM version")?;
+    let sysroot =
+        PathBuf::from(cmd::output(cmd("rustc").args(["+nightly", "--print", "sysroot"]))?.trim());
+    let libllvm = find_libllvm(&sysroot.join("lib"))?;
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib)?;
+    // llvm-sys links `libLLVM.so`; the binary then needs the library's own
+    // soname at run time, found through the runpath this prefix becomes.
+    for name in [
+        PathBuf::from("libLLVM.so"),
+        PathBuf::from(libllvm.file_name().expect("a file")),
+    ] {
+        let link = lib.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&libllvm, &link)
+            .with_context(|| format!("cannot link {} to {}", link.display(), libllvm.display()))?;
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (about a minute)"
+    );
+    cmd::run(
+        cmd("cargo")
+            .args([
+                "+nightly",
+                "install",
+                "bpf-linker",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    fs::write(&stamp, version_info)?;
+    Ok(())
+}
+
+/// `LLVM version: 22.1.4` → 22.
+fn llvm_major(version_info: &str) -> Option<u32> {
+    version_info
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))?
+        .split('.')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The nightly's shared LLVM: `libLLVM.so.<ver>-rust-…` (or `libLLVM-<ver>-rust-….so`).
+fn find_libllvm(libdir: &Path) -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = fs::read_dir(libdir)
+        .with_context(|| format!("cannot list {}", libdir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM") && n.contains(".so"))
+        })
+        .collect();
+    candidates.sort();
+    // Prefer the soname form, which is what the linker records.
+    let pick = candidates
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .or(candidates.first())
+        .cloned();
+    pick.with_context(|| {
+        format!(
+            "no libLLVM*.so in {}: is the nightly complete?",
+            libdir.display()
+        )
+    })
+}
+
+fn debian_packages(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|p| !cmd::succeeds(cmd("dpkg").args(["-s", p])))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!(
+            "missing Debian packages {}: run as root, or `sudo apt-get install {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let apt = |args: &[&str]| {
+        cmd::run(
+            cmd("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    apt(&["update", "-q"])?;
+    apt(&[
+        &["install", "-y", "-q", "--no-install-recommends"][..],
+        &missing,
+    ]
+    .concat())
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_rustc() {
+        let vv =
+            "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(vv), Some(22));
+        assert_eq!(llvm_major("rustc 1.0\n"), None);
+    }
+}
