@@ -21,7 +21,9 @@ use crate::kernel::{add, current_ids, offsets, proc_record};
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
     let Some(off) = offsets() else { return 0 };
     let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else { return 0 };
+    let Some(rec) = proc_record(tgid, &off) else {
+        return 0;
+    };
     let new_brk = sys_exit_ret(&ctx) as u64;
     unsafe {
         add(&raw mut (*rec).alloc.brk_calls, 1);

@@ -24,7 +24,10 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
         add(&raw mut (*rec).alloc.mmap_calls, 1);
         if !is_err(ret) {
             let regs = syscall_regs();
-            add(&raw mut (*rec).alloc.mmap_bytes, syscall_arg::<1>(regs, &off));
+            add(
+                &raw mut (*rec).alloc.mmap_bytes,
+                syscall_arg::<1>(regs, &off),
+            );
         }
     }
     0

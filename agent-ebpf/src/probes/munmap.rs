@@ -22,7 +22,10 @@ pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
         add(&raw mut (*rec).alloc.munmap_calls, 1);
         if sys_exit_ret(&ctx) == 0 {
             let regs = syscall_regs();
-            add(&raw mut (*rec).alloc.munmap_bytes, syscall_arg::<1>(regs, &off));
+            add(
+                &raw mut (*rec).alloc.munmap_bytes,
+                syscall_arg::<1>(regs, &off),
+            );
         }
     }
     0

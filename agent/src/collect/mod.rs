@@ -392,12 +392,19 @@ impl Collector {
         let mut gone = HashSet::new();
         for entry in self.probes.threads()?.iter() {
             let Ok((tid, t)) = entry else { continue };
-            let task = self.proc_root.join(t.tgid.to_string()).join("task").join(tid.to_string());
+            let task = self
+                .proc_root
+                .join(t.tgid.to_string())
+                .join("task")
+                .join(tid.to_string());
             if !task.exists() {
                 gone.insert(tid);
             }
         }
-        let dead: Vec<u32> = gone.intersection(&self.dead_thread_candidates).copied().collect();
+        let dead: Vec<u32> = gone
+            .intersection(&self.dead_thread_candidates)
+            .copied()
+            .collect();
         self.dead_thread_candidates = gone;
         let mut map = self.probes.threads_mut()?;
         for tid in &dead {

@@ -63,16 +63,19 @@ pub struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Bare,
+    /// bpftrace with empty programs on the agent's syscall tracepoints.
+    Floor,
     Agent,
     Bpftrace,
 }
 
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::Bare, Mode::Agent, Mode::Bpftrace];
+    const ALL: [Mode; 4] = [Mode::Bare, Mode::Floor, Mode::Agent, Mode::Bpftrace];
 
     fn name(self) -> &'static str {
         match self {
             Mode::Bare => "bare",
+            Mode::Floor => "floor",
             Mode::Agent => "agent",
             Mode::Bpftrace => "bpftrace",
         }
@@ -88,6 +91,7 @@ impl Mode {
 struct Setup {
     agent: PathBuf,
     script: PathBuf,
+    floor_script: PathBuf,
     workload: PathBuf,
     out: PathBuf,
     cpus: Cpus,
@@ -190,6 +194,7 @@ fn prepare(args: &Args, root: &Path) -> Result<Setup> {
     Ok(Setup {
         agent,
         script,
+        floor_script: root.join("xtask/bench/floor.bt"),
         workload,
         out,
         cpus,
@@ -210,17 +215,22 @@ fn measure(setup: &Setup, mode: Mode) -> Result<Run> {
             })
         }
         Mode::Agent => under_agent(setup),
-        Mode::Bpftrace => under_bpftrace(setup),
+        Mode::Bpftrace => under_bpftrace(setup, &setup.script, Mode::Bpftrace),
+        Mode::Floor => under_bpftrace(setup, &setup.floor_script, Mode::Floor),
     }
 }
 
 /// The workload `setup.repeats` times.
 fn repeated(setup: &Setup) -> Result<Vec<Workload>> {
-    (0..setup.repeats).map(|_| workload(setup, setup.iterations)).collect()
+    (0..setup.repeats)
+        .map(|_| workload(setup, setup.iterations))
+        .collect()
 }
 
 fn fastest(runs: &[Workload]) -> f64 {
-    runs.iter().map(|w| w.ns_per_iter).fold(f64::INFINITY, f64::min)
+    runs.iter()
+        .map(|w| w.ns_per_iter)
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Runs the workload pinned to its CPU and parses its JSON line.
@@ -306,9 +316,9 @@ fn under_agent(setup: &Setup) -> Result<Run> {
     })
 }
 
-fn under_bpftrace(setup: &Setup) -> Result<Run> {
+fn under_bpftrace(setup: &Setup, script: &Path, mode: Mode) -> Result<Run> {
     let mut c = cmd("bpftrace");
-    c.arg(&setup.script);
+    c.arg(script);
     let mut bt = Tracer::start(
         "bpftrace",
         c,
@@ -326,14 +336,16 @@ fn under_bpftrace(setup: &Setup) -> Result<Run> {
     let runs = repeated(setup)?;
     bt.ensure_running()?;
     let lines = bt.stop()?;
-    let seen = runs
-        .iter()
-        .map(|w| bpftrace_count(&lines, "mmap", w.pid) as f64 / w.loop_mmaps as f64)
-        .fold(f64::INFINITY, f64::min);
+    // The floor's programs count nothing.
+    let seen = (mode == Mode::Bpftrace).then(|| {
+        runs.iter()
+            .map(|w| bpftrace_count(&lines, "mmap", w.pid) as f64 / w.loop_mmaps as f64)
+            .fold(f64::INFINITY, f64::min)
+    });
     Ok(Run {
-        mode: Mode::Bpftrace,
+        mode,
         ns_per_iter: fastest(&runs),
-        seen: Some(seen),
+        seen,
         peak_rss_kib: None,
     })
 }
@@ -438,6 +450,23 @@ fn summarize(rounds: &[Vec<Run>], mode: Mode) -> Row {
     }
 }
 
+/// Median over rounds of what the agent adds above the floor, in ns and in
+/// % of the round's bare run.
+fn above_floor(rounds: &[Vec<Run>]) -> (f64, f64) {
+    let (mut ns, mut pct) = (vec![], vec![]);
+    for runs in rounds {
+        let pick = |m: Mode| {
+            runs.iter()
+                .find(|r| r.mode == m)
+                .expect("every round runs every mode")
+        };
+        let (agent, floor, bare) = (pick(Mode::Agent), pick(Mode::Floor), pick(Mode::Bare));
+        ns.push(agent.ns_per_iter - floor.ns_per_iter);
+        pct.push(100.0 * (agent.ns_per_iter - floor.ns_per_iter) / bare.ns_per_iter);
+    }
+    (median(&ns), median(&pct))
+}
+
 fn target(mode: Mode, row: &Row) -> String {
     match mode {
         Mode::Bare => "-".into(),
@@ -447,6 +476,7 @@ fn target(mode: Mode, row: &Row) -> String {
             row.added_pct - AGENT_TARGET_PCT
         ),
         Mode::Bpftrace => format!("reference, about {BPFTRACE_REFERENCE_PCT}% on the 2-core VM"),
+        Mode::Floor => "the kernel's cost of tracing these syscalls at all".into(),
     }
 }
 
@@ -498,6 +528,11 @@ fn report(args: &Args, setup: &Setup, rounds: &[Vec<Run>], idle: &Idle) {
             );
         }
     }
+    let (above_ns, above_pct) = above_floor(rounds);
+    println!(
+        "\nagent above the floor: {above_ns:+.0} ns/iter ({above_pct:+.1}%), median over rounds of \
+         (agent - floor) against bare: the agent's own programs"
+    );
     let peak_kib = rounds
         .iter()
         .flatten()
@@ -560,10 +595,11 @@ mod tests {
 
     #[test]
     fn rounds_rotate_the_order() {
-        let orders: Vec<Vec<Mode>> = (0..3).map(|r| Mode::order(r).collect()).collect();
-        assert_eq!(orders[0], [Mode::Bare, Mode::Agent, Mode::Bpftrace]);
-        assert_eq!(orders[1], [Mode::Agent, Mode::Bpftrace, Mode::Bare]);
-        assert_eq!(orders[2], [Mode::Bpftrace, Mode::Bare, Mode::Agent]);
+        use Mode::*;
+        let orders: Vec<Vec<Mode>> = (0..4).map(|r| Mode::order(r).collect()).collect();
+        assert_eq!(orders[0], [Bare, Floor, Agent, Bpftrace]);
+        assert_eq!(orders[1], [Floor, Agent, Bpftrace, Bare]);
+        assert_eq!(orders[3], [Bpftrace, Bare, Floor, Agent]);
     }
 
     #[test]
