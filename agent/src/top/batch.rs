@@ -128,7 +128,9 @@ pub fn json_lines(windows: &[Window], at: SystemTime) -> Vec<String> {
 }
 
 /// The table of one tick, with a header line of node totals.
-pub fn table(windows: &[Window], at: SystemTime, seconds: f64) -> String {
+/// `lost` is the number of kernel-side updates lost in this window (full
+/// maps or ring buffer); the header shows it when it is not zero.
+pub fn table(windows: &[Window], at: SystemTime, seconds: f64, lost: u64) -> String {
     let secs = seconds.max(1e-9);
     let rate = |v: u64| v as f64 / secs;
     let sum = |f: fn(&Window) -> u64| windows.iter().map(f).sum::<u64>();
@@ -144,6 +146,12 @@ pub fn table(windows: &[Window], at: SystemTime, seconds: f64) -> String {
         bytes(rate(sum(|w| w.delta.mmap_bytes))),
         bytes(rate(sum(|w| w.delta.madvise_dontneed_bytes))),
     );
+    if lost > 0 {
+        out.insert_str(
+            out.len() - 1,
+            &format!("  LOST {lost} updates (see warnings)"),
+        );
+    }
     let _ = writeln!(
         out,
         "{:>7} {:<16} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}  CONTAINER/CGROUP",
@@ -381,6 +389,7 @@ mod tests {
             &[window(1, "x", "/a"), window(123_456, long, "/b")],
             SystemTime::UNIX_EPOCH,
             2.0,
+            0,
         );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
@@ -390,5 +399,15 @@ mod tests {
         assert!(lines[3].contains("a-very-long-name"));
         assert!(!lines[3].contains('\u{7}'));
         assert!(lines[2].contains(" 50.0 "), "{}", lines[2]); // 1 s of CPU in 2 s
+        assert!(!lines[0].contains("LOST"));
+        let lossy = table(&[window(1, "x", "/a")], SystemTime::UNIX_EPOCH, 1.0, 7);
+        assert!(
+            lossy
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("LOST 7 updates (see warnings)"),
+            "{lossy}"
+        );
     }
 }

@@ -93,7 +93,11 @@ fn write_tick(out: &mut impl io::Write, tick: Tick, opts: &BatchOptions) -> io::
             writeln!(out, "{line}")?;
         }
     } else {
-        writeln!(out, "{}", batch::table(&windows, tick.at, tick.seconds))?;
+        writeln!(
+            out,
+            "{}",
+            batch::table(&windows, tick.at, tick.seconds, tick.new_drops.iter().sum())
+        )?;
     }
     out.flush()
 }
