@@ -3,6 +3,7 @@
 //! and containers, and `top` prints them.
 pub mod collect;
 pub mod enrich;
+pub mod gc;
 pub mod model;
 pub mod privileges;
 pub mod probes;

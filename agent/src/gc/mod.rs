@@ -1,0 +1,76 @@
+//! GC signals and verdicts: the one classification library, used by the
+//! agent (per process, per container on a node) and by the collector (per
+//! workload across nodes).
+//!
+//! No signal is enough alone, so a verdict combines:
+//! - CPU in GC threads, by thread name ([`threads`]);
+//! - CPU in GC code, by sampled stack ([`symbols`]), for runtimes whose GC runs
+//!   on ordinary threads (Go);
+//! - GC cycles and pauses from the runtime itself (uprobes, USDT, hsperfdata);
+//! - allocator churn and faults, as supporting evidence only.
+pub mod runtime;
+pub mod symbols;
+pub mod threads;
+pub mod verdict;
+
+pub use runtime::Runtime;
+pub use verdict::{Verdict, VerdictKind, classify};
+
+/// What one window says about a process or a workload's GC.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GcSignals {
+    pub runtime: Runtime,
+    pub window_seconds: f64,
+    /// All CPU of the process(es), from samples.
+    pub cpu_seconds: f64,
+    /// CPU of threads whose names are GC threads.
+    pub gc_thread_cpu_seconds: f64,
+    /// CPU of samples in other threads whose stack is in GC code.
+    pub gc_stack_cpu_seconds: f64,
+    /// GC cycles the runtime reported, when it is observed.
+    pub gc_cycles: u64,
+    pub gc_pause_seconds: f64,
+    /// Bytes asked of the kernel: mmap, brk growth, mremap growth.
+    pub alloc_bytes: u64,
+    /// Bytes handed back: munmap, madvise(DONTNEED/FREE).
+    pub release_bytes: u64,
+    /// mmap, munmap, brk, mremap and madvise calls.
+    pub alloc_calls: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    pub rss_bytes: u64,
+}
+
+impl GcSignals {
+    /// CPU attributed to GC.
+    pub fn gc_cpu_seconds(&self) -> f64 {
+        self.gc_thread_cpu_seconds + self.gc_stack_cpu_seconds
+    }
+
+    /// Share of the CPU spent in GC, 0..1; 0 without CPU.
+    pub fn gc_cpu_share(&self) -> f64 {
+        if self.cpu_seconds <= 0.0 {
+            0.0
+        } else {
+            (self.gc_cpu_seconds() / self.cpu_seconds).min(1.0)
+        }
+    }
+
+    /// Adds another process's (or window's) signals: for containers and
+    /// workloads. The runtime is kept when both agree, else the GC'd one.
+    pub fn merge(&mut self, other: &GcSignals) {
+        self.runtime = Runtime::merge(self.runtime, other.runtime);
+        self.window_seconds = self.window_seconds.max(other.window_seconds);
+        self.cpu_seconds += other.cpu_seconds;
+        self.gc_thread_cpu_seconds += other.gc_thread_cpu_seconds;
+        self.gc_stack_cpu_seconds += other.gc_stack_cpu_seconds;
+        self.gc_cycles += other.gc_cycles;
+        self.gc_pause_seconds += other.gc_pause_seconds;
+        self.alloc_bytes += other.alloc_bytes;
+        self.release_bytes += other.release_bytes;
+        self.alloc_calls += other.alloc_calls;
+        self.minor_faults += other.minor_faults;
+        self.major_faults += other.major_faults;
+        self.rss_bytes += other.rss_bytes;
+    }
+}
