@@ -20,6 +20,12 @@ pub mod maps {
     pub const PROCS: &str = "PROCS";
     pub const EVENTS: &str = "EVENTS";
     pub const DROPS: &str = "DROPS";
+    pub const STACKS: &str = "STACKS";
+    pub const STACK_COUNTS_0: &str = "STACK_COUNTS_0";
+    pub const STACK_COUNTS_1: &str = "STACK_COUNTS_1";
+    pub const STACK_TGIDS: &str = "STACK_TGIDS";
+    pub const CONTROL: &str = "CONTROL";
+    pub const GC_BEGIN: &str = "GC_BEGIN";
 }
 
 /// Name of the global holding [`KernelOffsets`], filled in by userspace at load.
@@ -93,6 +99,37 @@ pub struct ProcRecord {
     /// cgroup v2 id when the record was created or the process last exec'd.
     pub cgroup_id: u64,
     pub exited: ExitedThreads,
+    pub gc: RuntimeGc,
+}
+
+/// GC events a runtime reported through uprobes: Go's
+/// `runtime.gcMarkTermination`, HotSpot's `gc__begin`/`gc__end` USDT probes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeGc {
+    /// Completed GC cycles (Go) or GC pauses (HotSpot).
+    pub cycles: u64,
+    /// Time between `gc__begin` and `gc__end` (HotSpot), ns.
+    pub pause_ns: u64,
+}
+
+/// Key of the `STACK_COUNTS_*` maps: samples of one thread with one user
+/// stack (an id into `STACKS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub stack_id: i32,
+    pub _pad: u32,
+}
+
+/// Indices of the `CONTROL` array.
+pub mod control {
+    /// Which of `STACK_COUNTS_0`/`STACK_COUNTS_1` the sampler writes; userspace
+    /// flips it, then drains the other one.
+    pub const STACK_SLOT: u32 = 0;
+    pub const COUNT: u32 = 1;
 }
 
 /// Kinds of [`ProcEvent`].
@@ -130,7 +167,11 @@ pub mod drop_kind {
     pub const EVENTS_FULL: u32 = 2;
     /// A kernel read failed (`bpf_probe_read_kernel`).
     pub const READ_FAILED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// A user stack could not be recorded (`STACKS` full, or no stack).
+    pub const STACK_FAILED: u32 = 4;
+    /// A `STACK_COUNTS_*` map was full: a sample lost its stack.
+    pub const STACK_COUNTS_FULL: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Byte offsets into kernel structures, found by userspace in the running
@@ -184,6 +225,8 @@ mod pod {
     unsafe impl aya::Pod for ProcRecord {}
     unsafe impl aya::Pod for ProcEvent {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for RuntimeGc {}
+    unsafe impl aya::Pod for StackKey {}
 }
 
 #[cfg(test)]
@@ -196,7 +239,8 @@ mod tests {
         assert_eq!(size_of::<ThreadSamples>(), 4 + 4 + 8 * 3 + COMM_LEN);
         assert_eq!(size_of::<AllocCounters>(), 12 * 8);
         assert_eq!(size_of::<ExitedThreads>(), 3 * 8);
-        assert_eq!(size_of::<ProcRecord>(), 12 * 8 + 3 * 8 + 3 * 8);
+        assert_eq!(size_of::<ProcRecord>(), 12 * 8 + 3 * 8 + 3 * 8 + 2 * 8);
+        assert_eq!(size_of::<StackKey>(), 16);
         assert_eq!(
             size_of::<ProcEvent>(),
             16 + 8 + COMM_LEN + size_of::<ProcRecord>()

@@ -26,6 +26,73 @@ enum LogFormat {
 enum Command {
     /// What every process did in each interval.
     Top(TopArgs),
+    /// The node daemon: collects like `top` and streams every window to a
+    /// collector.
+    Run(RunArgs),
+    /// The cluster side: takes agents' report streams, stores them, and
+    /// answers queries about workloads and their GC verdicts.
+    Collector(CollectorArgs),
+    /// Every workload's verdict, from a collector.
+    Workloads(WorkloadsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The collector, e.g. http://collector:4317.
+    #[arg(long)]
+    collector: String,
+    /// Length of a window, seconds.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_interval)]
+    interval: f64,
+    /// This node's name in reports (Kubernetes: the downward API's
+    /// spec.nodeName); defaults to $NODE_NAME, else the host name.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Reports kept while the collector is unreachable; past it the oldest
+    /// are dropped, and counted.
+    #[arg(long, default_value_t = 3600)]
+    buffer_reports: usize,
+    #[command(flatten)]
+    probes: ProbeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CollectorArgs {
+    /// Address to listen on (gRPC); port 0 picks a free one, printed on stdout.
+    #[arg(long, default_value = "0.0.0.0:4317")]
+    listen: std::net::SocketAddr,
+    /// Directory of the store (created if missing).
+    #[arg(long)]
+    data: std::path::PathBuf,
+    /// History kept (90s, 30m, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = agent::collector::parse_duration)]
+    retention: Duration,
+    /// How often every workload's verdict is recomputed.
+    #[arg(long, default_value = "2s", value_parser = agent::collector::parse_duration)]
+    classify_interval: Duration,
+    /// fsync every commit (full: acknowledged reports survive a power cut) or
+    /// only at checkpoints (normal: they survive the collector crashing).
+    #[arg(long, value_enum, default_value_t = SyncArg::Full)]
+    sync: SyncArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SyncArg {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkloadsArgs {
+    /// The collector, e.g. http://collector:4317.
+    #[arg(long)]
+    collector: String,
+    /// One JSON object a line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only workloads seen on this node.
+    #[arg(long)]
+    node: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +127,11 @@ struct ProbeArgs {
     /// Processes the syscall map holds; past it, new processes are counted as drops.
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(16..))]
     max_processes: u32,
+    /// Never put uprobes in processes whose comm or cgroup path (which
+    /// holds the container id) contains this; repeat for several. Their GC
+    /// is still seen through thread names and stacks.
+    #[arg(long = "no-uprobes-for", value_name = "PATTERN")]
+    no_uprobes_for: Vec<String>,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -76,6 +148,9 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Top(args) => top(args),
+        Command::Run(args) => run(args),
+        Command::Collector(args) => collector(args),
+        Command::Workloads(args) => workloads(args),
     }
 }
 
@@ -88,18 +163,97 @@ fn top(args: TopArgs) -> ExitCode {
         eprintln!("agent: {missing}");
         return ExitCode::from(2);
     }
-    let load = LoadOptions {
-        sample_hz: args.probes.sample_hz,
-        max_threads: args.probes.max_threads,
-        max_processes: args.probes.max_processes,
-    };
+    let load = load_options(&args.probes);
     let opts = top::BatchOptions {
         interval: Duration::from_secs_f64(args.interval),
         iterations: args.iterations,
         json: args.json,
         pids: args.pids.into_iter().collect::<HashSet<_>>(),
     };
-    match top::run_batch(&opts, &load) {
+    let uprobes = agent::collect::runtimes::UprobePolicy {
+        exclude: args.probes.no_uprobes_for,
+    };
+    match top::run_batch(&opts, &load, uprobes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_options(p: &ProbeArgs) -> LoadOptions {
+    LoadOptions {
+        sample_hz: p.sample_hz,
+        max_threads: p.max_threads,
+        max_processes: p.max_processes,
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if let Err(missing) = privileges::check_self() {
+        eprintln!("agent: {missing}");
+        return ExitCode::from(2);
+    }
+    let node_name = args
+        .node_name
+        .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(hostname);
+    let opts = agent::run::RunOptions {
+        collector: args.collector,
+        interval: Duration::from_secs_f64(args.interval),
+        node: agent::report::NodeIdentity {
+            node_name,
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get() as u32),
+            ..Default::default()
+        },
+        buffer_reports: args.buffer_reports,
+    };
+    let uprobes = agent::collect::runtimes::UprobePolicy {
+        exclude: args.probes.no_uprobes_for.clone(),
+    };
+    match agent::run::run(&opts, &load_options(&args.probes), uprobes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn collector(args: CollectorArgs) -> ExitCode {
+    let config = agent::collector::CollectorConfig {
+        listen: args.listen,
+        data_dir: args.data,
+        retention: args.retention,
+        classify_interval: args.classify_interval,
+        sync: match args.sync {
+            SyncArg::Full => agent::collector::Sync::Full,
+            SyncArg::Normal => agent::collector::Sync::Normal,
+        },
+    };
+    match agent::collector::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workloads(args: WorkloadsArgs) -> ExitCode {
+    let opts = agent::workloads::WorkloadsOptions {
+        collector: args.collector,
+        json: args.json,
+        node: args.node,
+    };
+    match agent::workloads::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("agent: {}", error_chain(&err));

@@ -4,7 +4,11 @@ use std::sync::Arc;
 use agent_common::{AllocCounters, ProcRecord};
 use serde::Serialize;
 
-use crate::enrich::cgroup::CgroupInfo;
+use crate::{
+    collect::threads::ThreadGroup,
+    enrich::{cgroup::CgroupInfo, container::ContainerInfo},
+    gc::{GcSignals, Runtime, Verdict},
+};
 
 /// A process: tgid plus its start time, so a reused pid is a new process.
 ///
@@ -41,6 +45,10 @@ pub struct Counters {
     pub madvise_other_bytes: u64,
     pub minor_faults: u64,
     pub major_faults: u64,
+    /// GC cycles the runtime reported (uprobes, USDT).
+    pub gc_cycles: u64,
+    /// GC pause time the runtime reported (HotSpot USDT), ns.
+    pub gc_pause_ns: u64,
     /// utime + stime from `/proc/<pid>/stat`, in clock ticks: not reported,
     /// but it tells that a process ran even when no sample hit it.
     #[serde(skip)]
@@ -66,6 +74,8 @@ impl Counters {
             madvise_other_bytes: f(self.madvise_other_bytes, other.madvise_other_bytes),
             minor_faults: f(self.minor_faults, other.minor_faults),
             major_faults: f(self.major_faults, other.major_faults),
+            gc_cycles: f(self.gc_cycles, other.gc_cycles),
+            gc_pause_ns: f(self.gc_pause_ns, other.gc_pause_ns),
             cpu_ticks: f(self.cpu_ticks, other.cpu_ticks),
         }
     }
@@ -106,6 +116,31 @@ impl Counters {
         self.madvise_other_bytes = a.madvise_other_bytes;
     }
 
+    /// Copies the GC events the runtime reported.
+    pub fn set_runtime_gc(&mut self, rec: &ProcRecord) {
+        self.gc_cycles = rec.gc.cycles;
+        self.gc_pause_ns = rec.gc.pause_ns;
+    }
+
+    /// Bytes asked of the kernel: mmap, brk growth, mremap growth.
+    pub fn alloc_bytes(&self) -> u64 {
+        self.mmap_bytes + self.brk_bytes + self.mremap_bytes
+    }
+
+    /// Bytes handed back: munmap and madvise(DONTNEED/FREE).
+    pub fn release_bytes(&self) -> u64 {
+        self.munmap_bytes + self.madvise_dontneed_bytes + self.madvise_free_bytes
+    }
+
+    /// All allocation syscalls.
+    pub fn alloc_calls(&self) -> u64 {
+        self.mmap_calls
+            + self.munmap_calls
+            + self.brk_calls
+            + self.mremap_calls
+            + self.madvise_calls
+    }
+
     /// What a final kernel record (sent at exit) says about a process:
     /// syscalls, samples of all its threads, and the faults its threads had
     /// when they exited.
@@ -116,6 +151,7 @@ impl Counters {
             major_faults: rec.exited.maj_flt,
             ..Self::default()
         };
+        c.set_runtime_gc(rec);
         c.set_alloc(&rec.alloc);
         c
     }
@@ -133,10 +169,91 @@ pub struct Window {
     /// Length of the interval, seconds.
     pub seconds: f64,
     pub delta: Counters,
+    /// Cumulative since the agent first saw the process: what a report
+    /// carries so that a lost report loses no total.
+    pub total: Counters,
     /// `delta.cpu_samples` times the sampling period.
     pub cpu_seconds: f64,
     /// Resident set at the end of the window; 0 once the process is gone.
     pub rss_bytes: u64,
     /// True in the window in which the process exited.
     pub exited: bool,
+    pub runtime: Runtime,
+    /// Samples in GC threads (by name), and in GC code (by stack) of other
+    /// threads.
+    pub gc_thread_samples: u64,
+    pub gc_stack_samples: u64,
+    /// Threads grouped by name, busiest first.
+    pub threads: Vec<ThreadGroup>,
+    pub verdict: Option<Verdict>,
+}
+
+impl Window {
+    /// The GC signals of this window, for `gc::classify`.
+    pub fn gc_signals(&self, sample_period_ns: u64) -> GcSignals {
+        let secs = |samples: u64| samples as f64 * sample_period_ns as f64 / 1e9;
+        let d = &self.delta;
+        GcSignals {
+            runtime: self.runtime,
+            window_seconds: self.seconds,
+            cpu_seconds: self.cpu_seconds,
+            gc_thread_cpu_seconds: secs(self.gc_thread_samples),
+            gc_stack_cpu_seconds: secs(self.gc_stack_samples),
+            gc_cycles: d.gc_cycles,
+            gc_pause_seconds: d.gc_pause_ns as f64 / 1e9,
+            alloc_bytes: d.alloc_bytes(),
+            release_bytes: d.release_bytes(),
+            alloc_calls: d.alloc_calls(),
+            minor_faults: d.minor_faults,
+            major_faults: d.major_faults,
+            rss_bytes: self.rss_bytes,
+        }
+    }
+}
+
+/// The processes of one container in one window, added up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerWindow {
+    pub container: ContainerInfo,
+    /// Path of the container's cgroup (of its first process seen).
+    pub cgroup_path: String,
+    pub pids: Vec<u32>,
+    pub seconds: f64,
+    pub delta: Counters,
+    pub signals: GcSignals,
+    pub verdict: Verdict,
+}
+
+/// Groups windows by container; processes outside containers are left out.
+pub fn containers(windows: &[Window], sample_period_ns: u64) -> Vec<ContainerWindow> {
+    let mut by_id: Vec<ContainerWindow> = Vec::new();
+    for w in windows {
+        let Some(cgroup) = w.cgroup.as_ref() else {
+            continue;
+        };
+        let Some(container) = cgroup.container.as_ref() else {
+            continue;
+        };
+        let signals = w.gc_signals(sample_period_ns);
+        match by_id.iter_mut().find(|c| c.container.id == container.id) {
+            Some(c) => {
+                c.pids.push(w.key.tgid);
+                c.delta = c.delta.add(&w.delta);
+                c.signals.merge(&signals);
+            }
+            None => by_id.push(ContainerWindow {
+                container: container.clone(),
+                cgroup_path: cgroup.path.clone(),
+                pids: vec![w.key.tgid],
+                seconds: w.seconds,
+                delta: w.delta,
+                signals,
+                verdict: crate::gc::classify(&signals),
+            }),
+        }
+    }
+    for c in &mut by_id {
+        c.verdict = crate::gc::classify(&c.signals);
+    }
+    by_id
 }

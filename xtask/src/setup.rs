@@ -30,8 +30,10 @@ pub fn all(purpose: Purpose) -> Result<()> {
 fn packages(purpose: Purpose) -> &'static [&'static str] {
     match purpose {
         Purpose::Run => &[],
-        // gcc: the integration tests build their C workloads.
-        Purpose::Test => &["gcc", "libc6-dev"],
+        // gcc: the integration tests build their C workloads; golang-go and
+        // stress-ng are workloads of the verdict tests (Java and Node come
+        // with the machine).
+        Purpose::Test => &["gcc", "libc6-dev", "golang-go", "stress-ng"],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
     }

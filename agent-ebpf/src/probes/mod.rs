@@ -7,6 +7,7 @@ mod madvise;
 mod mmap;
 mod mremap;
 mod munmap;
+mod runtime_gc;
 mod sched_exec;
 mod sched_exit;
 

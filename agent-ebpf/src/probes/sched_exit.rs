@@ -29,7 +29,7 @@ use aya_ebpf::{
 
 use crate::{
     kernel::{add, count_drop, current_ids, current_task, leader_comm, offsets, proc_record, read},
-    maps::{EVENTS, PROCS, THREADS},
+    maps::{EVENTS, GC_BEGIN, PROCS, STACK_TGIDS, THREADS},
 };
 
 #[tracepoint]
@@ -43,6 +43,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         None => 0,
     };
     let _ = THREADS.remove(tid);
+    let _ = GC_BEGIN.remove(tid);
 
     let Some(rec) = proc_record(tgid, &off) else {
         return 0;
@@ -81,5 +82,6 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     // BPF_RB_NO_WAKEUP: see sched_exec.
     entry.submit(1);
     let _ = PROCS.remove(tgid);
+    let _ = STACK_TGIDS.remove(tgid);
     0
 }

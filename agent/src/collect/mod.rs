@@ -1,6 +1,10 @@
 //! Each tick: drain the maps and events, read `/proc`, and hand the
 //! [`tracker::Tracker`] what it needs to make [`Window`]s.
+pub mod driver;
 pub mod procfs;
+pub mod runtimes;
+pub mod stacks;
+pub mod threads;
 pub mod tracker;
 
 use std::{
@@ -9,11 +13,14 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use agent_common::{ProcRecord, drop_kind, event_kind};
+use agent_common::{ProcRecord, ThreadSamples, drop_kind, event_kind};
 use aya::maps::{MapData, RingBuf};
 
 use self::{
     procfs::{ProcScanner, Stat},
+    runtimes::{Runtimes, UprobePolicy},
+    stacks::StackSampler,
+    threads::ThreadTracker,
     tracker::{ExitReport, LiveProc, Tracker},
 };
 use crate::{
@@ -40,6 +47,8 @@ pub const DROP_NAMES: [&str; drop_kind::COUNT as usize] = [
     "process map full",
     "event ring buffer full",
     "kernel read failed",
+    "user stack not recorded",
+    "stack count map full",
 ];
 
 /// How often (in ticks) thread entries are checked against `/proc`.
@@ -56,6 +65,8 @@ pub struct Tick {
     /// Map entries of processes or threads that vanished without their exit
     /// being seen (a full ring buffer), finalized or removed by userspace.
     pub swept_records: usize,
+    /// Nanoseconds of CPU one sample stands for.
+    pub sample_period_ns: u64,
 }
 
 /// CPU samples of the live threads of one process.
@@ -85,11 +96,16 @@ pub struct Collector {
     ticks: u64,
     drops: [u64; drop_kind::COUNT as usize],
     last_tick: Instant,
+    runtimes: Runtimes,
+    threads: ThreadTracker,
+    stacks: StackSampler,
+    /// This tick's `THREADS` entries, for `threads`.
+    thread_entries: Vec<(u32, ThreadSamples)>,
 }
 
 impl Collector {
     /// Loads the probes, then reads every process once as the baseline.
-    pub fn start(opts: &LoadOptions) -> Result<Self, CollectError> {
+    pub fn start(opts: &LoadOptions, uprobes: UprobePolicy) -> Result<Self, CollectError> {
         let clock_ticks = sysconf(libc::_SC_CLK_TCK).unwrap_or(100);
         let page_size = sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
         let attach_ticks = ticks_from_ns(boottime_ns(), clock_ticks);
@@ -114,9 +130,16 @@ impl Collector {
             ticks: 0,
             drops: [0; drop_kind::COUNT as usize],
             last_tick: Instant::now(),
+            runtimes: Runtimes::new(uprobes),
+            threads: ThreadTracker::default(),
+            stacks: StackSampler::default(),
+            thread_entries: Vec::new(),
         };
         let (live, _) = collector.observe()?;
         collector.tracker.baseline(&live);
+        collector
+            .threads
+            .tick(&collector.thread_entries, |_| Default::default());
         collector.last_tick = Instant::now();
         Ok(collector)
     }
@@ -186,16 +209,49 @@ impl Collector {
         let seconds = self.last_tick.elapsed().as_secs_f64();
         self.last_tick = Instant::now();
         let mut windows = self.tracker.tick(&live, &exits, seconds);
+        self.add_gc_signals(&mut windows)?;
         for w in &mut windows {
             w.cgroup = w.cgroup_id.and_then(|id| self.cgroups.resolve(id));
         }
+        let live_keys: HashSet<ProcKey> = live.iter().map(|p| p.key).collect();
+        self.runtimes
+            .retain(|k| live_keys.contains(k), &mut self.stacks);
         Ok(Tick {
             at: SystemTime::now(),
             seconds,
             windows,
             new_drops: self.new_drops()?,
             swept_records,
+            sample_period_ns: self.probes.sample_period_ns,
         })
+    }
+
+    /// Runtime, GC threads and GC stacks of each window, and its verdict.
+    fn add_gc_signals(&mut self, windows: &mut [Window]) -> Result<(), CollectError> {
+        let runtimes = &self.runtimes;
+        let threads = self
+            .threads
+            .tick(&self.thread_entries, |tgid| runtimes.of_tgid(tgid));
+        let gc_tids: HashSet<u32> = threads
+            .values()
+            .flat_map(|t| t.gc_tids.iter().copied())
+            .collect();
+        let stacks = self
+            .stacks
+            .tick(&mut self.probes, &gc_tids, |tgid| runtimes.of_tgid(tgid))?;
+        let period = self.probes.sample_period_ns;
+        for w in windows.iter_mut() {
+            w.runtime = self.runtimes.get(&w.key);
+            if let Some(t) = threads.get(&w.key.tgid) {
+                w.gc_thread_samples = t.gc_samples;
+                w.threads.clone_from(&t.groups);
+            }
+            if let Some(st) = stacks.get(&w.key.tgid) {
+                w.gc_stack_samples = st.gc_samples;
+            }
+            w.verdict = Some(crate::gc::classify(&w.gc_signals(period)));
+        }
+        Ok(())
     }
 
     fn new_drops(&mut self) -> Result<[u64; drop_kind::COUNT as usize], CollectError> {
@@ -217,6 +273,8 @@ impl Collector {
         // in between is then missed for one tick, never counted twice.
         let records = self.read_records()?;
         let (threads, thread_entries) = self.read_threads()?;
+        let thread_count = thread_entries.len();
+        self.thread_entries = thread_entries;
         let stats = self.scanner.scan().map_err(CollectError::Proc)?;
         let execs = std::mem::take(&mut self.pending_execs);
 
@@ -232,13 +290,29 @@ impl Collector {
                 .get(&stat.pid)
                 .filter(|r| ticks_from_ns(r.start_ns, self.clock_ticks) == stat.starttime);
             let sum = threads.get(&stat.pid).copied().unwrap_or_default();
-            live.push(self.live_proc(key, stat, record, sum, execs.contains(&stat.pid)));
+            let execd = execs.contains(&stat.pid);
+            let proc = self.live_proc(key, stat, record, sum, execd);
+            if execd || !self.runtimes.knows(&key) {
+                let path = proc
+                    .cgroup_id
+                    .and_then(|id| self.cgroups.resolve(id))
+                    .map(|c| c.path.clone());
+                self.runtimes.detect(
+                    &self.proc_root,
+                    key,
+                    &proc.comm,
+                    path.as_deref(),
+                    &mut self.probes,
+                    &mut self.stacks,
+                );
+            }
+            live.push(proc);
         }
         let swept = self.sweep_orphans(&records, &live_keys)?;
         // Tests read this to check that the maps shrink as processes exit.
         tracing::debug!(
             procs_map = records.len(),
-            threads_map = thread_entries,
+            threads_map = thread_count,
             tracked = self.tracker.len(),
             live = live.len(),
             "occupancy"
@@ -263,6 +337,7 @@ impl Collector {
         };
         if let Some(r) = record {
             counters.set_alloc(&r.alloc);
+            counters.set_runtime_gc(r);
         }
         // The kernel's cgroup id where the programs saw the process; else
         // /proc/<pid>/cgroup, on first sight and after an exec.
@@ -313,18 +388,21 @@ impl Collector {
         Ok(records)
     }
 
-    /// Samples per process, and the number of thread entries in the map.
-    fn read_threads(&self) -> Result<(HashMap<u32, ThreadSum>, usize), CollectError> {
+    /// Samples per process, and every thread entry of the map.
+    #[allow(clippy::type_complexity)]
+    fn read_threads(
+        &self,
+    ) -> Result<(HashMap<u32, ThreadSum>, Vec<(u32, ThreadSamples)>), CollectError> {
         let map = self.probes.threads()?;
         let mut sums: HashMap<u32, ThreadSum> = HashMap::new();
-        let mut entries = 0;
+        let mut entries = Vec::new();
         for entry in map.iter() {
             let (tid, t) = match entry {
                 Ok(kv) => kv,
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e.into()),
             };
-            entries += 1;
+            entries.push((tid, t));
             let sum = sums.entry(t.tgid).or_default();
             sum.samples += t.samples;
             if sum.cgroup_id == 0 || tid == t.tgid {

@@ -234,8 +234,14 @@ fn window(
         seconds,
         cpu_seconds: delta.cpu_samples as f64 * sample_period_ns as f64 / 1e9,
         delta,
+        total: state.reported,
         rss_bytes,
         exited,
+        runtime: Default::default(),
+        gc_thread_samples: 0,
+        gc_stack_samples: 0,
+        threads: Vec::new(),
+        verdict: None,
     }
 }
 

@@ -8,7 +8,9 @@
 //!   on ordinary threads (Go);
 //! - GC cycles and pauses from the runtime itself (uprobes, USDT, hsperfdata);
 //! - allocator churn and faults, as supporting evidence only.
+pub mod hsperf;
 pub mod runtime;
+pub mod stapsdt;
 pub mod symbols;
 pub mod threads;
 pub mod verdict;

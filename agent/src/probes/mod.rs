@@ -4,14 +4,15 @@
 //! hook feeds. A hook the kernel lacks is reported with the metrics it
 //! disables; the others keep working.
 pub mod btf;
+mod map_access;
 pub mod offsets;
+pub mod uprobes;
 
 use std::{io, path::Path};
 
-use agent_common::{KernelOffsets, OFFSETS_GLOBAL, ProcEvent, ProcRecord, ThreadSamples, maps};
+use agent_common::{KernelOffsets, OFFSETS_GLOBAL, ProcEvent, maps};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         PerfEvent, ProgramError, TracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
@@ -158,6 +159,7 @@ pub struct Probes {
     /// Nanoseconds of CPU time one sample stands for.
     pub sample_period_ns: u64,
     pub missing: Vec<MissingHook>,
+    attached: uprobes::Attached,
 }
 
 impl Probes {
@@ -174,7 +176,9 @@ impl Probes {
             ebpf,
             sample_period_ns,
             missing: Vec::new(),
+            attached: uprobes::Attached::default(),
         };
+        probes.load_uprobes();
         probes.attach_all()?;
         Ok(probes)
     }
@@ -235,82 +239,6 @@ impl Probes {
             }
         }
         Ok(())
-    }
-
-    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, ProbeError> {
-        self.ebpf.map(name).ok_or(ProbeError::NoMap(name))
-    }
-
-    /// Per-thread CPU samples, keyed by tid.
-    pub fn threads(&self) -> Result<HashMap<&MapData, u32, ThreadSamples>, ProbeError> {
-        HashMap::try_from(self.map(maps::THREADS)?).map_err(|source| ProbeError::Map {
-            name: maps::THREADS,
-            source,
-        })
-    }
-
-    /// Per-process records, keyed by tgid.
-    pub fn procs(&self) -> Result<HashMap<&MapData, u32, ProcRecord>, ProbeError> {
-        HashMap::try_from(self.map(maps::PROCS)?).map_err(|source| ProbeError::Map {
-            name: maps::PROCS,
-            source,
-        })
-    }
-
-    /// Per-process records, writable (userspace removes entries of dead processes).
-    pub fn procs_mut(&mut self) -> Result<HashMap<&mut MapData, u32, ProcRecord>, ProbeError> {
-        let map = self
-            .ebpf
-            .map_mut(maps::PROCS)
-            .ok_or(ProbeError::NoMap(maps::PROCS))?;
-        HashMap::try_from(map).map_err(|source| ProbeError::Map {
-            name: maps::PROCS,
-            source,
-        })
-    }
-
-    /// Per-thread samples, writable (userspace removes entries of dead threads).
-    pub fn threads_mut(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadSamples>, ProbeError> {
-        let map = self
-            .ebpf
-            .map_mut(maps::THREADS)
-            .ok_or(ProbeError::NoMap(maps::THREADS))?;
-        HashMap::try_from(map).map_err(|source| ProbeError::Map {
-            name: maps::THREADS,
-            source,
-        })
-    }
-
-    /// Loss counters by `agent_common::drop_kind`, summed over CPUs.
-    pub fn drops(&self) -> Result<[u64; agent_common::drop_kind::COUNT as usize], ProbeError> {
-        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(maps::DROPS)?)
-            .map_err(|source| ProbeError::Map {
-                name: maps::DROPS,
-                source,
-            })?;
-        let mut totals = [0u64; agent_common::drop_kind::COUNT as usize];
-        for (kind, total) in totals.iter_mut().enumerate() {
-            let per_cpu = array
-                .get(&(kind as u32), 0)
-                .map_err(|source| ProbeError::Map {
-                    name: maps::DROPS,
-                    source,
-                })?;
-            *total = per_cpu.iter().sum();
-        }
-        Ok(totals)
-    }
-
-    /// Takes the exec/exit ring buffer out of the object; call once.
-    pub fn take_events(&mut self) -> Result<RingBuf<aya::maps::MapData>, ProbeError> {
-        let map = self
-            .ebpf
-            .take_map(maps::EVENTS)
-            .ok_or(ProbeError::NoMap(maps::EVENTS))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
-            name: maps::EVENTS,
-            source,
-        })
     }
 }
 

@@ -2,19 +2,14 @@
 //! interval, every process that did something in it. The collection state
 //! (`collect::Collector`) is apart from the rendering (`batch`), so the
 //! interactive view can reuse it.
-pub mod batch;
+pub mod format;
+pub mod records;
+pub mod table;
 
-use std::{
-    collections::HashSet,
-    io,
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
-};
-
-use agent_common::drop_kind;
+use std::{collections::HashSet, io, ops::ControlFlow, time::Duration};
 
 use crate::{
-    collect::{CollectError, Collector, DROP_NAMES, Tick},
+    collect::{CollectError, Collector, Tick, driver, runtimes::UprobePolicy},
     probes::LoadOptions,
 };
 
@@ -29,57 +24,27 @@ pub struct BatchOptions {
     pub pids: HashSet<u32>,
 }
 
-/// How often the event ring buffer is drained between ticks.
-const EVENT_POLL: Duration = Duration::from_millis(100);
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Stops the loop at the next poll on SIGINT or SIGTERM, so the current
-/// window is never cut in half on the way out.
-fn install_stop_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
-}
-
 /// Runs batch mode until `iterations` windows are out or a signal arrives.
-pub fn run_batch(opts: &BatchOptions, load: &LoadOptions) -> Result<(), CollectError> {
-    install_stop_handlers();
-    let mut collector = Collector::start(load)?;
-    for missing in &collector.probes().missing {
-        tracing::warn!("{}", missing.warning());
-    }
-    let attached = crate::probes::HOOKS.len() - collector.probes().missing.len();
-    tracing::info!(
-        "probes attached ({attached} of {} hooks); first window in {:?}",
-        crate::probes::HOOKS.len(),
-        opts.interval
-    );
+pub fn run_batch(
+    opts: &BatchOptions,
+    load: &LoadOptions,
+    uprobes: UprobePolicy,
+) -> Result<(), CollectError> {
+    let mut collector = Collector::start(load, uprobes)?;
+    driver::announce(&collector, opts.interval);
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
-    let mut next = Instant::now() + opts.interval;
-    while opts.iterations.is_none_or(|n| printed < n) {
-        while Instant::now() < next {
-            if STOP.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            std::thread::sleep(EVENT_POLL.min(next.saturating_duration_since(Instant::now())));
-            collector.poll_events();
-        }
-        next += opts.interval;
-        let tick = collector.tick()?;
-        warn_about_losses(&tick);
+    driver::run(&mut collector, opts.interval, |tick| {
         if write_tick(&mut stdout, tick, opts).is_err() {
-            return Ok(()); // stdout closed (`| head`): stop quietly
+            return ControlFlow::Break(()); // stdout closed (`| head`): stop quietly
         }
         printed += 1;
-    }
-    Ok(())
+        if opts.iterations.is_some_and(|n| printed >= n) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
 }
 
 fn write_tick(out: &mut impl io::Write, tick: Tick, opts: &BatchOptions) -> io::Result<()> {
@@ -87,43 +52,66 @@ fn write_tick(out: &mut impl io::Write, tick: Tick, opts: &BatchOptions) -> io::
     if !opts.pids.is_empty() {
         windows.retain(|w| opts.pids.contains(&w.key.tgid));
     }
-    batch::sort_windows(&mut windows);
+    records::sort_windows(&mut windows);
+    let containers = crate::model::containers(&windows, tick.sample_period_ns);
     if opts.json {
-        for line in batch::json_lines(&windows, tick.at) {
+        for line in records::json_lines(&windows, &containers, tick.at, tick.sample_period_ns) {
             writeln!(out, "{line}")?;
         }
     } else {
+        let lost = tick.new_drops.iter().sum();
         writeln!(
             out,
             "{}",
-            batch::table(&windows, tick.at, tick.seconds, tick.new_drops.iter().sum())
+            table::table(&windows, tick.at, tick.seconds, lost)
         )?;
     }
     out.flush()
 }
 
-fn warn_about_losses(tick: &Tick) {
-    for (kind, &n) in tick.new_drops.iter().enumerate() {
-        if n == 0 {
-            continue;
+#[cfg(test)]
+pub(crate) use test_support::test_window;
+
+#[cfg(test)]
+mod test_support {
+    use std::sync::Arc;
+
+    use crate::{
+        enrich::{cgroup::CgroupInfo, container},
+        model::{Counters, ProcKey, Window},
+    };
+
+    /// A window for rendering tests.
+    pub(crate) fn test_window(pid: u32, comm: &str, path: &str) -> Window {
+        Window {
+            key: ProcKey {
+                tgid: pid,
+                start_ticks: 500,
+            },
+            comm: comm.into(),
+            cgroup_id: Some(99),
+            cgroup: Some(Arc::new(CgroupInfo {
+                id: 99,
+                path: path.into(),
+                container: container::parse(path),
+            })),
+            seconds: 2.0,
+            total: Counters::default(),
+            delta: Counters {
+                cpu_samples: 99,
+                minor_faults: 2048,
+                mmap_calls: 10,
+                mmap_bytes: 655_360,
+                ..Default::default()
+            },
+            cpu_seconds: 1.0,
+            rss_bytes: 3 << 20,
+            exited: false,
+            runtime: Default::default(),
+            gc_thread_samples: 0,
+            gc_stack_samples: 0,
+            threads: Vec::new(),
+            verdict: None,
         }
-        let hint = match kind as u32 {
-            drop_kind::THREAD_MAP_FULL => " (raise --max-threads)",
-            drop_kind::PROC_MAP_FULL => " (raise --max-processes)",
-            _ => "",
-        };
-        tracing::warn!(
-            kind = DROP_NAMES[kind],
-            lost = n,
-            "eBPF {}: {n} updates lost in this window{hint}",
-            DROP_NAMES[kind]
-        );
-    }
-    if tick.swept_records > 0 {
-        tracing::warn!(
-            records = tick.swept_records,
-            "{} processes exited without an exit event; their totals were read from the map",
-            tick.swept_records
-        );
     }
 }

@@ -169,8 +169,10 @@ impl Agent {
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
-        cmd.args(["top", "--batch", "--json", "--interval", "0.5"])
-            .args(extra);
+        cmd.args(["top", "--batch", "--json"]).args(extra);
+        if !extra.contains(&"--interval") {
+            cmd.args(["--interval", "0.5"]);
+        }
         cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -4,6 +4,7 @@
 //! Also the plumbing they share: pinning processes to CPUs, tracers run as
 //! children that are always stopped (or killed) before the benchmark moves
 //! on, and the few /proc fields the benchmarks read.
+mod ingest;
 mod overhead;
 
 use std::{
@@ -24,11 +25,15 @@ pub enum Bench {
     /// Added CPU per iteration of an mmap/touch/madvise/munmap loop: bare,
     /// under the agent, and under bpftrace.
     Overhead(overhead::Args),
+    /// Process windows one collector core stores durably per second, from
+    /// simulated agents streaming realistic reports.
+    Ingest(ingest::Args),
 }
 
 pub fn run(which: Bench, root: &Path) -> Result<()> {
     match which {
         Bench::Overhead(args) => overhead::run(&args, root),
+        Bench::Ingest(args) => ingest::run(&args, root),
     }
 }
 

@@ -1,0 +1,172 @@
+//! What runtime each process runs, and the per-runtime instruments that
+//! follow from it: stack sampling for Go and Node, a GC-cycle uprobe on Go
+//! binaries, the HotSpot GC USDT probes on libjvm.so.
+//!
+//! Detection runs once per process (and again after an exec). Instruments
+//! attach once per file, so a node running 50 copies of one Go service
+//! probes its binary once.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    collect::stacks::StackSampler,
+    gc::{self, Runtime},
+    model::ProcKey,
+    probes::Probes,
+};
+
+/// Which processes keep their binaries free of uprobes.
+#[derive(Debug, Clone, Default)]
+pub struct UprobePolicy {
+    /// Substrings of a process's comm or cgroup path (which holds its
+    /// container id) that opt it out. Stack sampling and thread names still
+    /// apply: they do not touch the process.
+    pub exclude: Vec<String>,
+}
+
+impl UprobePolicy {
+    pub fn allows(&self, comm: &str, cgroup_path: Option<&str>) -> bool {
+        !self.exclude.iter().any(|pat| {
+            comm.contains(pat.as_str()) || cgroup_path.is_some_and(|p| p.contains(pat.as_str()))
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Runtimes {
+    by_key: HashMap<ProcKey, Runtime>,
+    policy: UprobePolicy,
+}
+
+impl Runtimes {
+    pub fn new(policy: UprobePolicy) -> Self {
+        Self {
+            by_key: HashMap::new(),
+            policy,
+        }
+    }
+
+    pub fn get(&self, key: &ProcKey) -> Runtime {
+        self.by_key.get(key).copied().unwrap_or_default()
+    }
+
+    /// The runtime of whichever live process has this tgid.
+    pub fn of_tgid(&self, tgid: u32) -> Runtime {
+        self.by_key
+            .iter()
+            .find(|(k, _)| k.tgid == tgid)
+            .map(|(_, r)| *r)
+            .unwrap_or_default()
+    }
+
+    pub fn knows(&self, key: &ProcKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Detects the runtime of a process seen for the first time or after an
+    /// exec, and sets up its instruments.
+    #[allow(clippy::too_many_arguments)]
+    pub fn detect(
+        &mut self,
+        proc_root: &Path,
+        key: ProcKey,
+        comm: &str,
+        cgroup_path: Option<&str>,
+        probes: &mut Probes,
+        stacks: &mut StackSampler,
+    ) -> Runtime {
+        let runtime = gc::runtime::detect(proc_root, key.tgid);
+        self.by_key.insert(key, runtime);
+        let exe = proc_root.join(key.tgid.to_string()).join("exe");
+        let uprobes = self.policy.allows(comm, cgroup_path);
+        match runtime {
+            Runtime::Go => {
+                if let Err(err) = stacks.sample(probes, key.tgid) {
+                    tracing::debug!(pid = key.tgid, "stack sampling: {err}");
+                }
+                if uprobes {
+                    match probes.probe_go_binary(&exe) {
+                        Ok(true) => {
+                            tracing::debug!(pid = key.tgid, "GC-cycle uprobe on {}", exe.display())
+                        }
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::warn!(pid = key.tgid, "Go GC cycles not counted: {err}")
+                        }
+                    }
+                }
+            }
+            Runtime::Node => {
+                if let Err(err) = stacks.sample(probes, key.tgid) {
+                    tracing::debug!(pid = key.tgid, "stack sampling: {err}");
+                }
+            }
+            Runtime::Jvm if uprobes => {
+                if let Err(err) = probe_hotspot(proc_root, key.tgid, probes) {
+                    tracing::warn!(pid = key.tgid, "HotSpot GC pauses not timed: {err}");
+                }
+            }
+            _ => {}
+        }
+        runtime
+    }
+
+    /// Forgets processes that are gone.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ProcKey) -> bool, stacks: &mut StackSampler) {
+        self.by_key.retain(|k, _| {
+            let kept = keep(k);
+            if !kept {
+                stacks.forget(k.tgid);
+            }
+            kept
+        });
+    }
+}
+
+/// The libjvm.so a JVM process has mapped, as a path that works from the
+/// agent's mount namespace (through the process's root).
+fn libjvm_of(proc_root: &Path, pid: u32) -> Option<PathBuf> {
+    let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok()?;
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libjvm.so"))?;
+    Some(
+        proc_root
+            .join(pid.to_string())
+            .join("root")
+            .join(path.trim_start_matches('/')),
+    )
+}
+
+/// Attaches the `hotspot:gc__begin`/`gc__end` USDT probes of the process's
+/// libjvm.so.
+fn probe_hotspot(proc_root: &Path, pid: u32, probes: &mut Probes) -> Result<(), String> {
+    let libjvm = libjvm_of(proc_root, pid).ok_or("no libjvm.so in its maps")?;
+    let offsets = gc::stapsdt::hotspot_gc_offsets(&libjvm).map_err(|e| e.to_string())?;
+    probes
+        .probe_libjvm(&libjvm, &offsets.all_begin, &offsets.all_end)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_matches_comm_and_cgroup() {
+        let p = UprobePolicy {
+            exclude: vec!["payments".into(), "cri-containerd-abc".into()],
+        };
+        assert!(!p.allows("payments-api", None));
+        assert!(!p.allows(
+            "java",
+            Some("/kubepods.slice/x/cri-containerd-abc123.scope")
+        ));
+        assert!(p.allows("java", Some("/system.slice/other.scope")));
+        assert!(UprobePolicy::default().allows("anything", None));
+    }
+}

@@ -1,0 +1,159 @@
+//! From a collection tick to the `NodeReport` an agent streams: each
+//! process's window (deltas), its cumulative totals since the agent first
+//! saw it, its runtime, threads and verdict.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tally_proto as pb;
+
+use crate::{
+    collect::Tick,
+    gc::{Runtime, VerdictKind},
+    model::{Counters, Window},
+};
+
+/// Who is reporting. The streamer fills in the agent instance and start.
+#[derive(Debug, Clone, Default)]
+pub struct NodeIdentity {
+    pub node_name: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub region: String,
+    pub lifecycle: String,
+    pub cpus: u32,
+}
+
+/// The report of one tick.
+pub fn node_report(tick: &Tick, node: &NodeIdentity, agent: pb::AgentStats) -> pb::NodeReport {
+    let end = unix_ms(tick.at);
+    let start = end - (tick.seconds * 1000.0).round() as i64;
+    pb::NodeReport {
+        node: Some(pb::NodeIdentity {
+            node_name: node.node_name.clone(),
+            instance_type: node.instance_type.clone(),
+            zone: node.zone.clone(),
+            region: node.region.clone(),
+            lifecycle: node.lifecycle.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            cpus: node.cpus,
+            ..Default::default()
+        }),
+        sequence: 0,
+        window_start_unix_ms: start,
+        window_end_unix_ms: end,
+        processes: tick
+            .windows
+            .iter()
+            .map(|w| process_window(w, tick.sample_period_ns))
+            .collect(),
+        agent: Some(agent),
+    }
+}
+
+fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
+    let signals = w.gc_signals(sample_period_ns);
+    let seconds = |samples: u64| samples as f64 * sample_period_ns as f64 / 1e9;
+    let mut delta = counters(&w.delta, sample_period_ns);
+    delta.gc_thread_cpu_seconds = signals.gc_thread_cpu_seconds;
+    delta.gc_stack_cpu_seconds = signals.gc_stack_cpu_seconds;
+    delta.gc_cpu_seconds = signals.gc_cpu_seconds();
+    let container = w.cgroup.as_ref().and_then(|c| c.container.as_ref());
+    pb::ProcessWindow {
+        key: Some(pb::ProcessKey {
+            pid: w.key.tgid,
+            start_ticks: w.key.start_ticks,
+        }),
+        comm: w.comm.clone(),
+        cgroup_id: w.cgroup_id.unwrap_or(0),
+        cgroup_path: w
+            .cgroup
+            .as_ref()
+            .map(|c| c.path.clone())
+            .unwrap_or_default(),
+        container_id: container.map(|c| c.id.clone()).unwrap_or_default(),
+        runtime: runtime(w.runtime) as i32,
+        delta: Some(delta),
+        total: Some(counters(&w.total, sample_period_ns)),
+        rss_bytes: w.rss_bytes,
+        exited: w.exited,
+        verdict: w.verdict.as_ref().map(|v| pb::Verdict {
+            kind: verdict_kind(v.kind) as i32,
+            confidence: v.confidence,
+            reasons: v.reasons.clone(),
+        }),
+        thread_groups: w
+            .threads
+            .iter()
+            .map(|g| pb::ThreadGroup {
+                name: g.name.clone(),
+                threads: g.threads,
+                cpu_seconds: seconds(g.samples),
+                gc: g.gc,
+            })
+            .collect(),
+    }
+}
+
+fn counters(c: &Counters, sample_period_ns: u64) -> pb::Counters {
+    pb::Counters {
+        cpu_samples: c.cpu_samples,
+        cpu_seconds: c.cpu_samples as f64 * sample_period_ns as f64 / 1e9,
+        mmap_calls: c.mmap_calls,
+        mmap_bytes: c.mmap_bytes,
+        munmap_calls: c.munmap_calls,
+        munmap_bytes: c.munmap_bytes,
+        brk_calls: c.brk_calls,
+        brk_bytes: c.brk_bytes,
+        mremap_calls: c.mremap_calls,
+        mremap_bytes: c.mremap_bytes,
+        madvise_calls: c.madvise_calls,
+        madvise_dontneed_bytes: c.madvise_dontneed_bytes,
+        madvise_free_bytes: c.madvise_free_bytes,
+        madvise_other_bytes: c.madvise_other_bytes,
+        minor_faults: c.minor_faults,
+        major_faults: c.major_faults,
+        gc_cycles: c.gc_cycles,
+        gc_pause_seconds: c.gc_pause_ns as f64 / 1e9,
+        ..Default::default()
+    }
+}
+
+pub fn runtime(r: Runtime) -> pb::Runtime {
+    match r {
+        Runtime::Go => pb::Runtime::Go,
+        Runtime::Jvm => pb::Runtime::Jvm,
+        Runtime::Node => pb::Runtime::Node,
+        Runtime::Dotnet => pb::Runtime::Dotnet,
+        Runtime::Python => pb::Runtime::Python,
+        Runtime::Native => pb::Runtime::Native,
+        Runtime::Unknown => pb::Runtime::Unknown,
+    }
+}
+
+pub fn verdict_kind(k: VerdictKind) -> pb::VerdictKind {
+    match k {
+        VerdictKind::GcHeavy => pb::VerdictKind::VerdictGcHeavy,
+        VerdictKind::AllocChurn => pb::VerdictKind::VerdictAllocChurn,
+        VerdictKind::Steady => pb::VerdictKind::VerdictSteady,
+        VerdictKind::Idle => pb::VerdictKind::VerdictIdle,
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The agent's own CPU (utime+stime) and RSS, from `/proc/self/stat`.
+pub fn self_usage(clock_ticks: u64, page_size: u64) -> (f64, u64) {
+    let Ok(bytes) = std::fs::read("/proc/self/stat") else {
+        return (0.0, 0);
+    };
+    match crate::collect::procfs::parse_stat(&bytes) {
+        Ok(s) => (
+            s.cpu_ticks as f64 / clock_ticks.max(1) as f64,
+            s.rss_pages * page_size,
+        ),
+        Err(_) => (0.0, 0),
+    }
+}

@@ -1,0 +1,86 @@
+//! Human units and timestamps for the terminal and JSON output.
+use std::time::SystemTime;
+
+pub fn fit(s: &str, width: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(width)
+        .collect()
+}
+
+/// A rate or count with k/M/G suffixes: 950, 1.2k, 34M.
+pub fn count(v: f64) -> String {
+    scaled(v, 1000.0, &["", "k", "M", "G", "T"])
+}
+
+/// Bytes with binary units: 512B, 1.5Ki, 34Mi.
+pub fn bytes(v: f64) -> String {
+    scaled(v, 1024.0, &["B", "Ki", "Mi", "Gi", "Ti"])
+}
+
+fn scaled(mut v: f64, base: f64, units: &[&str]) -> String {
+    let mut i = 0;
+    while v >= base && i + 1 < units.len() {
+        v /= base;
+        i += 1;
+    }
+    if i == 0 || v >= 100.0 {
+        format!("{:.0}{}", v, units[i])
+    } else {
+        format!("{:.1}{}", v, units[i])
+    }
+}
+
+/// `2026-11-27T01:30:00.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_743_000_123);
+        assert_eq!(rfc3339(t), "2026-11-27T01:30:00.123Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(count(950.0), "950");
+        assert_eq!(count(1234.0), "1.2k");
+        assert_eq!(count(123_456.0), "123k");
+        assert_eq!(bytes(512.0), "512B");
+        assert_eq!(bytes(1536.0), "1.5Ki");
+        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0Gi");
+    }
+}

@@ -1,0 +1,321 @@
+//! `agent workloads`: asks a collector for every workload's verdict and
+//! prints them, one JSON object a line or an aligned table.
+use std::{io::Write, time::Duration};
+
+use serde::Serialize;
+use tally_proto as pb;
+
+use crate::{
+    collector::workload::WorkloadId,
+    stream::{StreamError, collector_endpoint, error_chain},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadsError {
+    #[error(transparent)]
+    Url(#[from] StreamError),
+    #[error("cannot reach the collector at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the collector at {url} answered: {status}")]
+    Query { url: String, status: String },
+    #[error("cannot start the client runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkloadsOptions {
+    pub collector: String,
+    pub json: bool,
+    /// Only workloads seen on this node.
+    pub node: Option<String>,
+}
+
+/// One line of output; the JSON field names are the columns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub workload: String,
+    pub node: String,
+    pub runtime: String,
+    pub verdict: String,
+    pub confidence: f64,
+    pub gc_cpu_share: f64,
+    pub cpu_seconds: f64,
+    pub alloc_bytes_per_second: f64,
+    pub faults_per_second: f64,
+    pub rss_bytes: u64,
+    pub reasons: Vec<String>,
+}
+
+/// Calls ListWorkloads and prints the result on stdout.
+pub fn run(opts: &WorkloadsOptions) -> Result<(), WorkloadsError> {
+    let endpoint = collector_endpoint(&opts.collector)?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(WorkloadsError::Runtime)?;
+    let url = opts.collector.clone();
+    let workloads = runtime.block_on(async {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| WorkloadsError::Unreachable {
+                url: url.clone(),
+                reason: error_chain(&e),
+            })?;
+        let mut client = pb::query_client::QueryClient::new(channel);
+        let resp = client
+            .list_workloads(pb::ListWorkloadsRequest {
+                node_name: opts.node.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(|s| WorkloadsError::Query {
+                url: url.clone(),
+                status: format!("{:?}: {}", s.code(), s.message()),
+            })?;
+        Ok::<_, WorkloadsError>(resp.into_inner().workloads)
+    })?;
+    let mut rows: Vec<Row> = workloads.iter().map(row).collect();
+    sort(&mut rows);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if opts.json {
+        for r in &rows {
+            serde_json::to_writer(&mut out, r).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        }
+    } else {
+        write!(out, "{}", table(&rows))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The workload's name and identity: `comm/container-id` (12 digits, as
+/// docker shows them) or `comm[pid]`.
+pub fn workload_label(w: &pb::Workload) -> String {
+    let id = w.key.as_ref().and_then(WorkloadId::from_proto);
+    let name = if w.name.is_empty() { "?" } else { &w.name };
+    match id {
+        Some(WorkloadId::Container(c)) => {
+            format!("{name}/{}", c.chars().take(12).collect::<String>())
+        }
+        Some(WorkloadId::Process { pid, .. }) => format!("{name}[{pid}]"),
+        None => name.to_owned(),
+    }
+}
+
+fn verdict_name(v: Option<&pb::Verdict>) -> &'static str {
+    match v.map(pb::Verdict::kind) {
+        Some(pb::VerdictKind::VerdictGcHeavy) => "gc-heavy",
+        Some(pb::VerdictKind::VerdictAllocChurn) => "alloc-churn",
+        Some(pb::VerdictKind::VerdictSteady) => "steady",
+        Some(pb::VerdictKind::VerdictIdle) => "idle",
+        _ => "unknown",
+    }
+}
+
+pub fn row(w: &pb::Workload) -> Row {
+    let runtime = crate::collector::workload::runtime_from_proto(w.runtime);
+    Row {
+        workload: workload_label(w),
+        node: w.nodes.join(","),
+        runtime: runtime.name().to_owned(),
+        verdict: verdict_name(w.verdict.as_ref()).to_owned(),
+        confidence: w.verdict.as_ref().map_or(0.0, |v| v.confidence),
+        gc_cpu_share: w.gc_cpu_share,
+        cpu_seconds: w.cpu_seconds,
+        alloc_bytes_per_second: w.alloc_bytes_per_second,
+        faults_per_second: w.faults_per_second,
+        rss_bytes: w.rss_bytes,
+        reasons: w
+            .verdict
+            .as_ref()
+            .map_or_else(Vec::new, |v| v.reasons.clone()),
+    }
+}
+
+/// Worst first: gc-heavy, alloc-churn, steady, idle; then by CPU.
+fn sort(rows: &mut [Row]) {
+    let rank = |v: &str| match v {
+        "gc-heavy" => 0,
+        "alloc-churn" => 1,
+        "steady" => 2,
+        "idle" => 3,
+        _ => 4,
+    };
+    rows.sort_by(|a, b| {
+        rank(&a.verdict)
+            .cmp(&rank(&b.verdict))
+            .then(b.cpu_seconds.total_cmp(&a.cpu_seconds))
+            .then_with(|| a.workload.cmp(&b.workload))
+    });
+}
+
+fn human(v: f64, units: &[&str], step: f64) -> String {
+    let mut v = v;
+    let mut i = 0;
+    while v.abs() >= step && i + 1 < units.len() {
+        v /= step;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{v:.0}{}", units[0])
+    } else {
+        format!("{v:.1}{}", units[i])
+    }
+}
+
+/// The aligned table: text columns left, numbers right, reasons last.
+pub fn table(rows: &[Row]) -> String {
+    const HEAD: [&str; 11] = [
+        "WORKLOAD", "NODE", "RUNTIME", "VERDICT", "CONF", "GC%", "CPU_S", "ALLOC/S", "FAULTS/S",
+        "RSS", "REASONS",
+    ];
+    let cells: Vec<[String; 11]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.workload.clone(),
+                r.node.clone(),
+                r.runtime.clone(),
+                r.verdict.clone(),
+                format!("{:.2}", r.confidence),
+                format!("{:.1}", 100.0 * r.gc_cpu_share),
+                format!("{:.2}", r.cpu_seconds),
+                human(
+                    r.alloc_bytes_per_second,
+                    &["B", "Ki", "Mi", "Gi", "Ti"],
+                    1024.0,
+                ),
+                human(r.faults_per_second, &["", "k", "M", "G"], 1000.0),
+                human(r.rss_bytes as f64, &["B", "Ki", "Mi", "Gi", "Ti"], 1024.0),
+                r.reasons.join("; "),
+            ]
+        })
+        .collect();
+    let mut width = HEAD.map(str::len);
+    for c in &cells {
+        for (w, cell) in width.iter_mut().zip(c.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let left = |i: usize| i < 4 || i == 10;
+    let line = |c: &[String]| {
+        let mut s = String::new();
+        for (i, cell) in c.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if i == 10 {
+                s.push_str(cell);
+            } else if left(i) {
+                s.push_str(&format!("{cell:<w$}", w = width[i]));
+            } else {
+                s.push_str(&format!("{cell:>w$}", w = width[i]));
+            }
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(&HEAD.map(str::to_owned));
+    for c in &cells {
+        out.push_str(&line(c));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(container: Option<&str>, kind: pb::VerdictKind, cpu: f64) -> pb::Workload {
+        let key = match container {
+            Some(c) => WorkloadId::Container(c.into()),
+            None => WorkloadId::Process {
+                node: "n1".into(),
+                pid: 42,
+                start_ticks: 7,
+            },
+        };
+        pb::Workload {
+            key: Some(key.to_proto()),
+            name: "java".into(),
+            nodes: vec!["n1".into(), "n2".into()],
+            runtime: pb::Runtime::Jvm as i32,
+            verdict: Some(pb::Verdict {
+                kind: kind as i32,
+                confidence: 0.8,
+                reasons: vec!["GC 31% of CPU (threads 31%)".into(), "x".into()],
+            }),
+            gc_cpu_share: 0.31,
+            cpu_seconds: cpu,
+            window_seconds: 1.0,
+            alloc_bytes_per_second: 3.0 * 1024.0 * 1024.0,
+            faults_per_second: 12_500.0,
+            rss_bytes: 512 << 20,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn json_rows_have_exactly_the_documented_fields() {
+        let r = row(&workload(
+            Some(&"ab".repeat(32)),
+            pb::VerdictKind::VerdictGcHeavy,
+            1.0,
+        ));
+        let v = serde_json::to_value(&r).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            vec![
+                "alloc_bytes_per_second",
+                "confidence",
+                "cpu_seconds",
+                "faults_per_second",
+                "gc_cpu_share",
+                "node",
+                "reasons",
+                "rss_bytes",
+                "runtime",
+                "verdict",
+                "workload"
+            ]
+        );
+        assert_eq!(v["workload"], "java/abababababab");
+        assert_eq!(v["node"], "n1,n2");
+        assert_eq!(v["runtime"], "jvm");
+        assert_eq!(v["verdict"], "gc-heavy");
+        assert_eq!(v["reasons"][1], "x");
+    }
+
+    #[test]
+    fn table_is_aligned_and_sorted_worst_first() {
+        let mut rows = vec![
+            row(&workload(None, pb::VerdictKind::VerdictSteady, 2.0)),
+            row(&workload(Some("c1"), pb::VerdictKind::VerdictGcHeavy, 1.0)),
+        ];
+        sort(&mut rows);
+        let t = table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("WORKLOAD"));
+        assert!(lines[1].starts_with("java/c1 "), "{t}");
+        assert!(lines[2].starts_with("java[42]"), "{t}");
+        // Columns line up: VERDICT starts at the same place on every line.
+        let col = lines[0].find("VERDICT").unwrap();
+        assert_eq!(&lines[1][col..col + 8], "gc-heavy");
+        assert_eq!(&lines[2][col..col + 6], "steady");
+        assert!(
+            lines[1].contains("3.0Mi")
+                && lines[1].contains("12.5k")
+                && lines[1].contains("512.0Mi")
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! Verdicts on real runtimes: Go, JVM (openjdk 17), Node and C workloads run
+//! in cgroups of their own under the real agent; their verdicts and GC
+//! numbers are checked against the runtimes' own GC reports
+//! (`GODEBUG=gctrace=1`, `-Xlog:gc`, `node --trace-gc`, and the JVM's GC
+//! threads' CPU in `/proc/<pid>/task/*/stat`). Needs root, go, java, node,
+//! stress-ng (installed by `cargo xtask test`).
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Agent, TestCgroup};
+use serde_json::Value;
+
+const RUN_SECONDS: f64 = 12.0;
+
+fn workloads_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads")
+}
+
+fn tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// `tool` must exist; off CI a missing one skips, under CI it fails.
+fn require(tool: &str, test: &str) -> bool {
+    if Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+        || Command::new(tool)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {tool} is missing under CI (cargo xtask test installs it)");
+    }
+    eprintln!("SKIP {test}: {tool} is not installed");
+    false
+}
+
+fn go_build(name: &str) -> PathBuf {
+    let out = tmp().join(format!("go-{name}"));
+    let src = workloads_dir().join(format!("go/{name}.go"));
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .env("GOCACHE", tmp().join("gocache"))
+        .env("HOME", tmp())
+        .status()
+        .expect("go runs");
+    assert!(status.success(), "go build {}", src.display());
+    out
+}
+
+fn javac(name: &str) -> PathBuf {
+    let dir = tmp().join("java");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = workloads_dir().join(format!("java/{name}.java"));
+    let status = Command::new("javac")
+        .arg("-d")
+        .arg(&dir)
+        .arg(&src)
+        .status()
+        .expect("javac runs");
+    assert!(status.success(), "javac {}", src.display());
+    dir
+}
+
+/// A workload started in its own cgroup, its stderr going to a file.
+struct Running {
+    child: Child,
+    stderr: PathBuf,
+    started: Instant,
+    _cgroup: TestCgroup,
+}
+
+fn start(mut cmd: Command, name: &str) -> Running {
+    let cgroup = TestCgroup::create(&common::unique(&format!("tally-test-{name}")));
+    let stderr = tmp().join(common::unique(name));
+    cmd.stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    cgroup.enter_on_spawn(&mut cmd);
+    let child = cmd.spawn().expect("workload starts");
+    Running {
+        child,
+        stderr,
+        started: Instant::now(),
+        _cgroup: cgroup,
+    }
+}
+
+impl Running {
+    fn pid(&self) -> u64 {
+        u64::from(self.child.id())
+    }
+
+    /// Waits for the exit; returns stderr, how long it lived, and its cgroup.
+    fn wait(self) -> (String, Duration, TestCgroup) {
+        let (_, log, lived, cgroup) = self.wait_with_stdout();
+        (log, lived, cgroup)
+    }
+
+    fn wait_with_stdout(self) -> (String, String, Duration, TestCgroup) {
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "workload failed: {out:?}");
+        let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            log,
+            self.started.elapsed(),
+            self._cgroup,
+        )
+    }
+}
+
+/// The verdicts of a process, window by window, and its totals.
+struct Seen {
+    windows: Vec<Value>,
+}
+
+impl Seen {
+    fn of(lines: &[Value], pid: u64) -> Self {
+        Self {
+            windows: lines.iter().filter(|l| l["pid"] == pid).cloned().collect(),
+        }
+    }
+
+    fn verdicts(&self) -> Vec<&str> {
+        self.windows
+            .iter()
+            .map(|w| w["verdict"].as_str().unwrap_or(""))
+            .collect()
+    }
+
+    /// The verdict held by most full windows after the first few seconds
+    /// (start-up is not the workload's steady behaviour), and that it was
+    /// reached within 30 s of the start.
+    fn settled_verdict(&self) -> &str {
+        let steady: Vec<&str> = self
+            .windows
+            .iter()
+            .skip(2)
+            .filter(|w| w["exited"] == false)
+            .map(|w| w["verdict"].as_str().unwrap_or(""))
+            .collect();
+        assert!(
+            !steady.is_empty(),
+            "no steady windows: {:?}",
+            self.verdicts()
+        );
+        let mut best = ("", 0);
+        for v in &steady {
+            let n = steady.iter().filter(|x| *x == v).count();
+            if n > best.1 {
+                best = (v, n);
+            }
+        }
+        best.0
+    }
+
+    fn sum(&self, field: &str) -> f64 {
+        self.windows
+            .iter()
+            .map(|w| w[field].as_f64().unwrap_or(0.0))
+            .sum()
+    }
+
+    /// GC CPU over all CPU of the process, across its windows.
+    fn gc_share(&self) -> f64 {
+        self.sum("gc_cpu_seconds") / self.sum("cpu_seconds").max(1e-9)
+    }
+}
+
+/// 5 percentage points, or 25% relative, whichever is larger.
+#[track_caller]
+fn assert_share_close(what: &str, agent: f64, truth: f64) {
+    let allowed = (0.05f64).max(0.25 * truth);
+    eprintln!(
+        "{what}: agent GC share {:.1}%, runtime {:.1}%",
+        100.0 * agent,
+        100.0 * truth
+    );
+    assert!(
+        (agent - truth).abs() <= allowed,
+        "{what}: agent GC share {:.1}%, runtime says {:.1}% (allowed ±{:.1} points)",
+        100.0 * agent,
+        100.0 * truth,
+        100.0 * allowed
+    );
+}
+
+fn run_under_agent(test: &str, cmd: Command, name: &str) -> (Seen, String, Vec<Value>) {
+    let agent = Agent::start(&["--interval", "1"]);
+    let running = start(cmd, name);
+    let pid = running.pid();
+    let (log, lived, _cg) = running.wait();
+    let (lines, stderr, _) = agent.stop();
+    let seen = Seen::of(&lines, pid);
+    assert!(
+        !seen.windows.is_empty(),
+        "{test}: no window for pid {pid}; agent stderr:\n{stderr}"
+    );
+    assert!(lived < Duration::from_secs(30));
+    (seen, log, lines)
+}
+
+#[test]
+fn go_alloc_heavy_is_gc_heavy_and_matches_gctrace() {
+    let test = "go_alloc_heavy_is_gc_heavy_and_matches_gctrace";
+    if !common::require_root(test) || !require("go", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let bin = go_build("allocheavy");
+    let agent = Agent::start(&["--interval", "1"]);
+    let mut cmd = Command::new(&bin);
+    // 2.5 s of waiting first: the agent finds the Go binary within one
+    // window and probes it before the first collection. One P, so the
+    // process keeps its P busy and no mark worker runs in idle mode.
+    cmd.args([RUN_SECONDS.to_string(), "2.5".into()]);
+    cmd.env("GOGC", "50")
+        .env("GODEBUG", "gctrace=1")
+        .env("GOMAXPROCS", "1");
+    let running = start(cmd, "go-alloc");
+    let pid = running.pid();
+    let (stdout, gctrace, _, _cg) = running.wait_with_stdout();
+    let (lines, stderr, _) = agent.stop();
+    let seen = Seen::of(&lines, pid);
+    assert!(!seen.windows.is_empty(), "{stderr}");
+    assert_eq!(seen.settled_verdict(), "gc-heavy", "{:?}", seen.verdicts());
+    assert!(seen.windows.iter().all(|w| w["runtime"] == "go"));
+
+    // gctrace's last line: "gc 58 @7.777s 36%: … 1 P". Its % is GC CPU over
+    // GOMAXPROCS × wall time since start; times that budget it is the GC
+    // CPU the runtime counted, and over the CPU the process used (its own
+    // getrusage) it is comparable with the agent's share.
+    let last = gctrace
+        .lines()
+        .rfind(|l| l.starts_with("gc "))
+        .expect("gctrace lines");
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    let at: f64 = fields[2]
+        .trim_start_matches('@')
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    let pct: f64 = fields[3].trim_end_matches("%:").parse().unwrap();
+    let procs: f64 = fields[fields.len() - 2].parse().unwrap();
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let runtime_gc_cpu = pct / 100.0 * at * procs;
+    let truth = runtime_gc_cpu / report["cpu_seconds"].as_f64().unwrap();
+    assert_share_close("go", seen.gc_share(), truth);
+    // Cycles: one uprobe hit per completed cycle, one gctrace line each.
+    let cycles = gctrace.lines().filter(|l| l.starts_with("gc ")).count() as f64;
+    assert_eq!(
+        seen.sum("gc_cycles"),
+        cycles,
+        "GC cycles: agent vs gctrace lines"
+    );
+}
+
+#[test]
+fn go_compute_is_steady() {
+    let test = "go_compute_is_steady";
+    if !common::require_root(test) || !require("go", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let bin = go_build("compute");
+    let mut cmd = Command::new(&bin);
+    cmd.arg("8");
+    let (seen, _, _) = run_under_agent(test, cmd, "go-compute");
+    assert_eq!(seen.settled_verdict(), "steady", "{:?}", seen.verdicts());
+    assert!(seen.gc_share() < 0.02, "GC share {}", seen.gc_share());
+}
+
+/// utime+stime of a JVM's GC threads and of the whole process, in ticks.
+fn jvm_thread_cpu(pid: u64) -> (u64, u64) {
+    let mut gc = 0;
+    let mut all = 0;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read(task.path().join("stat")) else {
+            continue;
+        };
+        let Ok(s) = agent::collect::procfs::parse_stat(&stat) else {
+            continue;
+        };
+        all += s.cpu_ticks;
+        let comm = String::from_utf8_lossy(&s.comm).into_owned();
+        if agent::gc::threads::is_gc_thread(agent::gc::Runtime::Jvm, &comm) {
+            gc += s.cpu_ticks;
+        }
+    }
+    (gc, all)
+}
+
+#[test]
+fn jvm_alloc_heavy_is_gc_heavy_and_matches_its_gc_threads_and_log() {
+    let test = "jvm_alloc_heavy_is_gc_heavy_and_matches_its_gc_threads_and_log";
+    if !common::require_root(test) || !require("java", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let classes = javac("AllocHeavy");
+    let gclog = tmp().join(common::unique("gc.log"));
+    let agent = Agent::start(&["--interval", "1"]);
+    let mut cmd = Command::new("java");
+    cmd.arg("-Xmx64m")
+        .arg("-XX:+UseG1GC")
+        .arg(format!("-Xlog:gc:file={}", gclog.display()));
+    // 2.5 s of waiting first, as for Go: the USDT probes are on before the
+    // first collection, so every pause is seen.
+    cmd.arg("-cp")
+        .arg(&classes)
+        .args(["AllocHeavy", &RUN_SECONDS.to_string(), "2.5"]);
+    let running = start(cmd, "jvm-alloc");
+    let pid = running.pid();
+    // The GC threads' own CPU, read from /proc while the JVM still runs.
+    std::thread::sleep(Duration::from_secs_f64(2.5 + RUN_SECONDS - 2.0));
+    let (gc_ticks, all_ticks) = jvm_thread_cpu(pid);
+    let at = Instant::now();
+    let (_, _, _cg) = running.wait();
+    let (lines, stderr, _) = agent.stop();
+    let seen = Seen::of(&lines, pid);
+    assert!(!seen.windows.is_empty(), "{stderr}");
+    assert_eq!(seen.settled_verdict(), "gc-heavy", "{:?}", seen.verdicts());
+    assert!(seen.windows.iter().all(|w| w["runtime"] == "jvm"));
+    let truth = gc_ticks as f64 / all_ticks.max(1) as f64;
+    // The agent's share over the windows that ended before the /proc read
+    // (the last ~2 s of the run are not in the /proc figure).
+    let cutoff = seen
+        .windows
+        .len()
+        .saturating_sub((at.elapsed().as_secs_f64() + 2.0).ceil() as usize);
+    let before = Seen {
+        windows: seen.windows[..cutoff.max(1)].to_vec(),
+    };
+    assert_share_close("jvm", before.gc_share(), truth);
+    // GC pauses: USDT gc__begin/gc__end count one per pause, -Xlog:gc one line.
+    let log = std::fs::read_to_string(&gclog).unwrap();
+    let pauses = log.lines().filter(|l| l.contains(" Pause ")).count() as f64;
+    assert!(pauses > 10.0, "the JVM should collect often: {log}");
+    assert_eq!(
+        seen.sum("gc_cycles"),
+        pauses,
+        "GC pauses: agent vs -Xlog:gc"
+    );
+}
+
+#[test]
+fn jvm_compute_is_steady() {
+    let test = "jvm_compute_is_steady";
+    if !common::require_root(test) || !require("java", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let classes = javac("Compute");
+    let mut cmd = Command::new("java");
+    cmd.arg("-Xmx64m")
+        .arg("-cp")
+        .arg(&classes)
+        .args(["Compute", "8"]);
+    let (seen, _, _) = run_under_agent(test, cmd, "jvm-compute");
+    assert_eq!(seen.settled_verdict(), "steady", "{:?}", seen.verdicts());
+}
+
+#[test]
+fn node_alloc_heavy_is_gc_heavy_per_trace_gc() {
+    let test = "node_alloc_heavy_is_gc_heavy_per_trace_gc";
+    if !common::require_root(test) || !require("node", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = Agent::start(&["--interval", "1"]);
+    let trace = tmp().join(common::unique("node-trace"));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "exec node --trace-gc {} {} > {}",
+        workloads_dir().join("node/allocheavy.js").display(),
+        RUN_SECONDS,
+        trace.display()
+    ));
+    let running = start(cmd, "node-alloc");
+    let pid = running.pid();
+    let (_, lived, _cg) = running.wait();
+    let (lines, stderr, _) = agent.stop();
+    let seen = Seen::of(&lines, pid);
+    assert!(!seen.windows.is_empty(), "{stderr}");
+    assert!(
+        seen.windows.iter().any(|w| w["runtime"] == "node"),
+        "{:?}",
+        seen.windows
+    );
+    // --trace-gc prints each collection with its pause:
+    // "[pid:0x…]   1234 ms: Scavenge 4.1 (5.2) -> 3.0 (6.2) MB, 1.23 / 0.00 ms  (…)"
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let pauses_ms: f64 = trace
+        .lines()
+        .filter_map(|l| {
+            l.split(" MB, ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    let collections = trace.lines().filter(|l| l.contains(" MB, ")).count();
+    let trace_share = pauses_ms / 1000.0 / lived.as_secs_f64();
+    assert!(
+        collections > 50 && trace_share > 0.05,
+        "node's own trace shows little GC: {collections} GCs, {:.1}% paused",
+        100.0 * trace_share
+    );
+    assert_eq!(
+        seen.settled_verdict(),
+        "gc-heavy",
+        "{:?}; trace-gc: {collections} GCs, {:.1}% of the time paused",
+        seen.verdicts(),
+        100.0 * trace_share
+    );
+    // Pauses are a floor for GC CPU (concurrent marking and sweeping come
+    // on top), so the agent's share must cover most of it.
+    assert!(
+        seen.gc_share() >= 0.75 * trace_share,
+        "agent GC share {:.1}% vs {:.1}% paused",
+        100.0 * seen.gc_share(),
+        100.0 * trace_share
+    );
+}
+
+#[test]
+fn c_malloc_churn_is_alloc_churn_never_gc_heavy() {
+    let test = "c_malloc_churn_is_alloc_churn_never_gc_heavy";
+    if !common::require_root(test) {
+        return;
+    }
+    let _serial = common::serial();
+    let bin = tmp().join("churn");
+    let status = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(workloads_dir().join("churn.c"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut cmd = Command::new(&bin);
+    cmd.arg("8");
+    let (seen, _, _) = run_under_agent(test, cmd, "c-churn");
+    assert!(
+        !seen.verdicts().contains(&"gc-heavy"),
+        "{:?}",
+        seen.verdicts()
+    );
+    assert_eq!(
+        seen.settled_verdict(),
+        "alloc-churn",
+        "{:?}",
+        seen.verdicts()
+    );
+    assert!(seen.windows.iter().all(|w| w["runtime"] == "native"));
+}
+
+#[test]
+fn stress_ng_cpu_is_steady_and_sleep_is_idle() {
+    let test = "stress_ng_cpu_is_steady_and_sleep_is_idle";
+    if !common::require_root(test) || !require("stress-ng", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = Agent::start(&["--interval", "1"]);
+    let mut stress = Command::new("stress-ng");
+    stress.args(["--cpu", "1", "--timeout", "8s", "--quiet"]);
+    let stress = start(stress, "stress");
+    let mut sleep = Command::new("sleep");
+    sleep.arg("8");
+    let sleeper = start(sleep, "sleep");
+    let sleep_pid = sleeper.pid();
+    let stress_pid = stress.pid();
+    let _ = stress.wait();
+    let _ = sleeper.wait();
+    let (lines, _, _) = agent.stop();
+    // stress-ng's worker is a child of the pid we started: judge every
+    // stress-ng process that ran.
+    let busy: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["comm"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("stress-ng"))
+                && l["cpu_seconds"].as_f64().unwrap_or(0.0) > 0.5
+        })
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "no busy stress-ng window (started pid {stress_pid})"
+    );
+    assert!(busy.iter().all(|w| w["verdict"] == "steady"), "{busy:?}");
+    // A sleeper does nothing after start-up: any window of it is idle.
+    let sleeps = Seen::of(&lines, sleep_pid);
+    assert!(
+        sleeps
+            .windows
+            .iter()
+            .skip(1)
+            .all(|w| w["verdict"] == "idle"),
+        "{:?}",
+        sleeps.verdicts()
+    );
+}

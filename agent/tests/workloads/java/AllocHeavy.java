@@ -1,0 +1,26 @@
+// An allocation-heavy JVM program for a small heap: threads allocate
+// short-lived arrays and keep a rotating window of them, so the young and
+// old generations fill constantly. Run with -Xmx64m -Xlog:gc. Arguments:
+// seconds of work, then optionally seconds to wait first, allocating
+// nothing, so a tracer can attach before the first collection.
+public class AllocHeavy {
+    public static void main(String[] args) throws Exception {
+        double seconds = Double.parseDouble(args[0]);
+        if (args.length > 1) Thread.sleep((long) (Double.parseDouble(args[1]) * 1000));
+        long deadline = System.nanoTime() + (long) (seconds * 1e9);
+        int threads = Runtime.getRuntime().availableProcessors();
+        Thread[] workers = new Thread[threads];
+        for (int t = 0; t < threads; t++) {
+            workers[t] = new Thread(() -> {
+                Object[] keep = new Object[4096];
+                long i = 0;
+                while (System.nanoTime() < deadline) {
+                    keep[(int) (i++ % keep.length)] = new long[64 + (int) (i % 512)];
+                }
+            }, "alloc-" + t);
+            workers[t].start();
+        }
+        for (Thread w : workers) w.join();
+        System.out.println("{\"pid\":" + ProcessHandle.current().pid() + "}");
+    }
+}
