@@ -129,7 +129,10 @@ pub mod control {
     /// Which of `STACK_COUNTS_0`/`STACK_COUNTS_1` the sampler writes; userspace
     /// flips it, then drains the other one.
     pub const STACK_SLOT: u32 = 0;
-    pub const COUNT: u32 = 1;
+    /// Non-zero: sample the user stacks of every process, not only those
+    /// in `STACK_TGIDS` (`--stack-sampling all`).
+    pub const STACK_ALL: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Kinds of [`ProcEvent`].

@@ -132,6 +132,10 @@ struct ProbeArgs {
     /// is still seen through thread names and stacks.
     #[arg(long = "no-uprobes-for", value_name = "PATTERN")]
     no_uprobes_for: Vec<String>,
+    /// Whose user stacks are sampled with the CPU: the runtimes whose GC
+    /// only stacks show (Go, Node), everyone, or no one.
+    #[arg(long, value_enum, default_value_t = agent::probes::StackSampling::GcRuntimes)]
+    stack_sampling: agent::probes::StackSampling,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -187,6 +191,7 @@ fn load_options(p: &ProbeArgs) -> LoadOptions {
         sample_hz: p.sample_hz,
         max_threads: p.max_threads,
         max_processes: p.max_processes,
+        stack_sampling: p.stack_sampling,
     }
 }
 

@@ -19,7 +19,8 @@ pub fn cpu_clock(ctx: PerfEventContext) -> u32 {
     if tid == 0 {
         return 0; // the idle task
     }
-    if STACK_TGIDS.get_ptr(tgid).is_some() {
+    let all = matches!(CONTROL.get(control::STACK_ALL), Some(&v) if v != 0);
+    if all || STACK_TGIDS.get_ptr(tgid).is_some() {
         count_stack(&ctx, tgid, tid);
     }
     let comm = bpf_get_current_comm().unwrap_or_default();
@@ -59,8 +60,14 @@ pub fn cpu_clock(ctx: PerfEventContext) -> u32 {
 fn count_stack(ctx: &PerfEventContext, tgid: u32, tid: u32) {
     let stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
         Ok(id) => id as i32,
-        Err(_) => {
-            count_drop(drop_kind::STACK_FAILED);
+        Err(err) => {
+            // -EFAULT: no user stack (a kernel thread, or the sample hit
+            // during a syscall's user-copy); nothing is lost. -ENOMEM and
+            // -EEXIST: STACKS is full or the stack collided with another.
+            const EFAULT: i32 = 14;
+            if err != -EFAULT {
+                count_drop(drop_kind::STACK_FAILED);
+            }
             return;
         }
     };

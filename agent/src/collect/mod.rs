@@ -132,7 +132,7 @@ impl Collector {
             last_tick: Instant::now(),
             runtimes: Runtimes::new(uprobes),
             threads: ThreadTracker::default(),
-            stacks: StackSampler::default(),
+            stacks: StackSampler::new(opts.stack_sampling != crate::probes::StackSampling::Off),
             thread_entries: Vec::new(),
         };
         let (live, _) = collector.observe()?;
@@ -315,6 +315,7 @@ impl Collector {
             threads_map = thread_count,
             tracked = self.tracker.len(),
             live = live.len(),
+            symbol_cache = self.stacks.cached_addresses(),
             "occupancy"
         );
         Ok((live, swept))

@@ -48,10 +48,12 @@ pub struct StackSampler {
     symbols: HashMap<u32, ProcessSymbols>,
     /// Processes whose stacks are sampled (mirrors `STACK_TGIDS`).
     sampled: HashSet<u32>,
+    /// False with `--stack-sampling off`: no process is ever added.
+    enabled: bool,
 }
 
-impl Default for StackSampler {
-    fn default() -> Self {
+impl StackSampler {
+    pub fn new(enabled: bool) -> Self {
         Self {
             symbolizer: Symbolizer::builder()
                 .enable_code_info(false)
@@ -60,14 +62,12 @@ impl Default for StackSampler {
                 .build(),
             symbols: HashMap::new(),
             sampled: HashSet::new(),
+            enabled,
         }
     }
-}
-
-impl StackSampler {
     /// Starts sampling the user stacks of `tgid`.
     pub fn sample(&mut self, probes: &mut Probes, tgid: u32) -> Result<(), ProbeError> {
-        if self.sampled.insert(tgid) {
+        if self.enabled && self.sampled.insert(tgid) {
             let _ = probes.stack_tgids_mut()?.insert(tgid, 1, 0);
         }
         Ok(())

@@ -73,6 +73,16 @@ impl Probes {
         Ok(old.min(1))
     }
 
+    /// Samples the user stacks of every process (`true`), or only of those
+    /// in `STACK_TGIDS`.
+    pub fn set_stack_all(&mut self, all: bool) -> Result<(), ProbeError> {
+        let mut array: Array<&mut MapData, u32> =
+            Array::try_from(self.map_mut(maps::CONTROL)?).map_err(map_err(maps::CONTROL))?;
+        array
+            .set(control::STACK_ALL, u32::from(all), 0)
+            .map_err(map_err(maps::CONTROL))
+    }
+
     /// Stack sample counts of one slot, writable (drained each tick).
     pub fn stack_counts_mut(
         &mut self,

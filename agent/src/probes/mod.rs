@@ -120,6 +120,20 @@ pub struct LoadOptions {
     pub max_threads: u32,
     /// Capacity of the per-process map.
     pub max_processes: u32,
+    /// Whose user stacks the sampler records.
+    pub stack_sampling: StackSampling,
+}
+
+/// Whose user stacks are sampled with the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StackSampling {
+    /// Processes of runtimes whose GC only stacks can see (Go, Node).
+    #[default]
+    GcRuntimes,
+    /// Every process (profiles of anything; costs a stack walk per sample).
+    All,
+    /// None: GC CPU from thread names only.
+    Off,
 }
 
 impl Default for LoadOptions {
@@ -128,6 +142,7 @@ impl Default for LoadOptions {
             sample_hz: 99,
             max_threads: 32768,
             max_processes: 16384,
+            stack_sampling: StackSampling::default(),
         }
     }
 }
@@ -179,6 +194,7 @@ impl Probes {
             attached: uprobes::Attached::default(),
         };
         probes.load_uprobes();
+        probes.set_stack_all(opts.stack_sampling == StackSampling::All)?;
         probes.attach_all()?;
         Ok(probes)
     }

@@ -66,17 +66,26 @@ enum Mode {
     /// bpftrace with empty programs on the agent's syscall tracepoints.
     Floor,
     Agent,
+    /// The agent sampling every process's user stack and symbolizing them.
+    AgentStacks,
     Bpftrace,
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [Mode::Bare, Mode::Floor, Mode::Agent, Mode::Bpftrace];
+    const ALL: [Mode; 5] = [
+        Mode::Bare,
+        Mode::Floor,
+        Mode::Agent,
+        Mode::AgentStacks,
+        Mode::Bpftrace,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Mode::Bare => "bare",
             Mode::Floor => "floor",
             Mode::Agent => "agent",
+            Mode::AgentStacks => "agent+stk",
             Mode::Bpftrace => "bpftrace",
         }
     }
@@ -214,7 +223,8 @@ fn measure(setup: &Setup, mode: Mode) -> Result<Run> {
                 peak_rss_kib: None,
             })
         }
-        Mode::Agent => under_agent(setup),
+        Mode::Agent => under_agent(setup, Mode::Agent),
+        Mode::AgentStacks => under_agent(setup, Mode::AgentStacks),
         Mode::Bpftrace => under_bpftrace(setup, &setup.script, Mode::Bpftrace),
         Mode::Floor => under_bpftrace(setup, &setup.floor_script, Mode::Floor),
     }
@@ -259,8 +269,14 @@ fn workload(setup: &Setup, iterations: u64) -> Result<Workload> {
     })
 }
 
-fn agent_command(setup: &Setup) -> Command {
+fn agent_command(setup: &Setup, mode: Mode) -> Command {
     let mut c = cmd(&setup.agent);
+    if mode == Mode::AgentStacks {
+        // Every process's stacks, and the debug line that reports the
+        // symbolization cache's size.
+        c.args(["--log-format", "text"])
+            .env("TALLY_LOG", "info,agent::collect=debug");
+    }
     c.args([
         "top",
         "--batch",
@@ -270,16 +286,19 @@ fn agent_command(setup: &Setup) -> Command {
         "--sample-hz",
         &SAMPLE_HZ.to_string(),
     ]);
+    if mode == Mode::AgentStacks {
+        c.args(["--stack-sampling", "all"]);
+    }
     c
 }
 
 /// Starts the agent and waits until its probes are attached.
-fn start_agent(setup: &Setup) -> Result<Tracer> {
+fn start_agent(setup: &Setup, mode: Mode) -> Result<Tracer> {
     let mut agent = Tracer::start(
         "agent",
-        agent_command(setup),
+        agent_command(setup, mode),
         setup.cpus.others,
-        &setup.out.join("agent.stderr"),
+        &setup.out.join(format!("{}.stderr", mode.name())),
     )?;
     // Its first window follows attaching by one interval. It always has a
     // line (its own activity), but if none came, attaching (< 1 s) is done.
@@ -291,8 +310,8 @@ fn start_agent(setup: &Setup) -> Result<Tracer> {
     Ok(agent)
 }
 
-fn under_agent(setup: &Setup) -> Result<Run> {
-    let mut agent = start_agent(setup)?;
+fn under_agent(setup: &Setup, mode: Mode) -> Result<Run> {
+    let mut agent = start_agent(setup, mode)?;
     let runs = repeated(setup)?;
     agent.ensure_running()?;
     // Wait for the window that reports the last run's exit, so the counts
@@ -309,7 +328,7 @@ fn under_agent(setup: &Setup) -> Result<Run> {
         .map(|w| agent_mmaps(&lines, w.pid) as f64 / w.loop_mmaps as f64)
         .fold(f64::INFINITY, f64::min);
     Ok(Run {
-        mode: Mode::Agent,
+        mode,
         ns_per_iter: fastest(&runs),
         seen: Some(seen),
         peak_rss_kib: Some(peak_rss_kib),
@@ -356,7 +375,7 @@ fn under_bpftrace(setup: &Setup, script: &Path, mode: Mode) -> Result<Run> {
 /// not in this figure; the rounds measure them.
 fn idle(setup: &Setup, duration: Duration) -> Result<Idle> {
     let hz = super::clock_ticks_per_second()?;
-    let mut agent = start_agent(setup)?;
+    let mut agent = start_agent(setup, Mode::Agent)?;
     let (start, ticks0) = (Instant::now(), super::cpu_ticks(agent.pid())?);
     thread::sleep(duration);
     agent.ensure_running()?;
@@ -450,6 +469,19 @@ fn summarize(rounds: &[Vec<Run>], mode: Mode) -> Row {
     }
 }
 
+/// The last `symbol_cache=N` of an agent's debug occupancy lines.
+fn symbol_cache(stderr: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(stderr).ok()?;
+    text.lines().rev().find_map(|l| {
+        l.split("symbol_cache=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// Median over rounds of what the agent adds above the floor, in ns and in
 /// % of the round's bare run.
 fn above_floor(rounds: &[Vec<Run>]) -> (f64, f64) {
@@ -470,8 +502,10 @@ fn above_floor(rounds: &[Vec<Run>]) -> (f64, f64) {
 fn target(mode: Mode, row: &Row) -> String {
     match mode {
         Mode::Bare => "-".into(),
-        Mode::Agent if row.added_pct <= AGENT_TARGET_PCT => format!("<= {AGENT_TARGET_PCT}%: ok"),
-        Mode::Agent => format!(
+        Mode::Agent | Mode::AgentStacks if row.added_pct <= AGENT_TARGET_PCT => {
+            format!("<= {AGENT_TARGET_PCT}%: ok")
+        }
+        Mode::Agent | Mode::AgentStacks => format!(
             "<= {AGENT_TARGET_PCT}%: MISSED by {:.1} points",
             row.added_pct - AGENT_TARGET_PCT
         ),
@@ -533,23 +567,36 @@ fn report(args: &Args, setup: &Setup, rounds: &[Vec<Run>], idle: &Idle) {
         "\nagent above the floor: {above_ns:+.0} ns/iter ({above_pct:+.1}%), median over rounds of \
          (agent - floor) against bare: the agent's own programs"
     );
-    let peak_kib = rounds
-        .iter()
-        .flatten()
-        .filter_map(|r| r.peak_rss_kib)
-        .max()
-        .unwrap_or(0);
-    let rss_mib = peak_kib as f64 / 1024.0;
-    let verdict = if rss_mib <= RSS_TARGET_MIB {
-        "ok"
-    } else {
-        "MISSED"
-    };
-    println!(
-        "\nagent peak RSS: {rss_mib:.1} MiB (VmHWM, max over its {} runs); \
-         target <= {RSS_TARGET_MIB} MiB: {verdict}",
-        rounds.len()
-    );
+    for mode in [Mode::Agent, Mode::AgentStacks] {
+        let peak_kib = rounds
+            .iter()
+            .flatten()
+            .filter(|r| r.mode == mode)
+            .filter_map(|r| r.peak_rss_kib)
+            .max()
+            .unwrap_or(0);
+        let rss_mib = peak_kib as f64 / 1024.0;
+        let verdict = if rss_mib <= RSS_TARGET_MIB {
+            "ok"
+        } else {
+            "MISSED"
+        };
+        println!(
+            "{} peak RSS: {rss_mib:.1} MiB (VmHWM, max over its {} runs); target <= {RSS_TARGET_MIB} MiB: {verdict}",
+            mode.name(),
+            rounds.len()
+        );
+    }
+    match symbol_cache(
+        &setup
+            .out
+            .join(format!("{}.stderr", Mode::AgentStacks.name())),
+    ) {
+        Some(n) => println!(
+            "symbolization cache (agent+stk, last run): {n} addresses; its memory is within the agent+stk peak RSS above"
+        ),
+        None => println!("symbolization cache: no figure (no debug occupancy line from agent+stk)"),
+    }
     println!(
         "agent CPU at idle: {:.2}% of one core at {SAMPLE_HZ} Hz sampling \
          (its user+sys over {:.1} s after its first window, no workload)",
@@ -596,10 +643,10 @@ mod tests {
     #[test]
     fn rounds_rotate_the_order() {
         use Mode::*;
-        let orders: Vec<Vec<Mode>> = (0..4).map(|r| Mode::order(r).collect()).collect();
-        assert_eq!(orders[0], [Bare, Floor, Agent, Bpftrace]);
-        assert_eq!(orders[1], [Floor, Agent, Bpftrace, Bare]);
-        assert_eq!(orders[3], [Bpftrace, Bare, Floor, Agent]);
+        let orders: Vec<Vec<Mode>> = (0..5).map(|r| Mode::order(r).collect()).collect();
+        assert_eq!(orders[0], [Bare, Floor, Agent, AgentStacks, Bpftrace]);
+        assert_eq!(orders[1], [Floor, Agent, AgentStacks, Bpftrace, Bare]);
+        assert_eq!(orders[4], [Bpftrace, Bare, Floor, Agent, AgentStacks]);
     }
 
     #[test]
