@@ -80,6 +80,15 @@ fn agent_run(url: &str, node: &str) -> Child {
         .unwrap()
 }
 
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn workloads(url: &str) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["workloads", "--json", "--collector", url])
@@ -165,7 +174,7 @@ fn two_real_agents_a_gc_heavy_container_and_a_collector_restart() {
         .stdout(Stdio::null());
     cg.enter_on_spawn(&mut cmd);
     let started = Instant::now();
-    let mut workload = cmd.spawn().unwrap();
+    let mut workload = KillOnDrop(cmd.spawn().unwrap());
 
     // One container workload, seen on both nodes, gc-heavy within 30 s of
     // the start.
@@ -189,15 +198,15 @@ fn two_real_agents_a_gc_heavy_container_and_a_collector_restart() {
     collector.kill9();
     thread::sleep(Duration::from_secs(3));
     let collector = Collector::start(&data, &collector.addr.clone());
-    let _ = workload.wait();
+    let _ = workload.0.wait();
     thread::sleep(Duration::from_secs(2));
     for agent in &mut agents {
         // SIGINT: the agent stops collecting and flushes its buffer.
         // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(agent.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(agent.0.id() as i32, libc::SIGINT) };
     }
     for agent in &mut agents {
-        assert!(agent.wait().unwrap().success());
+        assert!(agent.0.wait().unwrap().success());
     }
     drop(collector);
     let instances = stored(&data);
