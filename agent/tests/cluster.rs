@@ -63,8 +63,18 @@ impl Drop for Collector {
     }
 }
 
-fn agent_run(url: &str, node: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_agent"))
+/// An `agent run` daemon, killed if the test fails before stopping it.
+struct AgentRun(Child);
+
+impl Drop for AgentRun {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent_run(url: &str, node: &str) -> AgentRun {
+    let child = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args([
             "run",
             "--collector",
@@ -77,7 +87,8 @@ fn agent_run(url: &str, node: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    AgentRun(child)
 }
 
 struct KillOnDrop(Child);
