@@ -362,6 +362,47 @@ fn jvm_alloc_heavy_is_gc_heavy_and_matches_its_gc_threads_and_log() {
     );
 }
 
+/// With uprobes opted out, a JVM's GC pauses come from its own counters
+/// (hsperfdata), read without touching the process.
+#[test]
+fn jvm_without_uprobes_counts_pauses_from_hsperfdata() {
+    let test = "jvm_without_uprobes_counts_pauses_from_hsperfdata";
+    if !common::require_root(test) || !require("java", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let classes = javac("AllocHeavy");
+    let gclog = tmp().join(common::unique("gc-hsperf.log"));
+    let agent = Agent::start(&["--interval", "1", "--no-uprobes-for", "java"]);
+    let mut cmd = Command::new("java");
+    cmd.arg("-Xmx64m")
+        .arg("-XX:+UseG1GC")
+        .arg(format!("-Xlog:gc:file={}", gclog.display()));
+    // Waits after the work too: the file goes with the JVM, so the last
+    // window must have read it after the last collection.
+    cmd.arg("-cp")
+        .arg(&classes)
+        .args(["AllocHeavy", "6", "0", "2.5"]);
+    let (seen, _, _) = {
+        let running = start(cmd, "jvm-hsperf");
+        let pid = running.pid();
+        let (_, _, _cg) = running.wait();
+        let (lines, stderr, _) = agent.stop();
+        let seen = Seen::of(&lines, pid);
+        assert!(!seen.windows.is_empty(), "{stderr}");
+        (seen, (), ())
+    };
+    let log = std::fs::read_to_string(&gclog).unwrap();
+    let pauses = log.lines().filter(|l| l.contains(" Pause ")).count() as f64;
+    assert!(pauses > 10.0, "{log}");
+    assert_eq!(
+        seen.sum("gc_cycles"),
+        pauses,
+        "GC pauses: hsperfdata vs -Xlog:gc"
+    );
+    assert!(seen.sum("gc_pause_seconds") > 0.0);
+}
+
 #[test]
 fn jvm_compute_is_steady() {
     let test = "jvm_compute_is_steady";

@@ -340,6 +340,11 @@ impl Collector {
             counters.set_alloc(&r.alloc);
             counters.set_runtime_gc(r);
         }
+        // A JVM without USDT probes: its own cumulative counters instead.
+        if let Some((collections, gc_ns)) = self.runtimes.hsperf_gc(&self.proc_root, &key) {
+            counters.gc_cycles = collections;
+            counters.gc_pause_ns = gc_ns;
+        }
         // The kernel's cgroup id where the programs saw the process; else
         // /proc/<pid>/cgroup, on first sight and after an exec.
         let kernel_id = [sum.cgroup_id, record.map_or(0, |r| r.cgroup_id)]

@@ -37,6 +37,9 @@ impl UprobePolicy {
 #[derive(Debug, Default)]
 pub struct Runtimes {
     by_key: HashMap<ProcKey, Runtime>,
+    /// JVMs whose GC pauses come from hsperfdata, because their libjvm has
+    /// no USDT probes in (opted out, or the attach failed).
+    hsperf: std::collections::HashSet<ProcKey>,
     policy: UprobePolicy,
 }
 
@@ -44,7 +47,24 @@ impl Runtimes {
     pub fn new(policy: UprobePolicy) -> Self {
         Self {
             by_key: HashMap::new(),
+            hsperf: Default::default(),
             policy,
+        }
+    }
+
+    /// GC collections and time of a JVM read from its hsperfdata (the JVM's
+    /// own counters, cumulative since it started), for JVMs without USDT
+    /// probes; `None` for every other process.
+    pub fn hsperf_gc(&self, proc_root: &Path, key: &ProcKey) -> Option<(u64, u64)> {
+        if !self.hsperf.contains(key) {
+            return None;
+        }
+        match gc::hsperf::read_gc_counters(proc_root, key.tgid)? {
+            Ok(c) => Some((c.collections, (c.gc_time_seconds * 1e9) as u64)),
+            Err(err) => {
+                tracing::debug!(pid = key.tgid, "hsperfdata: {err}");
+                None
+            }
         }
     }
 
@@ -103,9 +123,20 @@ impl Runtimes {
                     tracing::debug!(pid = key.tgid, "stack sampling: {err}");
                 }
             }
-            Runtime::Jvm if uprobes => {
-                if let Err(err) = probe_hotspot(proc_root, key.tgid, probes) {
-                    tracing::warn!(pid = key.tgid, "HotSpot GC pauses not timed: {err}");
+            Runtime::Jvm => {
+                let probed = uprobes
+                    && match probe_hotspot(proc_root, key.tgid, probes) {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::warn!(
+                                pid = key.tgid,
+                                "HotSpot USDT probes not attached ({err}); reading hsperfdata instead"
+                            );
+                            false
+                        }
+                    };
+                if !probed {
+                    self.hsperf.insert(key);
                 }
             }
             _ => {}
@@ -122,6 +153,8 @@ impl Runtimes {
             }
             kept
         });
+        let by_key = &self.by_key;
+        self.hsperf.retain(|k| by_key.contains_key(k));
     }
 }
 

@@ -1,8 +1,9 @@
 // An allocation-heavy JVM program for a small heap: threads allocate
 // short-lived arrays and keep a rotating window of them, so the young and
 // old generations fill constantly. Run with -Xmx64m -Xlog:gc. Arguments:
-// seconds of work, then optionally seconds to wait first, allocating
-// nothing, so a tracer can attach before the first collection.
+// seconds of work, then optionally seconds to wait first (so a tracer can
+// attach before the first collection) and seconds to wait after (so a
+// reader of its counters sees the last collection before the JVM exits).
 public class AllocHeavy {
     public static void main(String[] args) throws Exception {
         double seconds = Double.parseDouble(args[0]);
@@ -21,6 +22,7 @@ public class AllocHeavy {
             workers[t].start();
         }
         for (Thread w : workers) w.join();
+        if (args.length > 2) Thread.sleep((long) (Double.parseDouble(args[2]) * 1000));
         System.out.println("{\"pid\":" + ProcessHandle.current().pid() + "}");
     }
 }
