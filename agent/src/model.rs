@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     collect::threads::ThreadGroup,
-    enrich::{cgroup::CgroupInfo, container::ContainerInfo},
+    enrich::{cgroup::CgroupInfo, container::ContainerInfo, kube::PodInfo},
     gc::{GcSignals, Runtime, Verdict},
 };
 
@@ -166,6 +166,9 @@ pub struct Window {
     pub cgroup_id: Option<u64>,
     /// The cgroup's path and container, filled in by the collector.
     pub cgroup: Option<Arc<CgroupInfo>>,
+    /// The container's pod, namespace, owner, requests and limits
+    /// (`enrich::kube`), where the container is a Kubernetes one.
+    pub pod: Option<Arc<PodInfo>>,
     /// Length of the interval, seconds.
     pub seconds: f64,
     pub delta: Counters,
@@ -222,6 +225,8 @@ pub struct ContainerWindow {
     pub delta: Counters,
     pub signals: GcSignals,
     pub verdict: Verdict,
+    /// The container's pod, from its processes' windows.
+    pub pod: Option<Arc<PodInfo>>,
 }
 
 /// Groups windows by container; processes outside containers are left out.
@@ -240,6 +245,10 @@ pub fn containers(windows: &[Window], sample_period_ns: u64) -> Vec<ContainerWin
                 c.pids.push(w.key.tgid);
                 c.delta = c.delta.add(&w.delta);
                 c.signals.merge(&signals);
+                // The most precise one: with a container name if any has it.
+                if c.pod.as_ref().is_none_or(|p| p.container.is_none()) && w.pod.is_some() {
+                    c.pod.clone_from(&w.pod);
+                }
             }
             None => by_id.push(ContainerWindow {
                 container: container.clone(),
@@ -249,6 +258,7 @@ pub fn containers(windows: &[Window], sample_period_ns: u64) -> Vec<ContainerWin
                 delta: w.delta,
                 signals,
                 verdict: crate::gc::classify(&signals),
+                pod: w.pod.clone(),
             }),
         }
     }

@@ -7,6 +7,7 @@ use tally_proto as pb;
 
 use crate::{
     collect::Tick,
+    enrich::kube::PodInfo,
     gc::{Runtime, VerdictKind},
     model::{Counters, Window},
 };
@@ -90,6 +91,27 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
                 gc: g.gc,
             })
             .collect(),
+        pod: w.pod.as_deref().map(pod_metadata),
+    }
+}
+
+/// A container's Kubernetes names, as reports carry them.
+pub fn pod_metadata(p: &PodInfo) -> pb::PodMetadata {
+    let r = &p.resources;
+    pb::PodMetadata {
+        namespace: p.namespace.clone(),
+        pod_name: p.pod.clone(),
+        pod_uid: p.pod_uid.clone(),
+        container_name: p.container.clone().unwrap_or_default(),
+        owner_kind: p.owner.as_ref().map(|o| o.kind.clone()).unwrap_or_default(),
+        owner_name: p.owner.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+        labels: p.labels.clone().into_iter().collect(),
+        qos_class: p.qos_class.clone().unwrap_or_default(),
+        cpu_request_millicores: r.cpu_request_millicores.unwrap_or(0),
+        cpu_limit_millicores: r.cpu_limit_millicores.unwrap_or(0),
+        memory_request_bytes: r.memory_request_bytes.unwrap_or(0),
+        memory_limit_bytes: r.memory_limit_bytes.unwrap_or(0),
+        source: p.source.name().to_owned(),
     }
 }
 

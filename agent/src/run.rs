@@ -1,13 +1,15 @@
 //! `agent run`: the node daemon. Collects like `agent top`, turns each
 //! window into a `NodeReport` and streams it to the collector, which may be
 //! down: reports wait in the streamer's bounded buffer, collection never
-//! waits for the network.
-use std::{ops::ControlFlow, time::Duration};
+//! waits for the network. The same windows can go to OTLP and Prometheus
+//! (`export`), with or without a collector.
+use std::{io::Write as _, ops::ControlFlow, time::Duration};
 
 use tally_proto as pb;
 
 use crate::{
     collect::{CollectError, Collector, driver, runtimes::UprobePolicy},
+    export::{ExportError, ExportOptions, NodeExporter},
     probes::LoadOptions,
     report::{self, NodeIdentity},
     stream::{StreamError, Streamer, StreamerConfig},
@@ -19,31 +21,83 @@ pub enum RunError {
     Collect(#[from] CollectError),
     #[error(transparent)]
     Stream(#[from] StreamError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub collector: String,
+    /// None: no collector (export only).
+    pub collector: Option<String>,
     pub interval: Duration,
     pub node: NodeIdentity,
     /// Unacknowledged reports kept while the collector is unreachable.
     pub buffer_reports: usize,
+    pub export: ExportOptions,
+    /// Also print every window on stdout as `agent top --batch --json`
+    /// does (the same records).
+    pub json: bool,
+    /// The node identity as resolved in the background (IMDS, node labels):
+    /// each report takes the latest; `node` until then, or if `None`.
+    pub identity: Option<crate::enrich::node::SharedIdentity>,
+    /// Pod metadata of containers (`enrich::kube`).
+    pub pods: Option<crate::enrich::kube::PodSource>,
+    /// Rewritten after every window (`agent health`, the pod's probes).
+    pub health_file: Option<std::path::PathBuf>,
 }
 
 /// Streams windows until a signal arrives, then gives the collector a few
 /// seconds to take what is still buffered.
 pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Result<(), RunError> {
-    let mut config = StreamerConfig::new(opts.collector.clone());
-    config.buffer_reports = opts.buffer_reports;
-    let streamer = Streamer::start(config)?;
+    let streamer = match &opts.collector {
+        Some(url) => {
+            let mut config = StreamerConfig::new(url.clone());
+            config.buffer_reports = opts.buffer_reports;
+            Some(Streamer::start(config)?)
+        }
+        None => None,
+    };
+    let mut exporter = (!opts.export.is_empty())
+        .then(|| NodeExporter::start(&opts.export, &opts.node))
+        .transpose()?;
     let mut collector = Collector::start(load, uprobes)?;
+    if let Some(pods) = &opts.pods {
+        collector.set_pods(pods.resolver());
+    }
     driver::announce(&collector, opts.interval);
-    tracing::info!(collector = %opts.collector, node = %opts.node.node_name, "streaming reports");
+    if let Some(url) = &opts.collector {
+        tracing::info!(collector = %url, node = %opts.node.node_name, "streaming reports");
+    }
     let clock_ticks = sysconf(libc::_SC_CLK_TCK).unwrap_or(100);
     let page_size = sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
     let mut last_cpu = 0.0;
+    let mut stdout = std::io::stdout().lock();
     driver::run(&mut collector, opts.interval, |tick| {
         let (cpu, rss) = report::self_usage(clock_ticks, page_size);
+        // The identity as resolved so far (IMDS and node labels arrive in
+        // the background).
+        let node = opts
+            .identity
+            .as_ref()
+            .map_or_else(|| opts.node.clone(), |i| i.get());
+        if let Some(exporter) = exporter.as_mut() {
+            let dropped = streamer.as_ref().map_or(0, Streamer::dropped_reports);
+            exporter.on_tick(&tick, &node, cpu, rss, dropped);
+        }
+        if opts.json {
+            let mut windows = tick.windows.clone();
+            crate::top::records::sort_windows(&mut windows);
+            let containers = crate::model::containers(&windows, tick.sample_period_ns);
+            for line in crate::top::records::json_lines(
+                &windows,
+                &containers,
+                tick.at,
+                tick.sample_period_ns,
+            ) {
+                let _ = writeln!(stdout, "{line}");
+            }
+            let _ = stdout.flush();
+        }
         let stats = pb::AgentStats {
             cpu_seconds: cpu - last_cpu,
             rss_bytes: rss,
@@ -51,14 +105,28 @@ pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Resu
             dropped_reports: 0, // the streamer fills it in
         };
         last_cpu = cpu;
-        streamer.push(report::node_report(&tick, &opts.node, stats));
+        if let Some(streamer) = &streamer {
+            streamer.push(report::node_report(&tick, &node, stats));
+        }
+        if let Some(path) = &opts.health_file
+            && let Err(e) = crate::health::touch(path)
+        {
+            tracing::warn!("cannot write the health file {}: {e}", path.display());
+        }
         ControlFlow::Continue(())
     })?;
-    if !streamer.flush(Duration::from_secs(5)) {
+    if let Some(streamer) = &streamer
+        && !streamer.flush(Duration::from_secs(5))
+    {
         tracing::warn!(
             pending = streamer.pending(),
             "collector did not take every report before exit"
         );
+    }
+    if let Some(exporter) = &exporter
+        && !exporter.flush(Duration::from_secs(5))
+    {
+        tracing::warn!("the OTLP endpoint did not take every export before exit");
     }
     Ok(())
 }

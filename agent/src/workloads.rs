@@ -46,6 +46,13 @@ pub struct Row {
     pub faults_per_second: f64,
     pub rss_bytes: u64,
     pub reasons: Vec<String>,
+    /// Kubernetes namespace, pod, container and owning workload, where
+    /// the collector knows them.
+    pub namespace: Option<String>,
+    pub pod_name: Option<String>,
+    pub container_name: Option<String>,
+    pub owner_kind: Option<String>,
+    pub owner_name: Option<String>,
 }
 
 /// Calls ListWorkloads and prints the result on stdout.
@@ -135,6 +142,23 @@ pub fn row(w: &pb::Workload) -> Row {
             .verdict
             .as_ref()
             .map_or_else(Vec::new, |v| v.reasons.clone()),
+        namespace: w.pod.as_ref().map(|p| p.namespace.clone()),
+        pod_name: w.pod.as_ref().map(|p| p.pod_name.clone()),
+        container_name: w
+            .pod
+            .as_ref()
+            .map(|p| p.container_name.clone())
+            .filter(|c| !c.is_empty()),
+        owner_kind: w
+            .pod
+            .as_ref()
+            .map(|p| p.owner_kind.clone())
+            .filter(|c| !c.is_empty()),
+        owner_name: w
+            .pod
+            .as_ref()
+            .map(|p| p.owner_name.clone())
+            .filter(|c| !c.is_empty()),
     }
 }
 
@@ -171,15 +195,40 @@ fn human(v: f64, units: &[&str], step: f64) -> String {
 
 /// The aligned table: text columns left, numbers right, reasons last.
 pub fn table(rows: &[Row]) -> String {
-    const HEAD: [&str; 11] = [
-        "WORKLOAD", "NODE", "RUNTIME", "VERDICT", "CONF", "GC%", "CPU_S", "ALLOC/S", "FAULTS/S",
-        "RSS", "REASONS",
+    const HEAD: [&str; 13] = [
+        "WORKLOAD",
+        "NAMESPACE/POD/CONTAINER",
+        "OWNER",
+        "NODE",
+        "RUNTIME",
+        "VERDICT",
+        "CONF",
+        "GC%",
+        "CPU_S",
+        "ALLOC/S",
+        "FAULTS/S",
+        "RSS",
+        "REASONS",
     ];
-    let cells: Vec<[String; 11]> = rows
+    const LAST: usize = HEAD.len() - 1;
+    let cells: Vec<[String; 13]> = rows
         .iter()
         .map(|r| {
+            let pod = match (&r.namespace, &r.pod_name) {
+                (Some(ns), Some(pod)) => match &r.container_name {
+                    Some(c) => format!("{ns}/{pod}/{c}"),
+                    None => format!("{ns}/{pod}"),
+                },
+                _ => "-".to_owned(),
+            };
+            let owner = match (&r.owner_kind, &r.owner_name) {
+                (Some(kind), Some(name)) => format!("{kind}/{name}"),
+                _ => "-".to_owned(),
+            };
             [
                 r.workload.clone(),
+                pod,
+                owner,
                 r.node.clone(),
                 r.runtime.clone(),
                 r.verdict.clone(),
@@ -203,14 +252,14 @@ pub fn table(rows: &[Row]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let left = |i: usize| i < 4 || i == 10;
+    let left = |i: usize| i < 6 || i == LAST;
     let line = |c: &[String]| {
         let mut s = String::new();
         for (i, cell) in c.iter().enumerate() {
             if i > 0 {
                 s.push_str("  ");
             }
-            if i == 10 {
+            if i == LAST {
                 s.push_str(cell);
             } else if left(i) {
                 s.push_str(&format!("{cell:<w$}", w = width[i]));
@@ -277,10 +326,15 @@ mod tests {
             vec![
                 "alloc_bytes_per_second",
                 "confidence",
+                "container_name",
                 "cpu_seconds",
                 "faults_per_second",
                 "gc_cpu_share",
+                "namespace",
                 "node",
+                "owner_kind",
+                "owner_name",
+                "pod_name",
                 "reasons",
                 "rss_bytes",
                 "runtime",
@@ -293,6 +347,30 @@ mod tests {
         assert_eq!(v["runtime"], "jvm");
         assert_eq!(v["verdict"], "gc-heavy");
         assert_eq!(v["reasons"][1], "x");
+        assert!(v["namespace"].is_null() && v["owner_kind"].is_null());
+    }
+
+    #[test]
+    fn kubernetes_names_in_rows_and_table() {
+        let mut w = workload(Some("c1"), pb::VerdictKind::VerdictGcHeavy, 1.0);
+        w.pod = Some(pb::PodMetadata {
+            namespace: "shop".into(),
+            pod_name: "checkout-7d4b9c8f6d-x2x7k".into(),
+            container_name: "checkout".into(),
+            owner_kind: "Deployment".into(),
+            owner_name: "checkout".into(),
+            ..Default::default()
+        });
+        let r = row(&w);
+        assert_eq!(r.namespace.as_deref(), Some("shop"));
+        assert_eq!(r.owner_kind.as_deref(), Some("Deployment"));
+        assert_eq!(r.container_name.as_deref(), Some("checkout"));
+        let t = table(&[r]);
+        let line = t.lines().nth(1).unwrap();
+        assert!(
+            line.contains("shop/checkout-7d4b9c8f6d-x2x7k/checkout  Deployment/checkout  n1,n2"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tonic::{
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-use crate::v1::{Counters, IngestAck, NodeIdentity, ProcessKey};
+use crate::v1::{Counters, IngestAck, NodeIdentity, PodMetadata, ProcessKey};
 
 /// `NodeReport`, as far as the collector reads it.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -52,6 +52,8 @@ pub struct ProcessView {
     pub rss_bytes: u64,
     #[prost(bool, tag = "10")]
     pub exited: bool,
+    #[prost(message, optional, tag = "13")]
+    pub pod: Option<PodMetadata>,
 }
 
 /// One report as received.
@@ -179,6 +181,14 @@ mod tests {
                     cpu_seconds: 0.5,
                     gc: true,
                 }],
+                pod: Some(PodMetadata {
+                    namespace: "shop".into(),
+                    pod_name: "checkout-1".into(),
+                    owner_kind: "Deployment".into(),
+                    owner_name: "checkout".into(),
+                    cpu_request_millicores: 250,
+                    ..Default::default()
+                }),
             }],
             agent: Some(AgentStats {
                 dropped_reports: 3,
@@ -201,5 +211,6 @@ mod tests {
         assert_eq!(p.delta, f.delta);
         assert_eq!(p.rss_bytes, f.rss_bytes);
         assert_eq!(p.exited, f.exited);
+        assert_eq!(p.pod, f.pod);
     }
 }

@@ -24,7 +24,49 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn all(purpose: Purpose) -> Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
-    debian_packages(packages(purpose))
+    debian_packages(packages(purpose))?;
+    if purpose == Purpose::Test {
+        python_venv()?;
+    }
+    Ok(())
+}
+
+/// The official OTLP packages from PyPI the OTLP receiver of the export
+/// tests is written against, in a venv under target/ (`tally-pyenv`, the
+/// path agent/tests/exporting/mod.rs looks for).
+const PIP_TEST_PACKAGES: &[&str] = &["grpcio", "opentelemetry-proto"];
+
+fn python_venv() -> Result<()> {
+    let venv = crate::workspace_root().join("target/tally-pyenv");
+    let python = venv.join("bin/python");
+    let ready = || {
+        cmd::succeeds(cmd(&python).args([
+            "-c",
+            "import grpc, opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc",
+        ]))
+    };
+    if ready() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} into {}",
+        PIP_TEST_PACKAGES.join(" "),
+        venv.display()
+    );
+    // Debian's Python, whatever else is first on PATH.
+    cmd::run(cmd("/usr/bin/python3").args(["-m", "venv"]).arg(&venv))?;
+    cmd::run(
+        cmd(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PIP_TEST_PACKAGES),
+    )?;
+    if !ready() {
+        bail!(
+            "the venv {} cannot import grpc and opentelemetry.proto",
+            venv.display()
+        );
+    }
+    Ok(())
 }
 
 fn packages(purpose: Purpose) -> &'static [&'static str] {
@@ -32,8 +74,19 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
         Purpose::Run => &[],
         // gcc: the integration tests build their C workloads; golang-go and
         // stress-ng are workloads of the verdict tests (Java and Node come
-        // with the machine).
-        Purpose::Test => &["gcc", "libc6-dev", "golang-go", "stress-ng"],
+        // with the machine); tmux runs the interactive top's end-to-end test;
+        // prometheus scrapes the agent, chromium draws the flame graph and
+        // python3-venv holds the OTLP receiver's packages (export tests).
+        Purpose::Test => &[
+            "gcc",
+            "libc6-dev",
+            "golang-go",
+            "stress-ng",
+            "tmux",
+            "prometheus",
+            "chromium",
+            "python3-venv",
+        ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
     }

@@ -101,6 +101,8 @@ pub struct Collector {
     stacks: StackSampler,
     /// This tick's `THREADS` entries, for `threads`.
     thread_entries: Vec<(u32, ThreadSamples)>,
+    /// Pod metadata of containers (`enrich::kube`), when asked for.
+    pods: Option<crate::enrich::kube::PodResolver>,
 }
 
 impl Collector {
@@ -134,6 +136,7 @@ impl Collector {
             threads: ThreadTracker::default(),
             stacks: StackSampler::new(opts.stack_sampling != crate::probes::StackSampling::Off),
             thread_entries: Vec::new(),
+            pods: None,
         };
         let (live, _) = collector.observe()?;
         collector.tracker.baseline(&live);
@@ -146,6 +149,22 @@ impl Collector {
 
     pub fn probes(&self) -> &Probes {
         &self.probes
+    }
+
+    /// Names every container's windows with its pod from now on.
+    pub fn set_pods(&mut self, pods: crate::enrich::kube::PodResolver) {
+        self.pods = Some(pods);
+    }
+
+    /// Samples `tgid`'s user stacks from now on and keeps them as folded
+    /// stacks for its CPU profile (see [`Self::take_profiles`]).
+    pub fn profile(&mut self, tgid: u32) -> Result<(), CollectError> {
+        Ok(self.stacks.profile(&mut self.probes, tgid)?)
+    }
+
+    /// The folded stacks of profiled processes since the previous call.
+    pub fn take_profiles(&mut self) -> HashMap<u32, stacks::FoldedStacks> {
+        self.stacks.take_profiles()
     }
 
     /// Moves exec and exit events out of the ring buffer. Call it often
@@ -212,6 +231,9 @@ impl Collector {
         self.add_gc_signals(&mut windows)?;
         for w in &mut windows {
             w.cgroup = w.cgroup_id.and_then(|id| self.cgroups.resolve(id));
+        }
+        if let Some(pods) = self.pods.as_mut() {
+            pods.annotate(&mut windows);
         }
         let live_keys: HashSet<ProcKey> = live.iter().map(|p| p.key).collect();
         self.runtimes

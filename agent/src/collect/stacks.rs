@@ -7,8 +7,13 @@
 //! DWARF, no perf maps) and count a sample as GC if any frame is GC code.
 //! Symbols are cached per process and address; a process's cache goes when
 //! the process does.
+//!
+//! For CPU profiles ([`StackSampler::record_profiles`]) the same drain also
+//! keeps folded stacks (function names, root first) with their sample
+//! counts, per process, bounded in memory, until taken.
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -37,10 +42,74 @@ pub struct StackWindow {
     pub gc_samples: u64,
 }
 
-/// Addresses whose symbols are GC code, per process.
+/// Addresses whose symbols are GC code, per process; their names too
+/// while the process is profiled.
 #[derive(Default)]
 struct ProcessSymbols {
     gc: HashMap<u64, bool>,
+    names: HashMap<u64, Arc<str>>,
+}
+
+/// Whose folded stacks are kept for profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileFilter {
+    All,
+    Tgids(HashSet<u32>),
+}
+
+impl ProfileFilter {
+    fn wants(&self, tgid: u32) -> bool {
+        match self {
+            ProfileFilter::All => true,
+            ProfileFilter::Tgids(t) => t.contains(&tgid),
+        }
+    }
+}
+
+/// Distinct stacks kept per process; samples of further stacks are counted
+/// under one `[truncated]` frame.
+pub const MAX_STACKS_PER_PROCESS: usize = 20_000;
+/// Processes whose stacks are kept at once; further ones are not recorded.
+pub const MAX_PROFILED_PROCESSES: usize = 1024;
+/// The frame name of an address without a symbol.
+pub const UNKNOWN_FRAME: &str = "[unknown]";
+
+/// One process's folded stacks since they were last taken.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FoldedStacks {
+    pub runtime: Runtime,
+    /// Frames root first, leaf last, with their sample counts.
+    pub stacks: HashMap<Vec<Arc<str>>, u64>,
+    /// Frame names that are GC code of `runtime` (`gc::symbols`).
+    pub gc_frames: HashSet<Arc<str>>,
+    /// Samples whose stack was not kept (the per-process bound).
+    pub truncated: u64,
+}
+
+impl FoldedStacks {
+    /// Total samples.
+    pub fn samples(&self) -> u64 {
+        self.stacks.values().sum::<u64>() + self.truncated
+    }
+
+    /// Lines of Brendan Gregg's folded format (`a;b;c 12`), sorted.
+    pub fn folded_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .stacks
+            .iter()
+            .map(|(frames, n)| format!("{} {n}", frames.join(";")))
+            .collect();
+        if self.truncated > 0 {
+            lines.push(format!("[truncated] {}", self.truncated));
+        }
+        lines.sort();
+        lines
+    }
+}
+
+struct ProfileRecorder {
+    filter: ProfileFilter,
+    by_tgid: HashMap<u32, FoldedStacks>,
 }
 
 pub struct StackSampler {
@@ -50,6 +119,8 @@ pub struct StackSampler {
     sampled: HashSet<u32>,
     /// False with `--stack-sampling off`: no process is ever added.
     enabled: bool,
+    /// Folded stacks kept for profiles, when asked for.
+    profiles: Option<ProfileRecorder>,
 }
 
 impl StackSampler {
@@ -63,7 +134,46 @@ impl StackSampler {
             symbols: HashMap::new(),
             sampled: HashSet::new(),
             enabled,
+            profiles: None,
         }
+    }
+
+    /// Keeps the folded stacks of the processes `filter` names from the
+    /// next drain on (replacing any earlier filter; what was recorded stays
+    /// until taken). Their stacks must be sampled too ([`Self::sample`], or
+    /// `--stack-sampling all`).
+    pub fn record_profiles(&mut self, filter: ProfileFilter) {
+        match &mut self.profiles {
+            Some(p) => p.filter = filter,
+            None => {
+                self.profiles = Some(ProfileRecorder {
+                    filter,
+                    by_tgid: HashMap::new(),
+                })
+            }
+        }
+    }
+
+    /// Adds `tgid` to a [`ProfileFilter::Tgids`] filter.
+    pub fn profile_tgid(&mut self, tgid: u32) {
+        match &mut self.profiles {
+            Some(ProfileRecorder {
+                filter: ProfileFilter::Tgids(t),
+                ..
+            }) => {
+                t.insert(tgid);
+            }
+            Some(_) => {}
+            None => self.record_profiles(ProfileFilter::Tgids(HashSet::from([tgid]))),
+        }
+    }
+
+    /// The folded stacks recorded since the previous call, by process.
+    pub fn take_profiles(&mut self) -> HashMap<u32, FoldedStacks> {
+        self.profiles
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.by_tgid))
+            .unwrap_or_default()
     }
     /// Starts sampling the user stacks of `tgid`.
     pub fn sample(&mut self, probes: &mut Probes, tgid: u32) -> Result<(), ProbeError> {
@@ -102,7 +212,11 @@ impl StackSampler {
             for (key, count) in drained {
                 let window = windows.entry(key.tgid).or_default();
                 window.samples += count;
-                if gc_tids.contains(&key.tid) {
+                let profiled = self
+                    .profiles
+                    .as_ref()
+                    .is_some_and(|p| p.filter.wants(key.tgid));
+                if gc_tids.contains(&key.tid) && !profiled {
                     continue;
                 }
                 stack_ids.insert(key.stack_id as u32);
@@ -123,8 +237,17 @@ impl StackSampler {
         }
         for (tgid, stacks) in per_process {
             let runtime = runtime_of(tgid);
-            let gc = self.classify(tgid, runtime, &stacks);
+            let profiled = self.profiles.as_ref().is_some_and(|p| p.filter.wants(tgid));
+            // GC threads (by name) are already counted as GC: not again.
+            let (own, gc_threads): (Vec<_>, Vec<_>) = stacks
+                .into_iter()
+                .partition(|(key, _, _)| !gc_tids.contains(&key.tid));
+            let gc = self.classify(tgid, runtime, &own, profiled);
             windows.entry(tgid).or_default().gc_samples += gc;
+            if profiled {
+                self.classify(tgid, runtime, &gc_threads, true);
+                self.record(tgid, runtime, own.iter().chain(&gc_threads));
+            }
         }
         // Stack ids are kept only as long as a drain needs them; a stack
         // sampled again meanwhile is recorded anew under the same id.
@@ -135,12 +258,60 @@ impl StackSampler {
         Ok(windows)
     }
 
-    /// GC samples among `stacks` of one process.
+    /// Adds stacks of a profiled process to its folded stacks.
+    fn record<'a>(
+        &mut self,
+        tgid: u32,
+        runtime: Runtime,
+        stacks: impl Iterator<Item = &'a (StackKey, u64, Vec<u64>)>,
+    ) {
+        let (Some(recorder), Some(cache)) = (self.profiles.as_mut(), self.symbols.get(&tgid))
+        else {
+            return;
+        };
+        if !recorder.by_tgid.contains_key(&tgid) && recorder.by_tgid.len() >= MAX_PROFILED_PROCESSES
+        {
+            return;
+        }
+        let folded = recorder.by_tgid.entry(tgid).or_default();
+        folded.runtime = runtime;
+        let unknown: Arc<str> = Arc::from(UNKNOWN_FRAME);
+        for (_, count, ips) in stacks {
+            // The kernel gives the leaf first.
+            let frames: Vec<Arc<str>> = ips
+                .iter()
+                .rev()
+                .map(|ip| {
+                    cache
+                        .names
+                        .get(ip)
+                        .cloned()
+                        .unwrap_or_else(|| unknown.clone())
+                })
+                .collect();
+            for (ip, name) in ips.iter().rev().zip(&frames) {
+                if cache.gc.get(ip).copied().unwrap_or(false) && !folded.gc_frames.contains(name) {
+                    folded.gc_frames.insert(name.clone());
+                }
+            }
+            if let Some(n) = folded.stacks.get_mut(&frames) {
+                *n += count;
+            } else if folded.stacks.len() < MAX_STACKS_PER_PROCESS {
+                folded.stacks.insert(frames, *count);
+            } else {
+                folded.truncated += count;
+            }
+        }
+    }
+
+    /// GC samples among `stacks` of one process; with `names`, keeps the
+    /// frames' names too.
     fn classify(
         &mut self,
         tgid: u32,
         runtime: Runtime,
         stacks: &[(StackKey, u64, Vec<u64>)],
+        names: bool,
     ) -> u64 {
         let cache = self.symbols.entry(tgid).or_default();
         let unknown: Vec<u64> = {
@@ -148,7 +319,10 @@ impl StackSampler {
             stacks
                 .iter()
                 .flat_map(|(_, _, ips)| ips.iter().copied())
-                .filter(|ip| !cache.gc.contains_key(ip) && seen.insert(*ip))
+                .filter(|ip| {
+                    (!cache.gc.contains_key(ip) || (names && !cache.names.contains_key(ip)))
+                        && seen.insert(*ip)
+                })
                 .collect()
         };
         if !unknown.is_empty() {
@@ -160,11 +334,17 @@ impl StackSampler {
             match self.symbolizer.symbolize(&source, Input::AbsAddr(&unknown)) {
                 Ok(symbols) => {
                     for (ip, sym) in unknown.iter().zip(symbols) {
-                        let is_gc = match sym {
-                            Symbolized::Sym(s) => gc::symbols::is_gc_symbol(runtime, &s.name),
-                            Symbolized::Unknown(_) => false,
+                        let (is_gc, name) = match &sym {
+                            Symbolized::Sym(s) => {
+                                (gc::symbols::is_gc_symbol(runtime, &s.name), Some(&s.name))
+                            }
+                            Symbolized::Unknown(_) => (false, None),
                         };
                         cache.gc.insert(*ip, is_gc);
+                        if names {
+                            let name = name.map_or(Arc::from(UNKNOWN_FRAME), |n| Arc::from(&**n));
+                            cache.names.insert(*ip, name);
+                        }
                     }
                 }
                 Err(err) => tracing::debug!(tgid, "symbolization failed: {err}"),
@@ -178,6 +358,22 @@ impl StackSampler {
             })
             .map(|(_, count, _)| count)
             .sum()
+    }
+
+    /// Starts sampling `tgid`'s stacks and keeping them for its profile.
+    pub fn profile(&mut self, probes: &mut Probes, tgid: u32) -> Result<(), ProbeError> {
+        self.profile_tgid(tgid);
+        if !self.enabled {
+            return Ok(());
+        }
+        self.sampled.insert(tgid);
+        probes
+            .stack_tgids_mut()?
+            .insert(tgid, 1, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "STACK_TGIDS",
+                source,
+            })
     }
 
     /// Addresses cached, for the memory figure of the benchmark.

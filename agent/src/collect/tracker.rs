@@ -231,6 +231,7 @@ fn window(
         comm: state.comm.clone(),
         cgroup_id: state.cgroup_id,
         cgroup: None,
+        pod: None,
         seconds,
         cpu_seconds: delta.cpu_samples as f64 * sample_period_ns as f64 / 1e9,
         delta,

@@ -28,6 +28,9 @@ pub struct NodeWindow {
 struct Tracked {
     name: String,
     cgroup_path: String,
+    /// The pod, as the latest report that named one named it (a pod seen
+    /// after its process, or relabelled, updates it).
+    pod: Option<pb::PodMetadata>,
     /// One entry per node, the latest window there.
     nodes: Vec<NodeWindow>,
 }
@@ -104,6 +107,18 @@ impl Fleet {
                     window,
                 );
             }
+            if let Some(pod) = &w.pod {
+                self.set_pod(&w.id, pod);
+            }
+        }
+    }
+
+    /// Records a workload's pod (copied only when it changed).
+    pub fn set_pod(&mut self, id: &WorkloadId, pod: &pb::PodMetadata) {
+        if let Some(t) = self.workloads.get_mut(id)
+            && t.pod.as_ref() != Some(pod)
+        {
+            t.pod = Some(pod.clone());
         }
     }
 
@@ -115,6 +130,7 @@ impl Fleet {
             // with whichever process or node reported last.
             name: name.to_owned(),
             cgroup_path: cgroup_path.to_owned(),
+            pod: None,
             nodes: Vec::with_capacity(1),
         });
         t.keep_latest(window);
@@ -195,6 +211,7 @@ impl Fleet {
             rss_bytes: s.rss_bytes,
             last_seen_unix_ms: t.nodes.iter().map(|w| w.window_end_ms).max().unwrap_or(0),
             cgroup_path: t.cgroup_path.clone(),
+            pod: t.pod.clone(),
         }
     }
 }
@@ -299,6 +316,28 @@ mod tests {
         let w = fleet.workload(&id).unwrap();
         assert_eq!(kind(&w), pb::VerdictKind::VerdictIdle);
         assert_eq!(w.last_seen_unix_ms, 1000);
+    }
+
+    #[test]
+    fn the_latest_pod_is_kept_and_shown() {
+        let mut fleet = Fleet::new();
+        let id = WorkloadId::Container(Arc::from("c"));
+        fleet.set_pod(&id, &pb::PodMetadata::default());
+        assert!(fleet.workload(&id).is_none(), "no pod without a workload");
+        fleet.observe(
+            id.clone(),
+            "x",
+            "",
+            window("a", 1000, Runtime::Go, 1.0, 0.0),
+        );
+        assert_eq!(fleet.workload(&id).unwrap().pod, None);
+        let pod = pb::PodMetadata {
+            namespace: "ns".into(),
+            pod_name: "p".into(),
+            ..Default::default()
+        };
+        fleet.set_pod(&id, &pod);
+        assert_eq!(fleet.workload(&id).unwrap().pod, Some(pod));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum CollectorError {
     Runtime(std::io::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct CollectorConfig {
     /// How often every workload's verdict is recomputed for ListWorkloads.
     pub classify_interval: Duration,
     pub sync: Sync,
+    /// `/metrics` and OTLP export of the workloads' verdicts.
+    pub export: crate::export::ExportOptions,
 }
 
 /// Largest report accepted: 16k processes with long cgroup paths fit.
@@ -94,6 +98,11 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
 
     let snapshot: query::Snapshot = Arc::new(RwLock::new(Arc::new(Vec::new())));
     query::classify_all(&fleet, &snapshot);
+    let _exporter = crate::export::fleet::FleetExporter::start(
+        &config.export,
+        snapshot.clone(),
+        config.classify_interval,
+    )?;
     let classifier = {
         let (fleet, snapshot) = (fleet.clone(), snapshot.clone());
         let every = config.classify_interval;

@@ -129,6 +129,9 @@ pub struct WorkloadWindow {
     pub processes: u32,
     pub delta: pb::Counters,
     pub rss_bytes: u64,
+    /// The container's pod, from the first of its processes that names one
+    /// (with its container name, if any does).
+    pub pod: Option<pb::PodMetadata>,
 }
 
 /// Sums a report's process windows per workload, in the order workloads
@@ -148,6 +151,9 @@ pub fn workload_windows(node: &Arc<str>, report: &ReportView) -> Vec<WorkloadWin
                 w.rss_bytes = w.rss_bytes.saturating_add(p.rss_bytes);
                 w.processes += 1;
                 w.runtime = Runtime::merge(w.runtime, runtime);
+                if w.pod.as_ref().is_none_or(|m| m.container_name.is_empty()) && p.pod.is_some() {
+                    w.pod.clone_from(&p.pod);
+                }
                 continue;
             }
             containers.insert(&p.container_id[..], out.len());
@@ -160,6 +166,7 @@ pub fn workload_windows(node: &Arc<str>, report: &ReportView) -> Vec<WorkloadWin
             processes: 1,
             delta,
             rss_bytes: p.rss_bytes,
+            pod: p.pod.clone(),
         });
     }
     out

@@ -42,9 +42,15 @@ pub struct CgroupInfo {
 
 /// Finds where cgroup2 is mounted: `/sys/fs/cgroup` on pure v2 hosts (EKS
 /// AL2023, Bottlerocket), `/sys/fs/cgroup/unified` on hybrid ones.
+///
+/// In a pod, the container's own `/sys/fs/cgroup` shows only its cgroup
+/// namespace (its root is `/` there), while the host's hierarchy mounted
+/// into it (the DaemonSet's `/host/sys/fs/cgroup`) has a root above the
+/// namespace's, which mountinfo spells `/../../..`: the mount reaching
+/// highest wins, so the walk sees every cgroup of the node.
 pub fn find_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     // mountinfo(5): "36 35 98:0 /root /mnt rw,noatime master:1 - cgroup2 cgroup2 rw"
-    let mut found: Vec<PathBuf> = mountinfo
+    let mut found: Vec<(usize, PathBuf)> = mountinfo
         .lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
@@ -52,13 +58,19 @@ pub fn find_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
             let mut fields = left.split(' ');
             let root = fields.nth(3)?;
             let mount_point = fields.next()?;
-            (fstype == "cgroup2" && root == "/")
-                .then(|| PathBuf::from(unescape_mount_path(mount_point)))
+            // "/" or only ".." steps: the root of the hierarchy as far as
+            // this cgroup namespace can tell.
+            let ups = root
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .try_fold(0usize, |n, seg| (seg == "..").then_some(n + 1))?;
+            (fstype == "cgroup2").then(|| (ups, PathBuf::from(unescape_mount_path(mount_point))))
         })
         .collect();
-    // Prefer the shortest mount point: the host's own over bind mounts below it.
-    found.sort_by_key(|p| p.as_os_str().len());
-    found.into_iter().next()
+    // Highest root first, then the shortest mount point: the host's own
+    // over bind mounts below it.
+    found.sort_by_key(|(ups, p)| (std::cmp::Reverse(*ups), p.as_os_str().len()));
+    found.into_iter().next().map(|(_, p)| p)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
@@ -231,6 +243,20 @@ mod tests {
         assert_eq!(
             find_cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/vda rw"),
             None
+        );
+    }
+
+    #[test]
+    fn in_a_pod_the_hosts_hierarchy_wins_over_the_namespaced_one() {
+        // A container in a cgroup namespace, with the host's /sys/fs/cgroup
+        // mounted read-only at /host/sys/fs/cgroup.
+        let mi = "\
+1201 1190 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup rw,nsdelegate
+1210 1190 0:26 /../../.. /host/sys/fs/cgroup ro,relatime master:4 - cgroup2 cgroup2 rw,nsdelegate
+1211 1190 0:26 /../../kubepods.slice /host/other ro,relatime - cgroup2 cgroup2 rw";
+        assert_eq!(
+            find_cgroup2_mount(mi),
+            Some(PathBuf::from("/host/sys/fs/cgroup"))
         );
     }
 

@@ -1,10 +1,30 @@
-//! `agent top`. Batch mode for now (`--batch`, like `top -b`): after each
+//! `agent top`. Batch mode (`--batch`, like `top -b`): after each
 //! interval, every process that did something in it. The collection state
 //! (`collect::Collector`) is apart from the rendering (`batch`), so the
 //! interactive view can reuse it.
+//!
+//! The interactive view (without `--batch`): [`app`] holds the state,
+//! [`rows`] turns ticks (or a collector's workloads) into rows, [`ui`]
+//! draws, [`input`] maps keys, [`source`] runs the data source on its own
+//! thread, [`terminal`] takes and always restores the terminal, [`live`]
+//! is the loop, [`bench`] measures it.
+pub mod app;
+pub mod bench;
+pub mod columns;
+#[cfg(test)]
+mod fixtures;
 pub mod format;
+pub mod input;
+pub mod live;
 pub mod records;
+pub mod rows;
+pub mod source;
+pub mod synthetic;
 pub mod table;
+pub mod terminal;
+pub mod ui;
+
+pub use live::{InteractiveOptions, Origin, TopError, run_interactive};
 
 use std::{collections::HashSet, io, ops::ControlFlow, time::Duration};
 
@@ -22,6 +42,8 @@ pub struct BatchOptions {
     pub json: bool,
     /// Only these processes, when not empty.
     pub pids: HashSet<u32>,
+    /// Pod metadata of containers (`enrich::kube`), if wanted.
+    pub pods: Option<crate::enrich::kube::PodSource>,
 }
 
 /// Runs batch mode until `iterations` windows are out or a signal arrives.
@@ -31,6 +53,9 @@ pub fn run_batch(
     uprobes: UprobePolicy,
 ) -> Result<(), CollectError> {
     let mut collector = Collector::start(load, uprobes)?;
+    if let Some(pods) = &opts.pods {
+        collector.set_pods(pods.resolver());
+    }
     driver::announce(&collector, opts.interval);
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
@@ -95,6 +120,7 @@ mod test_support {
                 path: path.into(),
                 container: container::parse(path),
             })),
+            pod: None,
             seconds: 2.0,
             total: Counters::default(),
             delta: Counters {

@@ -1,10 +1,13 @@
 //! `--json` output: one object a line, a process's window or a container's.
-use std::time::SystemTime;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use serde::Serialize;
 
 use super::format::rfc3339;
-use crate::model::{ContainerWindow, Window};
+use crate::{
+    enrich::kube::PodInfo,
+    model::{ContainerWindow, Window},
+};
 
 /// One line of `--json` output. Field names are the ones DESIGN.md fixes;
 /// fields after `exited` are additions.
@@ -53,6 +56,53 @@ pub struct WindowRecord<'a> {
     pub verdict_reasons: &'a [String],
     /// The busiest thread groups (up to 8), by name.
     pub threads: Vec<ThreadRecord<'a>>,
+    /// Kubernetes names, owner, requests and limits: null where unknown.
+    #[serde(flatten)]
+    pub k8s: K8sRecord<'a>,
+}
+
+/// The Kubernetes fields of a line (`enrich::kube`), after the others.
+#[derive(Debug, Default, Serialize)]
+pub struct K8sRecord<'a> {
+    pub namespace: Option<&'a str>,
+    pub pod_name: Option<&'a str>,
+    pub container_name: Option<&'a str>,
+    pub owner_kind: Option<&'a str>,
+    pub owner_name: Option<&'a str>,
+    /// `app.kubernetes.io/name`, else `app`.
+    pub app: Option<&'a str>,
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    pub pod_qos_class: Option<&'a str>,
+    pub cpu_request_cores: Option<f64>,
+    pub cpu_limit_cores: Option<f64>,
+    pub memory_request_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    /// "api-server" or "runtime".
+    pub pod_source: Option<&'static str>,
+}
+
+impl<'a> K8sRecord<'a> {
+    pub fn new(pod: Option<&'a PodInfo>) -> Self {
+        let Some(p) = pod else {
+            return Self::default();
+        };
+        let cores = |m: Option<u64>| m.map(|m| m as f64 / 1000.0);
+        Self {
+            namespace: Some(&p.namespace),
+            pod_name: Some(&p.pod),
+            container_name: p.container.as_deref(),
+            owner_kind: p.owner.as_ref().map(|o| o.kind.as_str()),
+            owner_name: p.owner.as_ref().map(|o| o.name.as_str()),
+            app: p.app(),
+            labels: (!p.labels.is_empty()).then_some(&p.labels),
+            pod_qos_class: p.qos_class.as_deref(),
+            cpu_request_cores: cores(p.resources.cpu_request_millicores),
+            cpu_limit_cores: cores(p.resources.cpu_limit_millicores),
+            memory_request_bytes: p.resources.memory_request_bytes,
+            memory_limit_bytes: p.resources.memory_limit_bytes,
+            pod_source: Some(p.source.name()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +172,7 @@ impl<'a> WindowRecord<'a> {
                     gc: g.gc,
                 })
                 .collect(),
+            k8s: K8sRecord::new(w.pod.as_deref()),
         }
     }
 }
@@ -162,6 +213,8 @@ pub struct ContainerRecord<'a> {
     pub verdict: &'static str,
     pub verdict_confidence: f64,
     pub verdict_reasons: &'a [String],
+    #[serde(flatten)]
+    pub k8s: K8sRecord<'a>,
 }
 
 impl<'a> ContainerRecord<'a> {
@@ -200,6 +253,7 @@ impl<'a> ContainerRecord<'a> {
             verdict: c.verdict.kind.name(),
             verdict_confidence: round_to(c.verdict.confidence, 2),
             verdict_reasons: &c.verdict.reasons,
+            k8s: K8sRecord::new(c.pod.as_deref()),
         }
     }
 }
@@ -332,5 +386,53 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert!(v["container_id"].is_null());
         assert_eq!(v["cgroup_path"], "/init.scope");
+        assert!(v["namespace"].is_null() && v["pod_name"].is_null());
+    }
+
+    #[test]
+    fn json_has_the_kubernetes_fields_after_the_others() {
+        use std::sync::Arc;
+
+        use crate::enrich::kube::{Owner, PodInfo, Resources, Source};
+        let id = "b".repeat(64);
+        let path = format!("/kubepods/burstable/pod1f8e2c3a-4b5d-4e6f-8a9b-0c1d2e3f4a5b/{id}");
+        let mut w = window(42, "java", &path);
+        w.pod = Some(Arc::new(PodInfo {
+            namespace: "shop".into(),
+            pod: "checkout-0".into(),
+            pod_uid: "1f8e2c3a-4b5d-4e6f-8a9b-0c1d2e3f4a5b".into(),
+            container: Some("checkout".into()),
+            labels: [("app".to_owned(), "checkout".to_owned())].into(),
+            owner: Some(Owner {
+                kind: "StatefulSet".into(),
+                name: "checkout".into(),
+            }),
+            qos_class: Some("Burstable".into()),
+            resources: Resources {
+                cpu_request_millicores: Some(250),
+                memory_limit_bytes: Some(512 << 20),
+                ..Default::default()
+            },
+            source: Source::ApiServer,
+        }));
+        let windows = [w];
+        let containers = crate::model::containers(&windows, 10_101_010);
+        let lines = json_lines(&windows, &containers, SystemTime::UNIX_EPOCH, 10_101_010);
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["namespace"], "shop", "{line}");
+            assert_eq!(v["pod_name"], "checkout-0");
+            assert_eq!(v["container_name"], "checkout");
+            assert_eq!(v["owner_kind"], "StatefulSet");
+            assert_eq!(v["owner_name"], "checkout");
+            assert_eq!(v["app"], "checkout");
+            assert_eq!(v["labels"]["app"], "checkout");
+            assert_eq!(v["cpu_request_cores"], 0.25);
+            assert!(v["cpu_limit_cores"].is_null());
+            assert_eq!(v["memory_limit_bytes"], 512 << 20);
+            assert_eq!(v["pod_source"], "api-server");
+            assert!(line.find("\"verdict\"").unwrap() < line.find("\"namespace\"").unwrap());
+        }
     }
 }

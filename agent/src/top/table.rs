@@ -48,12 +48,13 @@ pub fn table(windows: &[Window], at: SystemTime, seconds: f64, lost: u64) -> Str
     );
     for w in windows {
         let d = &w.delta;
-        let where_ = match w.cgroup.as_ref() {
-            Some(c) => match &c.container {
+        let where_ = match (w.pod.as_ref(), w.cgroup.as_ref()) {
+            (Some(pod), _) => pod.display_name(),
+            (None, Some(c)) => match &c.container {
                 Some(k) => k.id.chars().take(12).collect(),
                 None => c.path.clone(),
             },
-            None => "-".to_string(),
+            (None, None) => "-".to_string(),
         };
         let _ = writeln!(
             out,

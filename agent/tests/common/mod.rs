@@ -236,6 +236,11 @@ impl Agent {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The lines printed since the previous call, without stopping.
+    pub fn take_lines(&self) -> Vec<Value> {
+        self.lines.try_iter().collect()
+    }
+
     /// Lets two more windows pass (so exits are reported), stops the agent
     /// with SIGINT, and returns every line it printed and its exit status.
     pub fn stop(mut self) -> (Vec<Value>, String, std::process::ExitStatus) {

@@ -10,6 +10,8 @@
  *   workload spin <seconds>               busy loop
  *   workload forkmany <n> <hold_ms>       n children alive at once, each mmaps
  *   workload hold <ms>                    mmaps once, sleeps (a live marker)
+ *   workload tick <n> <ms>                n times: mmap, touch, munmap one page, sleep
+ *                                         (a long-lived process active in every window)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -209,12 +211,26 @@ static int hold(int ms) {
     return 0;
 }
 
+static int tick(int n, int ms) {
+    double started = now();
+    struct counts c = {0};
+    for (int i = 0; i < n; i++) {
+        char *p = do_mmap(&c, 4096);
+        p[0] = 1;
+        do_munmap(&c, p, 4096);
+        usleep(ms * 1000);
+    }
+    report("tick", &c, started);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "alloc")) return alloc(atol(argv[2]), atol(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "majfault")) return majfault(argv[2], atol(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "spin")) return spin(atof(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "forkmany")) return forkmany(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "hold")) return hold(atoi(argv[2]));
+    if (argc >= 4 && !strcmp(argv[1], "tick")) return tick(atoi(argv[2]), atoi(argv[3]));
     fprintf(stderr, "usage: see the comment at the top of workload.c\n");
     return 2;
 }

@@ -425,6 +425,7 @@ impl Proc {
                 reasons: vec![format!("{:.2} cores", cpu)],
             }),
             thread_groups,
+            pod: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! on, and the few /proc fields the benchmarks read.
 mod ingest;
 mod overhead;
+mod top;
 
 use std::{
     fs::{self, File},
@@ -28,12 +29,16 @@ pub enum Bench {
     /// Process windows one collector core stores durably per second, from
     /// simulated agents streaming realistic reports.
     Ingest(ingest::Args),
+    /// Frame time and CPU of the interactive `agent top` with 2,000
+    /// synthetic processes at a 1 s refresh.
+    Top(top::Args),
 }
 
 pub fn run(which: Bench, root: &Path) -> Result<()> {
     match which {
         Bench::Overhead(args) => overhead::run(&args, root),
         Bench::Ingest(args) => ingest::run(&args, root),
+        Bench::Top(args) => top::run(&args, root),
     }
 }
 

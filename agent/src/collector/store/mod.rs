@@ -11,7 +11,11 @@
 //!   `tally.v1.Counters`; clustered by (workload, window end) for history;
 //! - `workloads`, `nodes`: names for the integer ids used above;
 //! - `agents`: per agent instance, the last stored sequence (the ack and the
-//!   dedupe) and the end of its latest window.
+//!   dedupe) and the end of its latest window;
+//! - `workload_pods`: a container workload's Kubernetes names (namespace,
+//!   pod, container, owner, readable in `sqlite3`) and its whole
+//!   `tally.v1.PodMetadata`, as the latest report that named them; written
+//!   only when they change.
 //!
 //! Reports are written in batches, one transaction a batch (group commit):
 //! every report arriving while the previous commit syncs goes into the next
@@ -100,6 +104,17 @@ CREATE TABLE IF NOT EXISTS windows (
     delta BLOB NOT NULL,
     PRIMARY KEY (workload_id, window_end_unix_ms, report_id)
 ) WITHOUT ROWID;
+-- Added after version 1 without changing any table: older stores gain it.
+CREATE TABLE IF NOT EXISTS workload_pods (
+    workload_id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    pod TEXT NOT NULL,
+    container TEXT NOT NULL,
+    owner_kind TEXT NOT NULL,
+    owner_name TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    updated_unix_ms INTEGER NOT NULL
+);
 ";
 
 /// How hard a commit is made durable.
@@ -185,6 +200,9 @@ pub struct Store {
     nodes: HashMap<Arc<str>, i64>,
     workloads: HashMap<WorkloadId, WorkloadRow>,
     agents: HashMap<String, AgentState>,
+    /// The pod metadata stored for each workload row, so that an unchanged
+    /// one is not written again.
+    pods: HashMap<i64, pb::PodMetadata>,
     /// Encoding buffer for `windows.delta`, reused.
     buf: Vec<u8>,
 }
@@ -249,6 +267,7 @@ impl Store {
             nodes: HashMap::new(),
             workloads: HashMap::new(),
             agents: HashMap::new(),
+            pods: HashMap::new(),
             buf: Vec::with_capacity(256),
         };
         store.load_ids()?;
@@ -303,6 +322,16 @@ impl Store {
                 );
             }
         }
+        let mut q = self
+            .conn
+            .prepare("SELECT workload_id, metadata FROM workload_pods")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        for row in rows {
+            let (id, meta) = row?;
+            if let Ok(meta) = pb::PodMetadata::decode(&meta[..]) {
+                self.pods.insert(id, meta);
+            }
+        }
         Ok(())
     }
 
@@ -333,7 +362,9 @@ impl Store {
             &mut ends_before,
         );
         if result.is_err() {
-            // The transaction rolled back: so do the ids it handed out.
+            // The transaction rolled back: so do the ids it handed out. The
+            // pods written are forgotten whole: they are written again.
+            self.pods.clear();
             for n in new_nodes {
                 self.nodes.remove(&n);
             }
@@ -383,6 +414,16 @@ impl Store {
             )?;
             let mut insert_workload = tx.prepare_cached(
                 "INSERT INTO workloads (key, name, cgroup_path) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut upsert_pod = tx.prepare_cached(
+                "INSERT INTO workload_pods (workload_id, namespace, pod, container, owner_kind,
+                    owner_name, metadata, updated_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (workload_id) DO UPDATE SET
+                    namespace = excluded.namespace, pod = excluded.pod,
+                    container = excluded.container, owner_kind = excluded.owner_kind,
+                    owner_name = excluded.owner_name, metadata = excluded.metadata,
+                    updated_unix_ms = excluded.updated_unix_ms",
             )?;
             let mut insert_window = tx.prepare_cached(
                 "INSERT INTO windows (workload_id, node_id, report_id, window_end_unix_ms,
@@ -479,6 +520,21 @@ impl Store {
                             id
                         }
                     };
+                    if let Some(pod) = &w.pod
+                        && self.pods.get(&workload_id) != Some(pod)
+                    {
+                        upsert_pod.execute(params![
+                            workload_id,
+                            pod.namespace,
+                            pod.pod_name,
+                            pod.container_name,
+                            pod.owner_kind,
+                            pod.owner_name,
+                            pod.encode_to_vec(),
+                            received_unix_ms,
+                        ])?;
+                        self.pods.insert(workload_id, pod.clone());
+                    }
                     self.buf.clear();
                     // Encoding into a Vec cannot fail.
                     let _ = w.delta.encode(&mut self.buf);
@@ -516,10 +572,13 @@ impl Store {
                 "DELETE FROM windows WHERE workload_id = ?1 AND window_end_unix_ms < ?2",
             )?;
             let mut delete_workload = tx.prepare_cached("DELETE FROM workloads WHERE id = ?1")?;
+            let mut delete_pod =
+                tx.prepare_cached("DELETE FROM workload_pods WHERE workload_id = ?1")?;
             for (wid, row) in &self.workloads {
                 removed.windows += delete_windows.execute(params![row.id, cutoff_ms])?;
                 if row.last_end_ms < cutoff_ms {
                     delete_workload.execute([row.id])?;
+                    delete_pod.execute([row.id])?;
                     gone.push(wid.clone());
                 }
             }
@@ -535,7 +594,9 @@ impl Store {
         tx.commit()?;
         removed.workloads = gone.len();
         for w in gone {
-            self.workloads.remove(&w);
+            if let Some(row) = self.workloads.remove(&w) {
+                self.pods.remove(&row.id);
+            }
         }
         let mut q = self.conn.prepare("SELECT instance FROM agents")?;
         let live: std::collections::HashSet<String> = q
@@ -610,6 +671,9 @@ impl Store {
                         rss_bytes: u64::try_from(rss).unwrap_or(0),
                     },
                 );
+            }
+            if let Some(pod) = self.pods.get(&row.id) {
+                fleet.set_pod(wid, pod);
             }
         }
         Ok(fleet)

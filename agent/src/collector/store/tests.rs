@@ -246,3 +246,93 @@ fn a_failed_batch_stores_nothing_and_leaves_state_as_before() {
         }
     );
 }
+
+/// A report of one container process naming its pod.
+fn pod_report(seq: u64, end_ms: i64, owner: &str) -> Prepared {
+    let report = pb::NodeReport {
+        node: Some(pb::NodeIdentity {
+            node_name: "n".into(),
+            agent_instance: "i".into(),
+            ..Default::default()
+        }),
+        sequence: seq,
+        window_start_unix_ms: end_ms - 1000,
+        window_end_unix_ms: end_ms,
+        processes: vec![pb::ProcessWindow {
+            key: Some(pb::ProcessKey {
+                pid: 7,
+                start_ticks: 1,
+            }),
+            comm: "java".into(),
+            container_id: "c".repeat(64),
+            delta: Some(pb::Counters {
+                cpu_seconds: 0.5,
+                ..Default::default()
+            }),
+            pod: Some(pb::PodMetadata {
+                namespace: "shop".into(),
+                pod_name: "checkout-0".into(),
+                container_name: "checkout".into(),
+                owner_kind: "StatefulSet".into(),
+                owner_name: owner.into(),
+                source: "api-server".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        agent: None,
+    };
+    let body = Bytes::from(report.encode_to_vec());
+    let received = ReceivedReport::decode(body.clone()).unwrap();
+    let node: Arc<str> = Arc::from("n");
+    Prepared {
+        windows: workload_windows(&node, &received.view),
+        node_name: node,
+        agent_instance: "i".into(),
+        agent_start_unix_ms: 0,
+        sequence: seq,
+        window_start_unix_ms: end_ms - 1000,
+        window_end_unix_ms: end_ms,
+        processes: 1,
+        body,
+    }
+}
+
+#[test]
+fn pod_metadata_is_stored_once_updated_when_it_changes_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+    store
+        .write_batch(
+            &[
+                pod_report(1, 1000, "checkout"),
+                pod_report(2, 2000, "checkout"),
+            ],
+            5,
+        )
+        .unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_pods"), 1);
+    let updated: i64 = count(&store, "SELECT updated_unix_ms FROM workload_pods");
+    assert_eq!(updated, 5, "written once, not per report");
+    store
+        .write_batch(&[pod_report(3, 3000, "checkout-v2")], 9)
+        .unwrap();
+    let owner: String = store
+        .conn
+        .query_row("SELECT owner_name FROM workload_pods", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner, "checkout-v2");
+    drop(store);
+    let store = Store::open(dir.path(), Sync::Normal).unwrap();
+    let fleet = store.load_fleet().unwrap();
+    let w = fleet.snapshot(None);
+    assert_eq!(w.len(), 1);
+    let pod = w[0].pod.as_ref().expect("the pod survives a restart");
+    assert_eq!(
+        (pod.namespace.as_str(), pod.owner_name.as_str()),
+        ("shop", "checkout-v2")
+    );
+    let mut store = store;
+    store.remove_before(10_000).unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_pods"), 0);
+}

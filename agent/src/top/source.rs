@@ -1,0 +1,448 @@
+//! Where the rows come from, each on a thread of its own so the view never
+//! waits: the probes of this node (the collection loop of `--batch`,
+//! driven here so the interval can change), a collector's watch stream, or
+//! synthetic processes (the benchmark, and trying the view without root).
+//! Each sends [`Update`]s and takes [`Request`]s.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{self, Receiver, Sender},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use tally_proto as pb;
+
+use super::{
+    rows::{self, RowId, Rows, StackSummary},
+    synthetic::Synthetic,
+};
+use crate::{
+    collect::{Collector, runtimes::UprobePolicy},
+    probes::{LoadOptions, StackSampling},
+};
+
+/// How often the event ring buffer is drained between ticks (as `--batch`).
+const EVENT_POLL: Duration = Duration::from_millis(100);
+/// Processes whose stacks are recorded for detail views, at most.
+const MAX_PROFILED: usize = 256;
+/// How often the remote view re-reads every workload (the watch stream
+/// only tells about workloads that reported).
+const RESYNC: Duration = Duration::from_secs(10);
+
+pub enum Update {
+    Rows(Rows),
+    /// Remote: workloads' newest windows, for the charts: (row, unix
+    /// seconds, point).
+    Points(Vec<(RowId, f64, [f32; 5])>),
+    /// Remote: a workload's stored history.
+    History(RowId, Vec<(f64, [f32; 5])>),
+    /// How the source is doing; empty when all is well.
+    State(String),
+    /// The source stopped for good.
+    Failed(String),
+}
+
+pub enum Request {
+    /// Record the stacks of these processes (a detail view opened).
+    Profile(Vec<u32>),
+    /// Fetch a workload's history (remote).
+    History(RowId),
+}
+
+/// Shared with the source's thread.
+#[derive(Debug)]
+pub struct Control {
+    interval_us: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Control {
+    pub fn new(interval: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            interval_us: AtomicU64::new(interval.as_micros() as u64),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_micros(self.interval_us.load(Ordering::Relaxed))
+    }
+
+    pub fn set_interval(&self, d: Duration) {
+        self.interval_us
+            .store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Source {
+    pub updates: Receiver<Update>,
+    pub requests: Sender<Request>,
+    pub control: Arc<Control>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Source {
+    pub(crate) fn spawn(
+        name: &str,
+        interval: Duration,
+        body: impl FnOnce(Arc<Control>, Sender<Update>, Receiver<Request>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let control = Control::new(interval);
+        let (tx, updates) = mpsc::channel();
+        let (requests, rx) = mpsc::channel();
+        let c = control.clone();
+        let handle = thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || body(c, tx, rx))?;
+        Ok(Self {
+            updates,
+            requests,
+            control,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks the thread to stop and waits for it at most `wait` (it detaches
+    /// the probes on its way out).
+    pub fn stop(mut self, wait: Duration) {
+        self.control.stop();
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let deadline = Instant::now() + wait;
+        while !handle.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Sleeps until `until` in steps, calling `between` after each; false if
+/// asked to stop meanwhile.
+fn wait_until(control: &Control, until: Instant, mut between: impl FnMut()) -> bool {
+    loop {
+        if control.stopping() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        thread::sleep(EVENT_POLL.min(until - now));
+        between();
+    }
+}
+
+// ------------------------------------------------------------ local
+
+/// The probes of this node.
+pub fn local(
+    load: LoadOptions,
+    uprobes: UprobePolicy,
+    interval: Duration,
+) -> std::io::Result<Source> {
+    Source::spawn("top-collect", interval, move |control, tx, rx| {
+        let _ = tx.send(Update::State("loading the eBPF programs…".into()));
+        let mut collector = match Collector::start(&load, uprobes) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Update::Failed(crate::stream::error_chain(&e)));
+                return;
+            }
+        };
+        for missing in &collector.probes().missing {
+            tracing::warn!("{}", missing.warning());
+        }
+        let _ = tx.send(Update::State(String::new()));
+        let stacks_on = load.stack_sampling != StackSampling::Off;
+        let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+        let mut profiled: HashSet<u32> = HashSet::new();
+        let mut last = Instant::now();
+        loop {
+            let proceed = wait_until(&control, last + control.interval(), || {
+                collector.poll_events();
+                for req in rx.try_iter() {
+                    if let Request::Profile(pids) = req {
+                        for pid in pids {
+                            if profiled.len() < MAX_PROFILED
+                                && profiled.insert(pid)
+                                && let Err(e) = collector.profile(pid)
+                            {
+                                tracing::debug!(pid, "cannot record its stacks: {e}");
+                            }
+                        }
+                    }
+                }
+            });
+            if !proceed {
+                return;
+            }
+            last = Instant::now();
+            let tick = match collector.tick() {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = tx.send(Update::Failed(crate::stream::error_chain(&e)));
+                    return;
+                }
+            };
+            let stacks = stacks_on.then(|| {
+                let folded = collector.take_profiles();
+                profiled
+                    .iter()
+                    .map(|pid| {
+                        let s = folded
+                            .get(pid)
+                            .map(StackSummary::from_folded)
+                            .unwrap_or_default();
+                        (*pid, s)
+                    })
+                    .collect::<HashMap<u32, StackSummary>>()
+            });
+            for w in tick.windows.iter().filter(|w| w.exited) {
+                profiled.remove(&w.key.tgid);
+            }
+            let rows = rows::local_rows(&tick, stacks.as_ref(), cpus);
+            if tx.send(Update::Rows(rows)).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+// ------------------------------------------------------------ synthetic
+
+/// `processes` synthetic processes, changing every interval.
+pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source> {
+    Source::spawn("top-synthetic", interval, move |control, tx, rx| {
+        let mut data = Synthetic::new(processes, 0x7a11_7e57);
+        let mut profiled = HashSet::new();
+        let mut last = Instant::now();
+        // The first window at once: nothing to wait for.
+        let first = data.tick(control.interval().as_secs_f64());
+        let stacks = data.stacks(&profiled);
+        if tx
+            .send(Update::Rows(rows::local_rows(&first, Some(&stacks), super::synthetic::CPUS)))
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let proceed = wait_until(&control, last + control.interval(), || {
+                for req in rx.try_iter() {
+                    if let Request::Profile(pids) = req {
+                        profiled.extend(pids);
+                    }
+                }
+            });
+            if !proceed {
+                return;
+            }
+            let seconds = last.elapsed().as_secs_f64();
+            last = Instant::now();
+            let tick = data.tick(seconds);
+            let stacks = data.stacks(&profiled);
+            let rows = rows::local_rows(&tick, Some(&stacks), super::synthetic::CPUS);
+            if tx.send(Update::Rows(rows)).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+// ------------------------------------------------------------ remote
+
+/// A collector's workloads, through ListWorkloads and the Watch stream.
+pub fn remote(url: String, interval: Duration) -> std::io::Result<Source> {
+    Source::spawn("top-watch", interval, move |control, tx, rx| {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Update::Failed(format!(
+                    "cannot start the client runtime: {e}"
+                )));
+                return;
+            }
+        };
+        runtime.block_on(watch_loop(&url, &control, &tx, &rx));
+    })
+}
+
+async fn watch_loop(url: &str, control: &Control, tx: &Sender<Update>, rx: &Receiver<Request>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if control.stopping() {
+            return;
+        }
+        let _ = tx.send(Update::State(format!("connecting to {url}…")));
+        match watch_session(url, control, tx, rx).await {
+            Ok(()) => return,
+            Err(e) => {
+                let _ = tx.send(Update::State(format!(
+                    "collector: {e}; retrying in {:.1}s",
+                    backoff.as_secs_f64()
+                )));
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if control.stopping() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn workload_key(w: &pb::Workload) -> Option<RowId> {
+    let id = crate::collector::workload::WorkloadId::from_proto(w.key.as_ref()?)?;
+    Some(RowId::Workload(Arc::from(id.db_key())))
+}
+
+fn point_of(w: &pb::Workload) -> Option<(RowId, f64, [f32; 5])> {
+    let entry = rows::workload_entry(w)?;
+    Some((
+        entry.id.clone(),
+        w.last_seen_unix_ms as f64 / 1000.0,
+        entry.point(),
+    ))
+}
+
+async fn watch_session(
+    url: &str,
+    control: &Control,
+    tx: &Sender<Update>,
+    rx: &Receiver<Request>,
+) -> Result<(), String> {
+    let endpoint = crate::stream::collector_endpoint(url)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {}", crate::stream::error_chain(&e)))?;
+    let mut client = pb::query_client::QueryClient::new(channel);
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let mut state: HashMap<RowId, pb::Workload> = HashMap::new();
+    let list = |client: &mut pb::query_client::QueryClient<tonic::transport::Channel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_workloads(pb::ListWorkloadsRequest::default())
+                .await
+                .map(|r| r.into_inner().workloads)
+        }
+    };
+    for w in list(&mut client).await.map_err(status)? {
+        if let Some(k) = workload_key(&w) {
+            state.insert(k, w);
+        }
+    }
+    let mut stream = client
+        .watch(pb::WatchRequest::default())
+        .await
+        .map_err(status)?
+        .into_inner();
+    let _ = tx.send(Update::State(String::new()));
+    let mut points: Vec<(RowId, f64, [f32; 5])> = state.values().filter_map(point_of).collect();
+    let mut dirty = true;
+    let mut last_sent = Instant::now() - Duration::from_secs(3600);
+    let mut last_list = Instant::now();
+    loop {
+        tokio::select! {
+            msg = stream.message() => match msg {
+                Ok(Some(event)) => {
+                    if let Some(w) = event.workload
+                        && let Some(k) = workload_key(&w)
+                    {
+                        points.extend(point_of(&w));
+                        state.insert(k, w);
+                        dirty = true;
+                    }
+                }
+                Ok(None) => return Err("the watch stream ended".into()),
+                Err(s) => return Err(status(s)),
+            },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if control.stopping() {
+            return Ok(());
+        }
+        for req in rx.try_iter() {
+            if let Request::History(id) = req {
+                history(&mut client, &id, tx).await;
+            }
+        }
+        if last_list.elapsed() >= RESYNC {
+            last_list = Instant::now();
+            let all = list(&mut client).await.map_err(status)?;
+            state.clear();
+            for w in all {
+                if let Some(k) = workload_key(&w) {
+                    points.extend(point_of(&w));
+                    state.insert(k, w);
+                }
+            }
+            dirty = true;
+        }
+        if dirty && last_sent.elapsed() >= control.interval() {
+            last_sent = Instant::now();
+            dirty = false;
+            let _ = tx.send(Update::Points(std::mem::take(&mut points)));
+            let all: Vec<&pb::Workload> = state.values().collect();
+            if tx.send(Update::Rows(rows::remote_rows(&all))).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The last five minutes of one workload, for its charts.
+async fn history(
+    client: &mut pb::query_client::QueryClient<tonic::transport::Channel>,
+    id: &RowId,
+    tx: &Sender<Update>,
+) {
+    let RowId::Workload(key) = id else { return };
+    let Some(wid) = crate::collector::workload::WorkloadId::from_db_key(key) else {
+        return;
+    };
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        - (super::app::HISTORY_SECONDS * 1000.0) as i64;
+    let req = pb::WorkloadHistoryRequest {
+        key: Some(wid.to_proto()),
+        since_unix_ms: since,
+    };
+    match tokio::time::timeout(Duration::from_secs(5), client.workload_history(req)).await {
+        Ok(Ok(resp)) => {
+            let points = resp
+                .into_inner()
+                .points
+                .iter()
+                .map(|p| (p.window_end_unix_ms as f64 / 1000.0, rows::history_point(p)))
+                .collect();
+            let _ = tx.send(Update::History(id.clone(), points));
+        }
+        Ok(Err(s)) => tracing::debug!("workload history: {}", s.message()),
+        Err(_) => tracing::debug!("workload history: timed out"),
+    }
+}

@@ -1,0 +1,264 @@
+//! Shared by the export tests (otlp.rs, prometheus.rs, profiles.rs): run
+//! `agent run` with exporters, plain HTTP GETs, free ports, the Python venv
+//! with the official OTLP packages, and tools that must be present under CI.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is target/tmp.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp has a parent")
+        .to_path_buf()
+}
+
+pub fn tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// True if `tool` runs; off CI a missing tool skips loudly, under CI it
+/// fails (the setup installs it).
+pub fn require_tool(tool: &str, args: &[&str], test: &str, install: &str) -> bool {
+    let ok = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {tool} is missing under CI ({install})");
+    }
+    eprintln!("SKIP {test}: {tool} is missing ({install})");
+    false
+}
+
+/// Python with `grpcio` and `opentelemetry-proto` (from PyPI), in a venv
+/// under target/ (`cargo xtask test` creates it; created here if missing).
+pub fn python_venv(test: &str) -> Option<PathBuf> {
+    let venv = target_dir().join("tally-pyenv");
+    let python = venv.join("bin/python");
+    let importable = |py: &Path| {
+        Command::new(py)
+            .args([
+                "-c",
+                "import grpc, opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc",
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if importable(&python) {
+        return Some(python);
+    }
+    let made = Command::new("/usr/bin/python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "grpcio", "opentelemetry-proto"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && importable(&python) {
+        return Some(python);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: cannot set up the Python venv with grpcio and opentelemetry-proto");
+    }
+    eprintln!(
+        "SKIP {test}: no Python venv with grpcio and opentelemetry-proto (python3-venv and PyPI needed)"
+    );
+    None
+}
+
+/// A port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `GET path` over HTTP/1.0: `(status, body)`.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_owned()))
+}
+
+/// Percent-encodes a query parameter.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `agent run …` with its stdout JSON lines (with `--json`) and stderr.
+pub struct RunAgent {
+    child: Child,
+    lines: Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl RunAgent {
+    /// Starts `agent run ARGS` and waits until its probes are attached.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent starts");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("agent printed {line:?}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut agent = Self {
+            child,
+            lines,
+            stderr,
+        };
+        agent.wait_for_stderr("probes attached", Duration::from_secs(30));
+        agent
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "agent exited ({status}) before {needle:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no {needle:?} from the agent within {timeout:?}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The address of `/metrics`, from the log line.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let err = self.stderr();
+        let at = err
+            .find("serving metrics on http://")
+            .unwrap_or_else(|| panic!("no metrics address in:\n{err}"));
+        let rest = &err[at + "serving metrics on http://".len()..];
+        rest[..rest.find('/').unwrap()].parse().unwrap()
+    }
+
+    /// JSON lines printed so far.
+    pub fn take_lines(&self) -> Vec<Value> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Stops the agent with SIGINT (it flushes its exports) and returns
+    /// the lines it printed since the last take, and its stderr.
+    pub fn stop(mut self) -> (Vec<Value>, String) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(100));
+        let lines = self.lines.try_iter().collect();
+        (lines, self.stderr())
+    }
+}
+
+impl Drop for RunAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child killed when dropped (a failing test leaves nothing behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// VmRSS of a process, bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

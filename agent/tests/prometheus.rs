@@ -1,0 +1,149 @@
+//! A real Prometheus server (Debian's `prometheus` package), started on
+//! loopback with a scrape config, scrapes `agent run --metrics-listen`; a
+//! query through Prometheus' HTTP API returns the workload's `tally_…`
+//! series with the expected labels and a plausible rate.
+mod common;
+mod exporting;
+
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::TestCgroup;
+use exporting::{KillOnDrop, RunAgent, free_port, http_get, require_tool, tmp, urlencode};
+use serde_json::Value;
+
+/// `GET /api/v1/query?query=…`: the result vector.
+fn query(prom: std::net::SocketAddr, q: &str) -> Vec<Value> {
+    let (status, body) = http_get(prom, &format!("/api/v1/query?query={}", urlencode(q)))
+        .expect("Prometheus answers");
+    assert_eq!(status, 200, "{q}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success", "{q}: {body}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn prometheus_scrapes_the_agent_and_queries_return_the_workload() {
+    let test = "prometheus_scrapes_the_agent_and_queries_return_the_workload";
+    if !common::require_root(test)
+        || !require_tool(
+            "prometheus",
+            &["--version"],
+            test,
+            "apt-get install prometheus",
+        )
+    {
+        return;
+    }
+    let _serial = common::serial();
+    let agent = RunAgent::start(&["--metrics-listen", "127.0.0.1:0", "--interval", "1"]);
+    let target = agent.metrics_addr();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, _) = http_get(target, path).unwrap();
+            if status == 200 || Instant::now() > deadline {
+                assert_eq!(status, 200, "{path}");
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    let dir = tmp().join(common::unique("prometheus"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tally\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _prometheus = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(prom_addr, "/-/ready").is_ok_and(|(s, _)| s == 200) {
+        assert!(Instant::now() < deadline, "Prometheus not ready in 30 s");
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // A busy loop for 14 s in a docker-shaped cgroup.
+    let id = "1f2e3d4c5b6a79880716253443526170f1e2d3c4b5a69788796a5b4c3d2e1f0a";
+    let cg = TestCgroup::create(&format!(
+        "{}/docker-{id}.scope",
+        common::unique("tally-test-prom")
+    ));
+    let mut cmd = Command::new(common::workload());
+    cmd.args(["spin", "14"]).stdout(Stdio::null());
+    cg.enter_on_spawn(&mut cmd);
+    let workload = KillOnDrop(cmd.spawn().unwrap());
+    let pid = workload.0.id();
+    thread::sleep(Duration::from_secs(10));
+
+    let up = query(prom_addr, "up{job=\"tally\"}");
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up[0]["value"][1], "1", "the agent is scraped: {up:?}");
+
+    let selector = format!("process_pid=\"{pid}\"");
+    let cpu = query(
+        prom_addr,
+        &format!("rate(tally_process_cpu_seconds_total{{{selector}}}[5s])"),
+    );
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    let labels = &cpu[0]["metric"];
+    assert_eq!(labels["process_executable_name"], "workload", "{labels}");
+    assert_eq!(labels["container_id"], id, "{labels}");
+    assert_eq!(labels["container_runtime"], "docker", "{labels}");
+    assert_eq!(labels["job"], "tally");
+    assert!(labels["host_name"].as_str().is_some_and(|h| !h.is_empty()));
+    let rate: f64 = cpu[0]["value"][1].as_str().unwrap().parse().unwrap();
+    eprintln!(
+        "rate(tally_process_cpu_seconds_total) of the busy loop: {rate:.3} cores; labels {labels}"
+    );
+    assert!(
+        (0.6..=1.3).contains(&rate),
+        "a busy loop uses about one core, Prometheus says {rate}"
+    );
+
+    let faults = query(
+        prom_addr,
+        &format!("tally_process_page_faults_total{{{selector}}}"),
+    );
+    let mut types: Vec<&str> = faults
+        .iter()
+        .filter_map(|s| s["metric"]["type"].as_str())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(types, ["major", "minor"], "{faults:?}");
+
+    let container = query(
+        prom_addr,
+        &format!("rate(tally_container_cpu_seconds_total{{container_id=\"{id}\"}}[5s])"),
+    );
+    assert_eq!(container.len(), 1, "{container:?}");
+    let verdict = query(prom_addr, &format!("tally_process_verdict{{{selector}}}"));
+    assert_eq!(verdict.len(), 1, "{verdict:?}");
+    assert_eq!(verdict[0]["metric"]["verdict"], "steady", "{verdict:?}");
+    assert_eq!(verdict[0]["metric"]["runtime"], "native", "{verdict:?}");
+    let lost = query(prom_addr, "tally_ebpf_lost_updates_total");
+    assert!(lost.len() >= 5, "loss counters by kind: {lost:?}");
+    drop(workload);
+    let (_, stderr) = agent.stop();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

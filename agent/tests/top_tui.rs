@@ -1,0 +1,390 @@
+//! The interactive `agent top`, for real, in tmux, as root: a known
+//! workload shows up, the table sorts by CPU, the filter narrows it to the
+//! workload, the detail view opens, `q` quits, and the terminal is given
+//! back (previous screen content, a sane `stty`). A second run is ended by
+//! SIGTERM and must give the terminal back too.
+//!
+//! Every step is checked on what tmux shows (`capture-pane -p`).
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{TestCgroup, require_root, serial, unique};
+
+/// The workload's name, as its comm: recognisable, under 16 characters.
+const SPIN: &str = "tallytopspin";
+
+/// A private tmux server (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16) -> Self {
+        let socket = unique("tally-top");
+        let t = Self { socket };
+        let status = t
+            .cmd()
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", "top"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .args([
+                "env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME=/root",
+            ])
+            .args(["TERM=xterm-256color", "PS1=tally-e2e$ "])
+            .args(["bash", "--norc", "--noprofile", "-i"])
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session failed");
+        t
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    /// Types text literally.
+    fn type_text(&self, text: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "top", "-l", text])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "send-keys {text:?}");
+    }
+
+    /// Sends named keys (Enter, Down, Escape…).
+    fn keys(&self, keys: &[&str]) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "top"])
+            .args(keys)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "send-keys {keys:?}");
+    }
+
+    /// What the pane shows now.
+    fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "top"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen satisfies `ok`; panics with the screen if not.
+    #[track_caller]
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; the pane shows:\n{s}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// pid of the shell in the pane.
+    fn shell_pid(&self) -> u32 {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "top", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+/// A child killed on drop.
+struct Spinner(Child);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// True when tmux can run; off CI a missing tmux skips loudly.
+fn require_tmux(test: &str) -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: tmux is missing under CI (cargo xtask setup installs it)");
+    }
+    eprintln!("SKIP {test}: needs tmux (apt-get install tmux, or cargo xtask setup)");
+    false
+}
+
+/// tests/workloads/workload.c built as `tallytopspin`, so its comm is one
+/// nothing else on the machine has.
+fn spinner_binary() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/workload.c");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(SPIN);
+    let status = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    out
+}
+
+fn start_spinner(cgroup: &TestCgroup) -> Spinner {
+    let mut c = Command::new(spinner_binary());
+    c.args(["spin", "300"]).stdout(Stdio::null());
+    cgroup.enter_on_spawn(&mut c);
+    Spinner(c.spawn().expect("spinner starts"))
+}
+
+/// The table's header line and the rows below it (up to the footer).
+fn table(screen: &str) -> (Vec<char>, Vec<Vec<char>>) {
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("PID") && l.contains("CPU%"))
+        .unwrap_or_else(|| panic!("no table header on screen:\n{screen}"));
+    // Data rows start with a pid (right-aligned in 7 characters); the
+    // footer and blank lines do not.
+    let rows = lines[at + 1..]
+        .iter()
+        .take_while(|l| {
+            let pid: String = l.chars().take(7).collect();
+            pid.trim().parse::<u32>().is_ok()
+        })
+        .map(|l| l.chars().collect())
+        .collect();
+    (lines[at].chars().collect(), rows)
+}
+
+/// The CPU% values of the rows, read in the header's column.
+fn cpu_column(screen: &str) -> Vec<f64> {
+    let (header, rows) = table(screen);
+    let h: String = header.iter().collect();
+    let title = h.find("CPU%").expect("CPU% in header");
+    // Character index of the title's end (the numbers are right-aligned
+    // to the title's column, which is 6 wide).
+    let start = h[..title].chars().count();
+    let end = start + 6;
+    rows.iter()
+        .filter(|r| r.len() >= end)
+        .filter_map(|r| {
+            let cell: String = r[start.saturating_sub(1)..end].iter().collect();
+            cell.trim().parse().ok()
+        })
+        .collect()
+}
+
+fn assert_terminal_restored(tmux: &Tmux, marker: &str) {
+    // The alternate screen is gone: the shell's screen is back, with what
+    // was typed before `agent top` started.
+    let screen = tmux.wait_for(
+        "the shell prompt after agent top",
+        Duration::from_secs(10),
+        |s| !s.contains("tally top") && s.contains(marker) && s.contains("EXIT="),
+    );
+    assert!(
+        screen.contains("EXIT=0"),
+        "agent top exited with an error:\n{screen}"
+    );
+    tmux.keys(&["clear", "Enter"]);
+    thread::sleep(Duration::from_millis(200));
+    tmux.type_text("stty -a | tr ';' '\\n' | grep -wE -- '-?(echo|icanon|icrnl|opost|isig)'");
+    tmux.keys(&["Enter"]);
+    let stty = tmux.wait_for("stty output", Duration::from_secs(5), |s| {
+        s.lines().filter(|l| l.contains("icanon")).count() >= 1 && s.contains("opost")
+    });
+    for flag in ["echo", "icanon", "icrnl", "opost", "isig"] {
+        assert!(
+            stty.split_whitespace().any(|w| w == flag),
+            "`{flag}` is not set after agent top quit (raw mode left on):\n{stty}"
+        );
+        assert!(
+            !stty.split_whitespace().any(|w| w == format!("-{flag}")),
+            "`-{flag}` after agent top quit:\n{stty}"
+        );
+    }
+}
+
+#[test]
+fn top_in_tmux_sort_filter_detail_quit() {
+    let _serial = serial();
+    if !require_root("top_in_tmux_sort_filter_detail_quit") || !require_tmux("top_tui") {
+        return;
+    }
+    let cgroup = TestCgroup::create(&unique("tally-top-e2e"));
+    let spinner = start_spinner(&cgroup);
+    let pid = spinner.0.id();
+    let tmux = Tmux::start(140, 40);
+    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
+        s.contains("tally-e2e$")
+    });
+    let marker = "BEFORE-AGENT-TOP";
+    tmux.type_text(&format!("echo {marker}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the marker", Duration::from_secs(5), |s| {
+        s.lines().any(|l| l.trim() == marker)
+    });
+
+    // Start the real agent.
+    let agent = env!("CARGO_BIN_EXE_agent");
+    tmux.type_text(&format!("{agent} top --interval 0.5; echo EXIT=$?"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the header", Duration::from_secs(30), |s| {
+        s.contains("tally top") && s.contains("PID") && s.contains("CPU%")
+    });
+    // 1. The workload appears.
+    tmux.wait_for("the workload in the table", Duration::from_secs(20), |s| {
+        s.lines()
+            .any(|l| l.contains(SPIN) && l.contains(&pid.to_string()))
+    });
+
+    // 2. Sort by PID (N), then by CPU through the sort menu (s, pick CPU%).
+    tmux.type_text("N");
+    tmux.wait_for("PID sort", Duration::from_secs(5), |s| {
+        s.contains("sort PID▼")
+    });
+    tmux.type_text("s");
+    let menu = tmux.wait_for("the sort menu", Duration::from_secs(5), |s| {
+        s.contains("sort by (Enter")
+    });
+    let menu_rows: Vec<&str> = menu
+        .lines()
+        .filter(|l| l.contains('│'))
+        .map(|l| l.split('│').nth(1).unwrap_or(""))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let pid_at = menu_rows.iter().position(|l| l.contains(" PID ")).unwrap();
+    let cpu_at = menu_rows
+        .iter()
+        .position(|l| l.contains(" CPU% "))
+        .unwrap_or_else(|| panic!("no CPU% in the sort menu:\n{menu}"));
+    for _ in pid_at..cpu_at {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["Enter"]);
+    let sorted = tmux.wait_for("CPU sort", Duration::from_secs(5), |s| {
+        s.contains("sort CPU%▼") && !s.contains("sort by (Enter")
+    });
+    let cpu = cpu_column(&sorted);
+    assert!(cpu.len() >= 2, "too few rows to check the order:\n{sorted}");
+    assert!(
+        cpu.windows(2).all(|w| w[0] >= w[1]),
+        "rows are not sorted by CPU% descending: {cpu:?}\n{sorted}"
+    );
+    let (_, rows) = table(&sorted);
+    let spin_row = rows
+        .iter()
+        .map(|r| r.iter().collect::<String>())
+        .find(|r| r.contains(SPIN))
+        .unwrap_or_else(|| panic!("the workload is not on the first screen:\n{sorted}"));
+    assert!(
+        cpu_column(&sorted).first().copied().unwrap_or(0.0) >= 50.0,
+        "the busiest row uses under half a core:\n{sorted}"
+    );
+    let _ = spin_row;
+
+    // 3. Filter to it.
+    tmux.type_text("/");
+    tmux.wait_for("the filter prompt", Duration::from_secs(5), |s| {
+        s.contains("filter:")
+    });
+    tmux.type_text(SPIN);
+    tmux.keys(&["Enter"]);
+    let filtered = tmux.wait_for("the filtered table", Duration::from_secs(5), |s| {
+        s.contains(&format!("filter \"{SPIN}\"")) && !s.contains("filter: ")
+    });
+    let (_, rows) = table(&filtered);
+    let rows: Vec<String> = rows.iter().map(|r| r.iter().collect()).collect();
+    assert!(!rows.is_empty(), "no row left:\n{filtered}");
+    assert!(
+        rows.iter().all(|r| r.contains(SPIN)),
+        "rows other than the workload are left:\n{filtered}"
+    );
+
+    // 4. Its detail view: verdict, charts, threads, symbols.
+    tmux.keys(&["Enter"]);
+    let detail = tmux.wait_for("the detail view", Duration::from_secs(5), |s| {
+        s.contains("verdict") && s.contains("THREADS") && s.contains("CPU %")
+    });
+    assert!(detail.contains(&format!("pid {pid}")), "{detail}");
+    assert!(detail.contains("TOP SYMBOLS"), "{detail}");
+    assert!(detail.contains("RSS"), "{detail}");
+    // The spinner's stacks are recorded from the moment the view opened:
+    // within a few windows its leaf function is listed with a share.
+    tmux.wait_for(
+        "top symbols of the workload",
+        Duration::from_secs(10),
+        |s| {
+            let after = s.split("TOP SYMBOLS").nth(1).unwrap_or("");
+            after.lines().skip(1).any(|l| l.contains('%'))
+        },
+    );
+
+    // 5. Quit with q: the terminal is given back.
+    tmux.type_text("q");
+    assert_terminal_restored(&tmux, marker);
+    drop(spinner);
+}
+
+#[test]
+fn sigterm_gives_the_terminal_back() {
+    let _serial = serial();
+    if !require_root("sigterm_gives_the_terminal_back") || !require_tmux("top_tui") {
+        return;
+    }
+    let tmux = Tmux::start(100, 30);
+    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
+        s.contains("tally-e2e$")
+    });
+    let marker = "BEFORE-SIGTERM";
+    tmux.type_text(&format!("echo {marker}"));
+    tmux.keys(&["Enter"]);
+    let agent = env!("CARGO_BIN_EXE_agent");
+    tmux.type_text(&format!("{agent} top --interval 0.5; echo EXIT=$?"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the header", Duration::from_secs(30), |s| {
+        s.contains("tally top") && s.contains("CPU%")
+    });
+    // The agent is the shell's child.
+    let shell = tmux.shell_pid();
+    let agent_pid = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let after = stat.rsplit(')').next().unwrap_or("");
+            let ppid = after.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+            stat.contains("(agent)") && ppid == Some(shell)
+        })
+        .expect("agent top runs under the pane's shell");
+    // SAFETY: plain kill(2) on the agent this test started.
+    unsafe { libc::kill(agent_pid as i32, libc::SIGTERM) };
+    assert_terminal_restored(&tmux, marker);
+}
