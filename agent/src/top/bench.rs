@@ -108,7 +108,7 @@ struct Script {
 }
 
 impl Events for Script {
-    fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+    fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
         if timeout.is_zero() {
             return Ok(None);
         }
@@ -165,7 +165,7 @@ struct SourceCpu {
 
 fn bench_source(processes: usize, interval: Duration, cpu: Arc<SourceCpu>) -> io::Result<Source> {
     Source::spawn("top-bench", interval, move |control, tx, rx| {
-        let mut data = Synthetic::new(processes, 0xbe7c_4);
+        let mut data = Synthetic::new(processes, 0x000b_e7c4);
         let mut profiled = HashSet::new();
         let mut last = Instant::now();
         loop {

@@ -67,14 +67,14 @@ pub enum Exit {
 
 /// Something that yields terminal events.
 pub trait Events {
-    fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
+    fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
 }
 
 /// The real terminal's events.
 pub struct TerminalEvents;
 
 impl Events for TerminalEvents {
-    fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+    fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
         if event::poll(timeout)? {
             Ok(Some(event::read()?))
         } else {
@@ -272,14 +272,14 @@ where
             Some(t) => POLL.min(t.saturating_duration_since(Instant::now())),
             None => POLL,
         };
-        let mut next = events.next(wait)?;
+        let mut next = events.next_event(wait)?;
         // Take every key already typed before drawing again (a held key
         // repeats faster than frames need to be drawn).
         while let Some(ev) = next {
             if let Some(exit) = take_event(term, app, source, ev)? {
                 return Ok(exit);
             }
-            next = events.next(Duration::ZERO)?;
+            next = events.next_event(Duration::ZERO)?;
         }
     }
 }

@@ -3,17 +3,19 @@
 //! (`collect::Collector`) is apart from the rendering (`batch`), so the
 //! interactive view can reuse it.
 //!
-//! The interactive view (without `--batch`): [`app`] holds the state,
-//! [`rows`] turns ticks (or a collector's workloads) into rows, [`ui`]
+//! The interactive view (without `--batch`): [`app`] holds the state
+//! (with [`filter`] and [`history`]), [`rows`] turns ticks (or a collector's workloads) into rows, [`ui`]
 //! draws, [`input`] maps keys, [`source`] runs the data source on its own
 //! thread, [`terminal`] takes and always restores the terminal, [`live`]
 //! is the loop, [`bench`] measures it.
 pub mod app;
 pub mod bench;
 pub mod columns;
+pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod format;
+pub mod history;
 pub mod input;
 pub mod live;
 pub mod records;

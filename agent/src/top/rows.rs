@@ -279,7 +279,8 @@ impl Entry {
         e.pod_uid.clone_from(&self.pod_uid);
         e.cgroup_path.clone_from(&self.cgroup_path);
         e.runtime = self.runtime;
-        e.verdict = self.verdict.map(|_| VerdictKind::Idle);
+        // No window: it did nothing this interval, whatever it did before.
+        e.verdict = Some(VerdictKind::Idle);
         e.rss = if self.exited { 0 } else { self.rss };
         e.exited = self.exited;
         e.quiet_for = self.quiet_for + seconds;

@@ -235,7 +235,11 @@ pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source
         let first = data.tick(control.interval().as_secs_f64());
         let stacks = data.stacks(&profiled);
         if tx
-            .send(Update::Rows(rows::local_rows(&first, Some(&stacks), super::synthetic::CPUS)))
+            .send(Update::Rows(rows::local_rows(
+                &first,
+                Some(&stacks),
+                super::synthetic::CPUS,
+            )))
             .is_err()
         {
             return;
@@ -427,7 +431,7 @@ async fn history(
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-        - (super::app::HISTORY_SECONDS * 1000.0) as i64;
+        - (super::history::HISTORY_SECONDS * 1000.0) as i64;
     let req = pb::WorkloadHistoryRequest {
         key: Some(wid.to_proto()),
         since_unix_ms: since,

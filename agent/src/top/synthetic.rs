@@ -32,7 +32,7 @@ impl Rng {
         Self(seed | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -41,11 +41,11 @@ impl Rng {
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -351,7 +351,7 @@ impl Synthetic {
             cores,
             gc_share,
             alloc_per_cpu,
-            rss: (8 << 20) + (self.rng.next() % (2 << 30)),
+            rss: (8 << 20) + (self.rng.next_u64() % (2 << 30)),
             total: Counters::default(),
             exiting: false,
         }
@@ -457,7 +457,7 @@ impl Synthetic {
                     gc: gc::symbols::is_gc_symbol(p.runtime, name),
                 });
             }
-            top.sort_by(|a, b| b.samples.cmp(&a.samples));
+            top.sort_by_key(|s| std::cmp::Reverse(s.samples));
             out.insert(p.key.tgid, StackSummary { samples, top });
         }
         out
@@ -499,7 +499,7 @@ fn thread_groups(p: &Proc, samples: u64) -> Vec<ThreadGroup> {
             }
         })
         .collect();
-    groups.sort_by(|a, b| b.samples.cmp(&a.samples));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.samples));
     groups
 }
 

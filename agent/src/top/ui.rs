@@ -13,9 +13,11 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, METRICS, Overlay, Screen, secs_text, unix_seconds},
+    app::{App, Overlay, Screen, secs_text, unix_seconds},
     columns::{self, Column, SourceKind, megabytes},
+    filter::FILTER_FIELDS,
     format::{bytes, count, rfc3339},
+    history::METRICS,
     input::{FILTER_HELP, KEYS},
     rows::{Entry, RowKind, Stacks},
 };
@@ -354,7 +356,7 @@ fn draw_footer(f: &mut Frame, app: &App, theme: Theme, area: Rect, hidden: usize
             Span::raw(format!(" {}", app.filter)),
             Span::styled("█", theme.bold()),
             Span::styled(
-                "  Enter keep · Esc clear · name: pid: container: pod: runtime: verdict: node: · !word",
+                format!("  Enter keep · Esc clear · {FILTER_FIELDS} · !word"),
                 theme.dim(),
             ),
         ])
@@ -748,3 +750,6 @@ impl App {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
