@@ -330,12 +330,16 @@ fn top_in_tmux_sort_filter_detail_quit() {
 
     // 4. Its detail view: verdict, charts, threads, symbols.
     tmux.keys(&["Enter"]);
+    // The charts are titled by metric (CPU, GC share, page faults,
+    // allocation, RSS), each followed by its latest value.
     let detail = tmux.wait_for("the detail view", Duration::from_secs(5), |s| {
-        s.contains("verdict") && s.contains("THREADS") && s.contains("CPU %")
+        s.contains("verdict") && s.contains("THREADS") && s.contains("GC share")
     });
     assert!(detail.contains(&format!("pid {pid}")), "{detail}");
     assert!(detail.contains("TOP SYMBOLS"), "{detail}");
-    assert!(detail.contains("RSS"), "{detail}");
+    for chart in ["page faults", "allocation", "RSS"] {
+        assert!(detail.contains(chart), "no {chart} chart:\n{detail}");
+    }
     // The spinner's stacks are recorded from the moment the view opened:
     // within a few windows its leaf function is listed with a share.
     tmux.wait_for(
