@@ -2,17 +2,11 @@
 //! [`pb::Workload`]s) to the rows of the interactive table: one [`Entry`]
 //! per process, per container (else cgroup), per pod, or per workload, with
 //! rates per second, the verdict, threads and top symbols.
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
-
-use tally_proto as pb;
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use crate::{
     collect::Tick,
-    gc::{self, GcSignals, Runtime, VerdictKind},
+    gc::{self, Runtime, VerdictKind},
     model::{Counters, ProcKey, Window},
 };
 
@@ -418,190 +412,16 @@ fn process_entry(w: &Window, period_ns: u64, stacks: Option<&HashMap<u32, StackS
     e
 }
 
-/// Processes added up into one row.
-struct Group {
-    id: RowId,
-    name: String,
-    busiest: f64,
-    /// Kubernetes names, where known: `namespace/pod/container` and
-    /// `namespace/pod`.
-    pod_names: Option<(String, String)>,
-    procs: u32,
-    exited: u32,
-    seconds: f64,
-    delta: Counters,
-    signals: GcSignals,
-    rss: u64,
-    container_id: Option<String>,
-    pod_uid: Option<String>,
-    cgroup_path: String,
-    threads: HashMap<String, (u32, u64, bool)>,
-    stacks: Option<HashMap<Arc<str>, (u64, bool)>>,
-    stack_samples: u64,
-    /// Members, for recording their stacks (bounded).
-    pids: Vec<u32>,
-}
+mod groups;
+mod remote;
 
-impl Group {
-    fn add(&mut self, w: &Window, period_ns: u64, stacks: Option<&StackSummary>) {
-        self.procs += 1;
-        if self.pids.len() < MAX_GROUP_PIDS {
-            self.pids.push(w.key.tgid);
-        }
-        self.exited += u32::from(w.exited);
-        self.seconds = self.seconds.max(w.seconds);
-        self.delta = self.delta.add(&w.delta);
-        self.signals.merge(&w.gc_signals(period_ns));
-        self.rss += w.rss_bytes;
-        if self.pod_names.is_none()
-            && let Some(p) = w.pod.as_ref()
-        {
-            self.pod_names = Some((p.display_name(), format!("{}/{}", p.namespace, p.pod)));
-        }
-        if w.cpu_seconds > self.busiest || self.name.is_empty() {
-            self.busiest = w.cpu_seconds;
-            self.name.clone_from(&w.comm);
-        }
-        for g in &w.threads {
-            let t = self.threads.entry(g.name.clone()).or_insert((0, 0, g.gc));
-            t.0 += g.threads;
-            t.1 += g.samples;
-        }
-        if let Some(s) = stacks {
-            self.stack_samples += s.samples;
-            let merged = self.stacks.get_or_insert_with(HashMap::new);
-            for sym in &s.top {
-                let m = merged.entry(sym.name.clone()).or_insert((0, sym.gc));
-                m.0 += sym.samples;
-            }
-        }
-    }
-
-    fn entry(self, label: String, period_ns: u64, stacks_on: bool) -> Entry {
-        let mut e = Entry::blank(self.id, RowKind::Group);
-        e.pod_name = self.pod_names.map(|(full, pod)| match e.id {
-            RowId::Pod(_) => pod,
-            _ => full,
-        });
-        e.procs = self.procs;
-        e.pids = self.pids;
-        e.set_name(&label);
-        e.container_id = self.container_id;
-        e.pod_uid = self.pod_uid;
-        e.cgroup_path = sanitize(&self.cgroup_path);
-        e.runtime = self.signals.runtime;
-        let secs = self.seconds.max(1e-9);
-        e.cpu_pct = 100.0 * self.signals.cpu_seconds / secs;
-        e.gc_pct = 100.0 * self.signals.gc_cpu_share();
-        let verdict = gc::classify(&self.signals);
-        e.set_verdict(Some(&verdict));
-        e.set_rates(&self.delta, self.seconds);
-        e.rss = self.rss;
-        e.exited = self.exited == self.procs;
-        let mut threads: Vec<(String, (u32, u64, bool))> = self.threads.into_iter().collect();
-        threads.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
-        let pct = |samples: u64| 100.0 * samples as f64 * period_ns as f64 / 1e9 / secs;
-        e.threads = threads
-            .into_iter()
-            .map(|(name, (threads, samples, gc))| ThreadRow {
-                name: sanitize(&name),
-                threads,
-                cpu_pct: pct(samples),
-                gc,
-            })
-            .collect();
-        e.stacks = match self.stacks {
-            Some(map) => {
-                let mut top: Vec<Symbol> = map
-                    .into_iter()
-                    .map(|(name, (samples, gc))| Symbol { name, samples, gc })
-                    .collect();
-                top.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.name.cmp(&b.name)));
-                top.truncate(TOP_SYMBOLS);
-                Stacks::Sampled(StackSummary {
-                    samples: self.stack_samples,
-                    top,
-                })
-            }
-            None if stacks_on => Stacks::NotSampled,
-            None => Stacks::Off,
-        };
-        e.fill_search();
-        e
-    }
-}
+use groups::{GroupBy, group_rows};
+pub use remote::{fresh, history_point, remote_rows, workload_entry};
 
 /// Symbols kept per row.
 pub const TOP_SYMBOLS: usize = 10;
 /// Members of a group whose stacks its detail view records, at most.
 pub const MAX_GROUP_PIDS: usize = 64;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum GroupBy {
-    Container,
-    Pod,
-}
-
-fn group_rows(
-    windows: &[Window],
-    period_ns: u64,
-    stacks: Option<&HashMap<u32, StackSummary>>,
-    by: GroupBy,
-) -> Vec<Entry> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<RowId, usize> = HashMap::new();
-    for w in windows {
-        let container = w.cgroup.as_ref().and_then(|c| c.container.as_ref());
-        let path = w.cgroup.as_ref().map_or("", |c| c.path.as_str());
-        let pod = container.and_then(|c| c.pod_uid.as_deref());
-        let id = match (by, pod, container) {
-            (GroupBy::Pod, Some(uid), _) => RowId::Pod(Arc::from(uid)),
-            (_, _, Some(c)) => RowId::Container(Arc::from(c.id.as_str())),
-            _ => RowId::Cgroup(Arc::from(path)),
-        };
-        let i = *index.entry(id.clone()).or_insert_with(|| {
-            groups.push(Group {
-                id,
-                name: String::new(),
-                busiest: 0.0,
-                pod_names: None,
-                procs: 0,
-                exited: 0,
-                seconds: 0.0,
-                delta: Counters::default(),
-                signals: GcSignals::default(),
-                rss: 0,
-                container_id: container
-                    .filter(|_| by == GroupBy::Container || pod.is_none())
-                    .map(|c| c.id.clone()),
-                pod_uid: pod.map(str::to_owned),
-                cgroup_path: path.to_owned(),
-                threads: HashMap::new(),
-                stacks: None,
-                stack_samples: 0,
-                pids: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        let st = stacks.and_then(|s| s.get(&w.key.tgid));
-        groups[i].add(w, period_ns, st);
-    }
-    groups
-        .into_iter()
-        .map(|g| {
-            let label = match (&g.id, &g.pod_names) {
-                (RowId::Container(_), Some((full, _))) => full.clone(),
-                (RowId::Pod(_), Some((_, pod))) => pod.clone(),
-                (RowId::Container(id), None) => format!("{}/{}", g.name, short_id(id)),
-                (RowId::Pod(uid), None) => format!("{}/pod-{}", g.name, short_id(uid)),
-                (RowId::Cgroup(path), _) => cgroup_tail(path).to_owned(),
-                _ => g.name.clone(),
-            };
-            g.entry(label, period_ns, stacks.is_some())
-        })
-        .collect()
-}
-
 /// Rows of a local tick. `stacks` is `None` when stack sampling is off.
 pub fn local_rows(tick: &Tick, stacks: Option<&HashMap<u32, StackSummary>>, cpus: usize) -> Rows {
     let period = tick.sample_period_ns;
@@ -637,114 +457,6 @@ pub fn local_rows(tick: &Tick, stacks: Option<&HashMap<u32, StackSummary>>, cpus
         pods,
         totals,
     }
-}
-
-fn verdict_from_proto(v: Option<&pb::Verdict>) -> Option<gc::Verdict> {
-    let v = v?;
-    let kind = match v.kind() {
-        pb::VerdictKind::VerdictGcHeavy => VerdictKind::GcHeavy,
-        pb::VerdictKind::VerdictAllocChurn => VerdictKind::AllocChurn,
-        pb::VerdictKind::VerdictSteady => VerdictKind::Steady,
-        pb::VerdictKind::VerdictIdle => VerdictKind::Idle,
-        pb::VerdictKind::VerdictUnspecified => return None,
-    };
-    Some(gc::Verdict {
-        kind,
-        confidence: v.confidence,
-        reasons: v.reasons.clone(),
-    })
-}
-
-/// The row of a collector workload.
-pub fn workload_entry(w: &pb::Workload) -> Option<Entry> {
-    use crate::collector::workload::WorkloadId;
-    let id = WorkloadId::from_proto(w.key.as_ref()?)?;
-    let mut e = Entry::blank(RowId::Workload(Arc::from(id.db_key())), RowKind::Process);
-    match &id {
-        WorkloadId::Container(c) => {
-            e.container_id = Some(c.to_string());
-            e.container_short = short_id(c);
-        }
-        WorkloadId::Process { pid, .. } => e.pid = Some(*pid),
-    }
-    e.set_name(&crate::workloads::workload_label(w));
-    e.node = sanitize(&w.nodes.join(","));
-    e.cgroup_path = sanitize(&w.cgroup_path);
-    e.pod_uid = crate::enrich::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid);
-    e.runtime = crate::collector::workload::runtime_from_proto(w.runtime);
-    let secs = w.window_seconds.max(1e-9);
-    e.cpu_pct = 100.0 * w.cpu_seconds / secs;
-    e.gc_pct = 100.0 * w.gc_cpu_share;
-    e.set_verdict(verdict_from_proto(w.verdict.as_ref()).as_ref());
-    e.alloc_bps = w.alloc_bytes_per_second;
-    e.faults_ps = w.faults_per_second;
-    e.rss = w.rss_bytes;
-    e.stacks = Stacks::Unavailable;
-    e.fill_search();
-    Some(e)
-}
-
-/// A workload is listed while it reported recently: within three of its
-/// windows, and at least 30 s, of the newest report the collector has.
-pub fn fresh(w: &pb::Workload, newest_ms: i64) -> bool {
-    let keep_ms = (3.0 * w.window_seconds * 1000.0).max(30_000.0) as i64;
-    newest_ms - w.last_seen_unix_ms <= keep_ms
-}
-
-/// Rows of the collector's workloads (those that reported recently).
-pub fn remote_rows(workloads: &[&pb::Workload]) -> Rows {
-    let newest = workloads
-        .iter()
-        .map(|w| w.last_seen_unix_ms)
-        .max()
-        .unwrap_or(0);
-    let processes: Vec<Entry> = workloads
-        .iter()
-        .filter(|w| fresh(w, newest))
-        .filter_map(|w| workload_entry(w))
-        .collect();
-    let totals = Totals {
-        cpu_cores: processes.iter().map(|e| e.cpu_pct).sum::<f64>() / 100.0,
-        cpus: 0,
-        faults_ps: processes.iter().map(|e| e.faults_ps).sum(),
-        alloc_bps: processes.iter().map(|e| e.alloc_bps).sum(),
-        gc_heavy: processes
-            .iter()
-            .filter(|e| e.verdict == Some(VerdictKind::GcHeavy))
-            .count(),
-        active: processes.len(),
-        lost: 0,
-    };
-    let at = (newest > 0).then(|| UNIX_EPOCH + Duration::from_millis(newest as u64));
-    Rows {
-        at,
-        seconds: workloads
-            .iter()
-            .map(|w| w.window_seconds)
-            .fold(0.0, f64::max),
-        processes,
-        containers: Vec::new(),
-        pods: Vec::new(),
-        totals,
-    }
-}
-
-/// One point of a workload's history (WorkloadHistory), as charted.
-pub fn history_point(p: &pb::WorkloadPoint) -> [f32; 5] {
-    let d = p.delta.unwrap_or_default();
-    let secs = p.window_seconds.max(1e-9);
-    let share = if d.cpu_seconds > 0.0 {
-        (d.gc_cpu_seconds / d.cpu_seconds).min(1.0)
-    } else {
-        0.0
-    };
-    [
-        (100.0 * d.cpu_seconds / secs) as f32,
-        (100.0 * share) as f32,
-        ((d.minor_faults + d.major_faults) as f64 / secs) as f32,
-        ((d.mmap_bytes + d.brk_bytes + d.mremap_bytes) as f64 / secs) as f32,
-        p.rss_bytes as f32,
-    ]
 }
 
 #[cfg(test)]

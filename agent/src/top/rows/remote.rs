@@ -1,0 +1,119 @@
+//! Rows of a collector's workloads (remote mode): one per workload, with
+//! the collector's summaries (no per-syscall counts, no threads, no stacks).
+use std::{
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use tally_proto as pb;
+
+use super::{Entry, RowId, RowKind, Rows, Stacks, Totals, sanitize, short_id};
+use crate::gc::{self, VerdictKind};
+
+fn verdict_from_proto(v: Option<&pb::Verdict>) -> Option<gc::Verdict> {
+    let v = v?;
+    let kind = match v.kind() {
+        pb::VerdictKind::VerdictGcHeavy => VerdictKind::GcHeavy,
+        pb::VerdictKind::VerdictAllocChurn => VerdictKind::AllocChurn,
+        pb::VerdictKind::VerdictSteady => VerdictKind::Steady,
+        pb::VerdictKind::VerdictIdle => VerdictKind::Idle,
+        pb::VerdictKind::VerdictUnspecified => return None,
+    };
+    Some(gc::Verdict {
+        kind,
+        confidence: v.confidence,
+        reasons: v.reasons.clone(),
+    })
+}
+
+/// The row of a collector workload.
+pub fn workload_entry(w: &pb::Workload) -> Option<Entry> {
+    use crate::collector::workload::WorkloadId;
+    let id = WorkloadId::from_proto(w.key.as_ref()?)?;
+    let mut e = Entry::blank(RowId::Workload(Arc::from(id.db_key())), RowKind::Process);
+    match &id {
+        WorkloadId::Container(c) => {
+            e.container_id = Some(c.to_string());
+            e.container_short = short_id(c);
+        }
+        WorkloadId::Process { pid, .. } => e.pid = Some(*pid),
+    }
+    e.set_name(&crate::workloads::workload_label(w));
+    e.node = sanitize(&w.nodes.join(","));
+    e.cgroup_path = sanitize(&w.cgroup_path);
+    e.pod_uid = crate::enrich::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid);
+    e.runtime = crate::collector::workload::runtime_from_proto(w.runtime);
+    let secs = w.window_seconds.max(1e-9);
+    e.cpu_pct = 100.0 * w.cpu_seconds / secs;
+    e.gc_pct = 100.0 * w.gc_cpu_share;
+    e.set_verdict(verdict_from_proto(w.verdict.as_ref()).as_ref());
+    e.alloc_bps = w.alloc_bytes_per_second;
+    e.faults_ps = w.faults_per_second;
+    e.rss = w.rss_bytes;
+    e.stacks = Stacks::Unavailable;
+    e.fill_search();
+    Some(e)
+}
+
+/// A workload is listed while it reported recently: within three of its
+/// windows, and at least 30 s, of the newest report the collector has.
+pub fn fresh(w: &pb::Workload, newest_ms: i64) -> bool {
+    let keep_ms = (3.0 * w.window_seconds * 1000.0).max(30_000.0) as i64;
+    newest_ms - w.last_seen_unix_ms <= keep_ms
+}
+
+/// Rows of the collector's workloads (those that reported recently).
+pub fn remote_rows(workloads: &[&pb::Workload]) -> Rows {
+    let newest = workloads
+        .iter()
+        .map(|w| w.last_seen_unix_ms)
+        .max()
+        .unwrap_or(0);
+    let processes: Vec<Entry> = workloads
+        .iter()
+        .filter(|w| fresh(w, newest))
+        .filter_map(|w| workload_entry(w))
+        .collect();
+    let totals = Totals {
+        cpu_cores: processes.iter().map(|e| e.cpu_pct).sum::<f64>() / 100.0,
+        cpus: 0,
+        faults_ps: processes.iter().map(|e| e.faults_ps).sum(),
+        alloc_bps: processes.iter().map(|e| e.alloc_bps).sum(),
+        gc_heavy: processes
+            .iter()
+            .filter(|e| e.verdict == Some(VerdictKind::GcHeavy))
+            .count(),
+        active: processes.len(),
+        lost: 0,
+    };
+    let at = (newest > 0).then(|| UNIX_EPOCH + Duration::from_millis(newest as u64));
+    Rows {
+        at,
+        seconds: workloads
+            .iter()
+            .map(|w| w.window_seconds)
+            .fold(0.0, f64::max),
+        processes,
+        containers: Vec::new(),
+        pods: Vec::new(),
+        totals,
+    }
+}
+
+/// One point of a workload's history (WorkloadHistory), as charted.
+pub fn history_point(p: &pb::WorkloadPoint) -> [f32; 5] {
+    let d = p.delta.unwrap_or_default();
+    let secs = p.window_seconds.max(1e-9);
+    let share = if d.cpu_seconds > 0.0 {
+        (d.gc_cpu_seconds / d.cpu_seconds).min(1.0)
+    } else {
+        0.0
+    };
+    [
+        (100.0 * d.cpu_seconds / secs) as f32,
+        (100.0 * share) as f32,
+        ((d.minor_faults + d.major_faults) as f64 / secs) as f32,
+        ((d.mmap_bytes + d.brk_bytes + d.mremap_bytes) as f64 / secs) as f32,
+        p.rss_bytes as f32,
+    ]
+}
