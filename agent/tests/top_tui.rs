@@ -204,13 +204,21 @@ fn cpu_column(screen: &str) -> Vec<f64> {
 fn assert_terminal_restored(tmux: &Tmux, marker: &str) {
     // The alternate screen is gone: the shell's screen is back, with what
     // was typed before `agent top` started.
+    // The command line itself reads `echo EXIT=$?`: wait for the line the
+    // echo prints, which comes once the agent has exited (it stops its
+    // collection thread and detaches the probes after giving the terminal
+    // back).
     let screen = tmux.wait_for(
         "the shell prompt after agent top",
-        Duration::from_secs(10),
-        |s| !s.contains("tally top") && s.contains(marker) && s.contains("EXIT="),
+        Duration::from_secs(15),
+        |s| {
+            !s.contains("tally top")
+                && s.contains(marker)
+                && s.lines().any(|l| l.trim_start().starts_with("EXIT="))
+        },
     );
     assert!(
-        screen.contains("EXIT=0"),
+        screen.lines().any(|l| l.trim() == "EXIT=0"),
         "agent top exited with an error:\n{screen}"
     );
     tmux.keys(&["clear", "Enter"]);
