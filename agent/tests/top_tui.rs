@@ -203,11 +203,10 @@ fn cpu_column(screen: &str) -> Vec<f64> {
 
 fn assert_terminal_restored(tmux: &Tmux, marker: &str) {
     // The alternate screen is gone: the shell's screen is back, with what
-    // was typed before `agent top` started.
-    // The command line itself reads `echo EXIT=$?`: wait for the line the
-    // echo prints, which comes once the agent has exited (it stops its
-    // collection thread and detaches the probes after giving the terminal
-    // back).
+    // was typed before `agent top` started. The command line itself reads
+    // `echo EXIT=$?`: wait for the line the echo prints, which comes once
+    // the agent has exited (it stops its collection thread and detaches the
+    // probes after giving the terminal back).
     let screen = tmux.wait_for(
         "the shell prompt after agent top",
         Duration::from_secs(15),
@@ -225,10 +224,24 @@ fn assert_terminal_restored(tmux: &Tmux, marker: &str) {
     thread::sleep(Duration::from_millis(200));
     tmux.type_text("stty -a | tr ';' '\\n' | grep -wE -- '-?(echo|icanon|icrnl|opost|isig)'");
     tmux.keys(&["Enter"]);
-    let stty = tmux.wait_for("stty output", Duration::from_secs(5), |s| {
-        s.lines().filter(|l| l.contains("icanon")).count() >= 1 && s.contains("opost")
+    // The command line (which names every flag, and may wrap) is not the
+    // output: wait until the output lines show each flag, set or not.
+    const FLAGS: [&str; 5] = ["echo", "icanon", "icrnl", "opost", "isig"];
+    let output = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.contains("stty") && !l.contains("grep") && !l.contains("tally-e2e$"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let screen = tmux.wait_for("stty output", Duration::from_secs(5), |s| {
+        let out = output(s);
+        FLAGS.iter().all(|f| {
+            out.split_whitespace()
+                .any(|w| w == *f || w.strip_prefix('-') == Some(*f))
+        })
     });
-    for flag in ["echo", "icanon", "icrnl", "opost", "isig"] {
+    let stty = output(&screen);
+    for flag in FLAGS {
         assert!(
             stty.split_whitespace().any(|w| w == flag),
             "`{flag}` is not set after agent top quit (raw mode left on):\n{stty}"
@@ -398,5 +411,29 @@ fn sigterm_gives_the_terminal_back() {
         .expect("agent top runs under the pane's shell");
     // SAFETY: plain kill(2) on the agent this test started.
     unsafe { libc::kill(agent_pid as i32, libc::SIGTERM) };
+    assert_terminal_restored(&tmux, marker);
+}
+
+#[test]
+fn ctrl_c_gives_the_terminal_back() {
+    let _serial = serial();
+    if !require_tmux("ctrl_c_gives_the_terminal_back") {
+        return;
+    }
+    // Synthetic processes: Ctrl-C is a key in raw mode whatever the source.
+    let tmux = Tmux::start(80, 24);
+    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
+        s.contains("tally-e2e$")
+    });
+    let marker = "BEFORE-CTRL-C";
+    tmux.type_text(&format!("echo {marker}"));
+    tmux.keys(&["Enter"]);
+    let agent = env!("CARGO_BIN_EXE_agent");
+    tmux.type_text(&format!("{agent} top --synthetic 300; echo EXIT=$?"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the table", Duration::from_secs(30), |s| {
+        s.contains("tally top") && s.contains("synthetic") && s.contains("CPU%")
+    });
+    tmux.keys(&["C-c"]);
     assert_terminal_restored(&tmux, marker);
 }

@@ -23,11 +23,27 @@ use serde::Serialize;
 use super::{
     app::{App, Settings},
     columns::SourceKind,
-    live::{Events, Exit, Timings, event_loop},
+    live::{Events, Exit, Timings, TopError, event_loop},
     rows,
     source::{Request, Source, Update},
     synthetic::Synthetic,
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start the synthetic source: {0}")]
+    Source(io::Error),
+    #[error("cannot open /dev/null: {0}")]
+    DevNull(io::Error),
+    #[error("the terminal backend: {0}")]
+    Backend(io::Error),
+    #[error("the view's loop: {0}")]
+    Loop(#[from] TopError),
+    #[error("the loop ended with {0:?} instead of the scripted quit")]
+    Ended(Exit),
+    #[error("cannot print the result: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -212,11 +228,11 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// One size: idle phase, then keys.
-pub fn run_one(opts: &BenchOptions, width: u16, height: u16) -> Result<BenchResult, String> {
+pub fn run_one(opts: &BenchOptions, width: u16, height: u16) -> Result<BenchResult, BenchError> {
     let cpu = Arc::new(SourceCpu::default());
-    let source = bench_source(opts.processes, opts.interval, cpu.clone())
-        .map_err(|e| format!("cannot start the source: {e}"))?;
-    let devnull = File::create("/dev/null").map_err(|e| e.to_string())?;
+    let source =
+        bench_source(opts.processes, opts.interval, cpu.clone()).map_err(BenchError::Source)?;
+    let devnull = File::create("/dev/null").map_err(BenchError::DevNull)?;
     let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, devnull));
     let mut term = Terminal::with_options(
         backend,
@@ -224,7 +240,7 @@ pub fn run_one(opts: &BenchOptions, width: u16, height: u16) -> Result<BenchResu
             viewport: Viewport::Fixed(Rect::new(0, 0, width, height)),
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(BenchError::Backend)?;
     let mut app = App::new(Settings {
         source: SourceKind::Local,
         label: "bench".into(),
@@ -251,10 +267,9 @@ pub fn run_one(opts: &BenchOptions, width: u16, height: u16) -> Result<BenchResu
         &mut script,
         false,
         Some(&mut idle),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if exit != Exit::Quit {
-        return Err(format!("the loop ended with {exit:?}"));
+        return Err(BenchError::Ended(exit));
     }
     let wall = started.elapsed().as_secs_f64();
     let view = (thread_cpu() - cpu0).as_secs_f64();
@@ -273,8 +288,7 @@ pub fn run_one(opts: &BenchOptions, width: u16, height: u16) -> Result<BenchResu
         &mut script,
         false,
         Some(&mut keys),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     source.stop(Duration::from_secs(2));
     let pct = |s: f64| 100.0 * s / wall;
     Ok(BenchResult {
@@ -295,10 +309,10 @@ pub fn run_one(opts: &BenchOptions, width: u16, height: u16) -> Result<BenchResu
 }
 
 /// Every size, one JSON line each on stdout.
-pub fn run(opts: &BenchOptions) -> Result<(), String> {
+pub fn run(opts: &BenchOptions) -> Result<(), BenchError> {
     for &(w, h) in &opts.sizes {
         let r = run_one(opts, w, h)?;
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&r)?);
     }
     Ok(())
 }

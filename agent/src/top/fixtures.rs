@@ -1,7 +1,12 @@
-//! Test data: windows recorded from a real `agent top --batch --json` run
-//! on this project's VM (`testdata/recorded.jsonl`: a Go allocation
-//! workload in a kubepods-shaped cgroup, a C churn loop, a busy loop, the
-//! VM's own daemons), read back into [`Tick`]s.
+//! Test data: six 1 s windows recorded from a real `agent top --batch
+//! --json` run on this project's VM (`testdata/recorded.jsonl`), with
+//! `tests/workloads` running: the Go `allocheavy` (GOGC=50) in a
+//! kubepods-shaped cgroup (`cri-containerd-9f86d081…` in pod `7c1f2a9e…`),
+//! `churn` in a docker-shaped cgroup (`docker-2c26b46b…`), and
+//! `workload spin` under a name with invalid UTF-8 (`spin\xff\xfeloop`,
+//! which the agent reports as `spin\u{FFFD}\u{FFFD}loop`), next to what
+//! else ran (other builds' `rustc`, the VM's daemons). Read back into
+//! [`Tick`]s.
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},

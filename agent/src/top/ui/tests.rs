@@ -8,6 +8,7 @@ use crate::collect::Tick;
 use crate::top::{
     app::{Action, Settings},
     fixtures::recorded_app,
+    history::METRICS,
     rows::local_rows,
     synthetic::Synthetic,
     test_window,
