@@ -259,13 +259,15 @@ fn the_watcher_follows_list_watch_and_relist() {
     let source = PodSource::watch(Credentials::Kubeconfig(kubeconfig), NODE, Some(tx)).unwrap();
     let index = source.index().unwrap().clone();
     let mut resolver = source.resolver();
+    // For a process that starts after everything the test does: a pod
+    // deleted before its start never names it.
     let mut lookup = |l: &Layout| {
         let runtime = if l.runtime == "containerd" {
             Runtime::Containerd
         } else {
             Runtime::CriO
         };
-        resolver.lookup(runtime, l.bare_id(), Some(l.uid))
+        resolver.lookup(runtime, l.bare_id(), Some(l.uid), u64::MAX)
     };
     wait("the first list", Duration::from_secs(10), || {
         index.status() == Status::Synced
@@ -309,6 +311,9 @@ fn the_watcher_follows_list_watch_and_relist() {
     });
     api.delete_pod(C.uid);
     wait("DELETED", Duration::from_secs(5), || lookup(&C).is_none());
+    // A process that started before the delete (at boot) still ran in C.
+    let c = index.lookup_process(C.bare_id(), Some(C.uid), 0);
+    assert_eq!(c.expect("C's tombstone").pod, C.pod);
 
     let lists = api.pod_lists();
     api.forget_pod(B.uid);
@@ -361,7 +366,7 @@ fn an_unreachable_api_server_leaves_the_runtime_fallback() {
     let started = Instant::now();
     assert!(
         resolver
-            .lookup(Runtime::Containerd, A.id, Some(A.uid))
+            .lookup(Runtime::Containerd, A.id, Some(A.uid), u64::MAX)
             .is_none()
     );
     assert!(started.elapsed() < Duration::from_millis(100));

@@ -2,9 +2,11 @@
 //!
 //! - `cargo xtask run -- top --batch`: installs what is missing, builds, runs the agent.
 //! - `cargo xtask test`: every test (lints, unit tests, integration tests on the real kernel).
+//! - `cargo xtask dist`: static binaries for linux/amd64 and linux/arm64 (the Dockerfile's).
 //! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
 mod bench;
 mod cmd;
+mod dist;
 mod setup;
 
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Static (musl) binaries for linux/amd64 and linux/arm64 in
+    /// target/dist/linux-<arch>/agent, for the Dockerfile.
+    Dist,
     /// Runs a benchmark and prints its table.
     Bench {
         #[command(subcommand)]
@@ -62,6 +67,10 @@ fn main() -> Result<()> {
         Command::Test { args } => {
             setup::all(setup::Purpose::Test)?;
             test(&args)
+        }
+        Command::Dist => {
+            setup::all(setup::Purpose::Dist)?;
+            dist::run(&root)
         }
         Command::Bench { which } => {
             setup::all(setup::Purpose::Bench)?;

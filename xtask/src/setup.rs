@@ -16,6 +16,8 @@ pub enum Purpose {
     Run,
     Test,
     Bench,
+    /// `cargo xtask dist`: static binaries for amd64 and arm64.
+    Dist,
 }
 
 /// bpf-linker release that builds with the pinned aya and the nightly's LLVM.
@@ -28,13 +30,37 @@ pub fn all(purpose: Purpose) -> Result<()> {
     if purpose == Purpose::Test {
         python_venv()?;
     }
+    if purpose == Purpose::Dist {
+        rust_targets(&["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"])?;
+    }
     Ok(())
+}
+
+fn rust_targets(wanted: &[&str]) -> Result<()> {
+    let installed = cmd::output(cmd("rustup").args(["target", "list", "--installed"]))?;
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    cmd::run(cmd("rustup").args(["target", "add"]).args(&missing))
 }
 
 /// The official OTLP packages from PyPI the OTLP receiver of the export
 /// tests is written against, in a venv under target/ (`tally-pyenv`, the
-/// path agent/tests/exporting/mod.rs looks for).
-const PIP_TEST_PACKAGES: &[&str] = &["grpcio", "opentelemetry-proto"];
+/// path agent/tests/exporting/mod.rs looks for); kubernetes-validate and
+/// checkov check deploy/ (agent/tests/deploy.rs).
+const PIP_TEST_PACKAGES: &[&str] = &[
+    "grpcio",
+    "opentelemetry-proto",
+    "kubernetes-validate",
+    "checkov",
+];
+/// The commands of those packages the tests run from the venv's bin/.
+const PIP_TEST_COMMANDS: &[&str] = &["kubernetes-validate", "checkov"];
 
 fn python_venv() -> Result<()> {
     let venv = crate::workspace_root().join("target/tally-pyenv");
@@ -43,7 +69,9 @@ fn python_venv() -> Result<()> {
         cmd::succeeds(cmd(&python).args([
             "-c",
             "import grpc, opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc",
-        ]))
+        ])) && PIP_TEST_COMMANDS
+            .iter()
+            .all(|c| venv.join("bin").join(c).exists())
     };
     if ready() {
         return Ok(());
@@ -55,15 +83,24 @@ fn python_venv() -> Result<()> {
     );
     // Debian's Python, whatever else is first on PATH.
     cmd::run(cmd("/usr/bin/python3").args(["-m", "venv"]).arg(&venv))?;
+    // `python -m pip`: a venv copied from another checkout keeps working
+    // (its bin/pip's shebang names the original's python).
     cmd::run(
-        cmd(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
+        cmd(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(PIP_TEST_PACKAGES),
     )?;
     if !ready() {
         bail!(
-            "the venv {} cannot import grpc and opentelemetry.proto",
-            venv.display()
+            "the venv {} cannot import grpc and opentelemetry.proto, or lacks {}",
+            venv.display(),
+            PIP_TEST_COMMANDS.join(" and ")
         );
     }
     Ok(())
@@ -89,6 +126,13 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
         ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
+        // musl-gcc for the amd64 binary's C parts (SQLite, ring); the GNU
+        // aarch64 cross compiler and its headers for the arm64 one's.
+        Purpose::Dist => &[
+            "musl-tools",
+            "gcc-aarch64-linux-gnu",
+            "libc6-dev-arm64-cross",
+        ],
     }
 }
 

@@ -147,7 +147,9 @@ impl PodResolver {
                 .cgroup
                 .as_ref()
                 .and_then(|c| c.container.as_ref())
-                .and_then(|c| self.lookup(c.runtime, &c.id, c.pod_uid.as_deref()));
+                .and_then(|c| {
+                    self.lookup(c.runtime, &c.id, c.pod_uid.as_deref(), w.key.start_ticks)
+                });
             w.pod = match found {
                 Some(p) => {
                     if !w.exited {
@@ -166,16 +168,18 @@ impl PodResolver {
         }
     }
 
-    /// The API server's view first; the runtime's labels when the API
+    /// The API server's view first (for a process started at `start_ticks`,
+    /// see [`PodIndex::lookup_process`]); the runtime's labels when the API
     /// server is not (or not yet) answering.
     pub fn lookup(
         &mut self,
         runtime: Runtime,
         container_id: &str,
         pod_uid: Option<&str>,
+        start_ticks: u64,
     ) -> Option<Arc<PodInfo>> {
         if let Some(index) = &self.source.index {
-            if let Some(found) = index.lookup(container_id, pod_uid) {
+            if let Some(found) = index.lookup_process(container_id, pod_uid, start_ticks) {
                 return Some(found);
             }
             if index.status() == Status::Synced {
@@ -222,13 +226,15 @@ mod tests {
             w[0].pod.as_ref().and_then(|p| p.container.as_deref()),
             Some("checkout")
         );
-        index.delete("3f1c2a7e-5b6d-4c8e-9f0a-1b2c3d4e5f60");
+        // Deleted at tick 1000, after the first process's start (500).
+        index.delete_at("3f1c2a7e-5b6d-4c8e-9f0a-1b2c3d4e5f60", 1_000, 100);
         // The same process keeps its pod; a new one in the container does not.
         let mut w = [
             test_window(7, "checkout", &path()),
             test_window(8, "sh", &path()),
         ];
         w[0].exited = true;
+        w[1].key.start_ticks = 1_500;
         r.annotate(&mut w);
         assert!(w[0].pod.is_some());
         assert!(w[1].pod.is_none());

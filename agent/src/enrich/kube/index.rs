@@ -1,8 +1,13 @@
 //! The pods of this node, by container id and by pod UID: written by the
 //! watcher thread, read by the collector at every tick. Reads take a read
 //! lock for one hash lookup; the watcher never holds the lock across I/O.
+//!
+//! A deleted pod is kept for a while as a tombstone: a process that started
+//! before the deletion ran in that pod, even when its first window is drawn
+//! after the DELETED event (a short process between two ticks); a process
+//! that started after it gets nothing.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, RwLock,
         atomic::{AtomicU8, Ordering},
@@ -33,18 +38,58 @@ struct Entry {
     ids: Vec<String>,
 }
 
+/// A deleted pod, and when it went (clock ticks since boot, the clock of
+/// [`crate::model::ProcKey::start_ticks`]).
+#[derive(Debug)]
+struct Tombstone {
+    deleted_ticks: u64,
+    uid: String,
+    entry: Entry,
+    containers: Vec<(String, Arc<PodInfo>)>,
+}
+
+/// How long a deleted pod still names the processes that started before its
+/// deletion: longer than any tick, so a window drawn after the event finds it.
+const TOMBSTONE_SECONDS: u64 = 300;
+/// Tombstones kept at most (a node's churn of pods in five minutes is far
+/// below this; the bound only caps memory).
+const MAX_TOMBSTONES: usize = 1024;
+
 #[derive(Debug, Default)]
 struct State {
     by_container: HashMap<String, Arc<PodInfo>>,
     by_uid: HashMap<String, Entry>,
+    /// Oldest first.
+    deleted: VecDeque<Tombstone>,
 }
 
 impl State {
-    fn remove(&mut self, uid: &str) {
-        if let Some(old) = self.by_uid.remove(uid) {
-            for id in old.ids {
-                self.by_container.remove(&id);
-            }
+    fn remove(&mut self, uid: &str) -> Option<(Entry, Vec<(String, Arc<PodInfo>)>)> {
+        let old = self.by_uid.remove(uid)?;
+        let containers = old
+            .ids
+            .iter()
+            .filter_map(|id| self.by_container.remove(id).map(|info| (id.clone(), info)))
+            .collect();
+        Some((old, containers))
+    }
+
+    fn bury(&mut self, uid: &str, now_ticks: u64, ticks_per_second: u64) {
+        if let Some((entry, containers)) = self.remove(uid) {
+            self.deleted.push_back(Tombstone {
+                deleted_ticks: now_ticks,
+                uid: uid.to_owned(),
+                entry,
+                containers,
+            });
+        }
+        let horizon = now_ticks.saturating_sub(TOMBSTONE_SECONDS * ticks_per_second);
+        while self
+            .deleted
+            .front()
+            .is_some_and(|t| t.deleted_ticks < horizon || self.deleted.len() > MAX_TOMBSTONES)
+        {
+            self.deleted.pop_front();
         }
     }
 
@@ -91,6 +136,22 @@ impl PodIndex {
         Self::default()
     }
 
+    fn now_ticks() -> (u64, u64) {
+        // SAFETY: sysconf has no preconditions.
+        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+            .unwrap_or(100)
+            .max(1);
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec to write; CLOCK_BOOTTIME always exists
+        // on Linux, the clock /proc/<pid>/stat's start time counts in.
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        let ns = (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64;
+        (crate::model::ticks_from_ns(ns, hz), hz)
+    }
+
     pub fn status(&self) -> Status {
         match self.status.load(Ordering::Relaxed) {
             0 => Status::Starting,
@@ -113,19 +174,38 @@ impl PodIndex {
         self.write().insert(pod);
     }
 
-    /// Removes a pod (DELETED).
+    /// Removes a pod (DELETED); it stays a tombstone for the processes that
+    /// started before now.
     pub fn delete(&self, uid: &str) {
-        self.write().remove(uid);
+        let (now, hz) = Self::now_ticks();
+        self.delete_at(uid, now, hz);
+    }
+
+    /// [`Self::delete`] at a given time (clock ticks since boot).
+    pub fn delete_at(&self, uid: &str, now_ticks: u64, ticks_per_second: u64) {
+        self.write().bury(uid, now_ticks, ticks_per_second);
     }
 
     /// Replaces everything with a fresh list (the first list, and every
     /// relist after a 410 Gone): pods deleted while the watch was broken go.
+    /// Those pods become tombstones as of now, like a DELETED event.
     pub fn replace_all(&self, pods: Vec<ParsedPod>) {
-        let mut fresh = State::default();
-        for p in pods {
-            fresh.insert(p);
+        let (now, hz) = Self::now_ticks();
+        let mut state = self.write();
+        let listed: std::collections::HashSet<&str> =
+            pods.iter().map(|p| p.pod.pod_uid.as_str()).collect();
+        let gone: Vec<String> = state
+            .by_uid
+            .keys()
+            .filter(|uid| !listed.contains(uid.as_str()))
+            .cloned()
+            .collect();
+        for uid in gone {
+            state.bury(&uid, now, hz);
         }
-        *self.write() = fresh;
+        for p in pods {
+            state.insert(p);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -147,6 +227,33 @@ impl PodIndex {
         }
         let entry = state.by_uid.get(pod_uid?)?;
         Some(entry.sole.clone().unwrap_or_else(|| entry.pod.clone()))
+    }
+
+    /// [`Self::lookup`] for a process that started at `start_ticks` (clock
+    /// ticks since boot): a pod deleted after that start still names it.
+    pub fn lookup_process(
+        &self,
+        container_id: &str,
+        pod_uid: Option<&str>,
+        start_ticks: u64,
+    ) -> Option<Arc<PodInfo>> {
+        if let Some(live) = self.lookup(container_id, pod_uid) {
+            return Some(live);
+        }
+        let state = self.read();
+        // Newest first: a pod UID is never reused, a container id hardly.
+        state
+            .deleted
+            .iter()
+            .rev()
+            .filter(|t| start_ticks < t.deleted_ticks)
+            .find_map(|t| {
+                if let Some((_, info)) = t.containers.iter().find(|(id, _)| id == container_id) {
+                    return Some(info.clone());
+                }
+                (pod_uid? == t.uid)
+                    .then(|| t.entry.sole.clone().unwrap_or_else(|| t.entry.pod.clone()))
+            })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -204,12 +311,29 @@ mod tests {
             "old id gone after MODIFIED"
         );
         assert!(index.lookup(&"e".repeat(64), None).is_some());
-        index.delete(UID);
+        index.delete_at(UID, 10_000, 100);
         assert!(index.lookup(&"e".repeat(64), Some(UID)).is_none());
         assert!(index.is_empty());
         index.apply(parsed());
         index.replace_all(Vec::new());
         assert!(index.lookup(APP, Some(UID)).is_none());
+    }
+
+    #[test]
+    fn a_deleted_pod_names_only_processes_that_started_before_its_deletion() {
+        let index = PodIndex::new();
+        index.apply(parsed());
+        index.delete_at(UID, 10_000, 100);
+        let before = index.lookup_process(APP, Some(UID), 9_999).unwrap();
+        assert_eq!(before.container.as_deref(), Some("checkout"));
+        let by_uid = index.lookup_process(&"f".repeat(64), Some(UID), 9_999);
+        assert!(by_uid.is_some(), "found through the cgroup's pod UID");
+        assert!(index.lookup_process(APP, Some(UID), 10_000).is_none());
+        // Five minutes on (at 100 ticks/s) the tombstone is gone.
+        index.apply(parsed());
+        index.delete_at(UID, 10_000 + 300 * 100 + 1, 100);
+        assert!(index.lookup_process(APP, Some(UID), 9_999).is_none());
+        assert!(index.lookup_process(APP, Some(UID), 10_001).is_some());
     }
 
     #[test]
