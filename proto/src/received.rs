@@ -15,7 +15,7 @@ use tonic::{
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-use crate::v1::{Counters, IngestAck, NodeIdentity, PodMetadata, ProcessKey};
+use crate::v1::{Counters, FoldedStack, IngestAck, NodeIdentity, PodMetadata, ProcessKey};
 
 /// `NodeReport`, as far as the collector reads it.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -54,6 +54,12 @@ pub struct ProcessView {
     pub exited: bool,
     #[prost(message, optional, tag = "13")]
     pub pod: Option<PodMetadata>,
+    #[prost(message, repeated, tag = "30")]
+    pub stacks: Vec<FoldedStack>,
+    #[prost(bytes = "bytes", repeated, tag = "31")]
+    pub frame_names: Vec<Bytes>,
+    #[prost(uint32, repeated, tag = "32")]
+    pub gc_frames: Vec<u32>,
 }
 
 /// One report as received.
