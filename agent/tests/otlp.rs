@@ -608,6 +608,6 @@ fn collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint() {
     assert_eq!(attrs, "verdict=gc-heavy,runtime=go");
     assert_eq!(number(point), 1.0);
     let share = metric(workload, "tally.workload.gc.cpu.share").expect("the GC share");
-    let share = number(&points(share)[0].1);
+    let share = number(points(share)[0].1);
     assert!((share - 1.0 / 3.0).abs() < 0.01, "GC share {share}");
 }

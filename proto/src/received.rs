@@ -195,6 +195,12 @@ mod tests {
                     cpu_request_millicores: 250,
                     ..Default::default()
                 }),
+                stacks: vec![FoldedStack {
+                    frames: vec![0, 1],
+                    samples: 5,
+                }],
+                frame_names: vec!["main".into(), "gc".into()],
+                gc_frames: vec![1],
             }],
             agent: Some(AgentStats {
                 dropped_reports: 3,
@@ -218,5 +224,8 @@ mod tests {
         assert_eq!(p.rss_bytes, f.rss_bytes);
         assert_eq!(p.exited, f.exited);
         assert_eq!(p.pod, f.pod);
+        assert_eq!(p.stacks, f.stacks);
+        assert_eq!(p.frame_names, [&b"main"[..], b"gc"]);
+        assert_eq!(p.gc_frames, f.gc_frames);
     }
 }
