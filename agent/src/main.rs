@@ -171,6 +171,10 @@ struct RunArgs {
     /// Rewrite this file after every window, for `agent health`.
     #[arg(long, value_name = "FILE")]
     health_file: Option<std::path::PathBuf>,
+    /// Send the sampled user stacks (--stack-sampling) in the reports, for
+    /// the collector's CPU profiles (`agent collector --profiles`).
+    #[arg(long, requires = "collector")]
+    send_stacks: bool,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -199,6 +203,13 @@ struct CollectorArgs {
     sync: SyncArg,
     #[command(flatten)]
     export: ExportArgs,
+    /// Write CPU profiles (pprof, flame graph) of every workload whose
+    /// agent samples stacks into DIR/<workload>/<time>/.
+    #[arg(long, value_name = "DIR")]
+    profiles: Option<std::path::PathBuf>,
+    /// How much time each written profile covers.
+    #[arg(long, default_value = "60s", value_parser = agent::collector::parse_duration)]
+    profile_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -517,6 +528,7 @@ fn run(args: RunArgs) -> ExitCode {
         identity: None,
         pods: None,
         health_file: args.health_file,
+        send_stacks: args.send_stacks,
     };
     // Pods of this node, and the node's identity, both in the background:
     // collection starts without waiting for the API server or IMDS.
@@ -579,6 +591,8 @@ fn collector(args: CollectorArgs) -> ExitCode {
         data_dir: args.data,
         retention: args.retention,
         classify_interval: args.classify_interval,
+        profiles_dir: args.profiles,
+        profile_interval: args.profile_interval,
         sync: match args.sync {
             SyncArg::Full => agent::collector::Sync::Full,
             SyncArg::Normal => agent::collector::Sync::Normal,

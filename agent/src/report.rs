@@ -92,6 +92,8 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
             })
             .collect(),
         pod: w.pod.as_deref().map(pod_metadata),
+        // Stacks are added by `profile::wire::attach` when recorded.
+        ..Default::default()
     }
 }
 

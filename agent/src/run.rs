@@ -8,9 +8,9 @@ use std::{io::Write as _, ops::ControlFlow, time::Duration};
 use tally_proto as pb;
 
 use crate::{
-    collect::{CollectError, Collector, driver, runtimes::UprobePolicy},
+    collect::{CollectError, Collector, driver, runtimes::UprobePolicy, stacks::take_stacks},
     export::{ExportError, ExportOptions, NodeExporter},
-    probes::LoadOptions,
+    probes::{LoadOptions, StackSampling},
     report::{self, NodeIdentity},
     stream::{StreamError, Streamer, StreamerConfig},
 };
@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub pods: Option<crate::enrich::kube::PodSource>,
     /// Rewritten after every window (`agent health`, the pod's probes).
     pub health_file: Option<std::path::PathBuf>,
+    /// Reports carry the sampled user stacks (`profile::wire`).
+    pub send_stacks: bool,
 }
 
 /// Streams windows until a signal arrives, then gives the collector a few
@@ -64,6 +66,11 @@ pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Resu
     if let Some(pods) = &opts.pods {
         collector.set_pods(pods.resolver());
     }
+    // Reports carry the sampled stacks, from which the collector writes CPU
+    // profiles: asked for, since they make reports (and the store) larger.
+    let stacks =
+        (opts.send_stacks && streamer.is_some() && load.stack_sampling != StackSampling::Off)
+            .then(|| collector.record_all_profiles());
     driver::announce(&collector, opts.interval);
     if let Some(url) = &opts.collector {
         tracing::info!(collector = %url, node = %opts.node.node_name, "streaming reports");
@@ -106,7 +113,11 @@ pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Resu
         };
         last_cpu = cpu;
         if let Some(streamer) = &streamer {
-            streamer.push(report::node_report(&tick, &node, stats));
+            let mut report = report::node_report(&tick, &node, stats);
+            if let Some(sink) = &stacks {
+                crate::profile::wire::attach(&mut report, take_stacks(sink.clone()));
+            }
+            streamer.push(report);
         }
         if let Some(path) = &opts.health_file
             && let Err(e) = crate::health::touch(path)

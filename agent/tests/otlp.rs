@@ -20,7 +20,7 @@ use std::{
 };
 
 use common::TestCgroup;
-use exporting::{KillOnDrop, RunAgent, free_port, http_get, python_venv, rss_bytes, tmp};
+use exporting::{KillOnDrop, RunAgent, RunCollector, http_get, python_venv, rss_bytes, tmp};
 use serde_json::Value;
 
 /// A receiver process and the file it writes.
@@ -384,11 +384,17 @@ fn otlp_endpoint_down_never_blocks_collection_and_memory_stays_bounded() {
         return;
     }
     let _serial = common::serial();
-    // Nobody listens there.
-    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    // Down the hard way: the port takes connections (the kernel completes
+    // them into the backlog) and never answers, so an exporter that waited
+    // for its endpoint would hold each window up for a whole time-out (a
+    // closed port would fail fast and hide that).
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
     let agent = RunAgent::start(&[
         "--otlp-endpoint",
         &endpoint,
+        "--otlp-timeout",
+        "1s",
         "--otlp-queue",
         "4",
         "--metrics-listen",
@@ -406,8 +412,10 @@ fn otlp_endpoint_down_never_blocks_collection_and_memory_stays_bounded() {
     let elapsed = started.elapsed().as_secs_f64();
     let (_, metrics) = http_get(addr, "/metrics").unwrap();
     let (lines, stderr) = agent.stop();
+    drop(blackhole);
     let windows: BTreeSet<&str> = lines.iter().filter_map(|l| l["ts"].as_str()).collect();
-    // Windows keep coming at the interval (0.2 s) while every export fails.
+    // Windows keep coming at the interval (0.2 s) while every export hangs
+    // until its time-out (1 s).
     let expected = elapsed / 0.2;
     assert!(
         windows.len() as f64 >= 0.7 * expected,
@@ -456,4 +464,150 @@ fn otlp_endpoint_down_never_blocks_collection_and_memory_stays_bounded() {
         rss_late <= rss_early + (4 << 20),
         "RSS grew from {rss_early} to {rss_late} bytes"
     );
+}
+
+/// `agent collector` with `--metrics-listen` and `--otlp-endpoint`: the
+/// verdict of a workload it was sent reaches `/metrics` and the OTLP
+/// receiver, with the workload's attributes; `/healthz` and `/readyz`
+/// answer. No root needed: the reports are sent by a tonic client.
+#[test]
+fn collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint() {
+    let test = "collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint";
+    let Some(python) = python_venv(test) else {
+        return;
+    };
+    let receiver = Receiver::start(&python, 1);
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let collector = RunCollector::start(&[
+        "--classify-interval",
+        "200ms",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--otlp-endpoint",
+        &endpoint,
+    ]);
+    let grpc = collector.grpc;
+    let metrics = collector.metrics_addr();
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(http_get(metrics, path).unwrap().0, 200, "{path}");
+    }
+
+    // One Go container, a third of its CPU in GC, over three windows.
+    let id = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let reports: Vec<tally_proto::NodeReport> = (1..=3u64)
+        .map(|seq| {
+            let end = now_ms - 3000 + seq as i64 * 1000;
+            tally_proto::NodeReport {
+                node: Some(tally_proto::NodeIdentity {
+                    node_name: "node-x".into(),
+                    agent_instance: "instance-x".into(),
+                    ..Default::default()
+                }),
+                sequence: seq,
+                window_start_unix_ms: end - 1000,
+                window_end_unix_ms: end,
+                processes: vec![tally_proto::ProcessWindow {
+                    key: Some(tally_proto::ProcessKey {
+                        pid: 4242,
+                        start_ticks: 777,
+                    }),
+                    comm: "gc-app".into(),
+                    container_id: id.into(),
+                    runtime: tally_proto::Runtime::Go as i32,
+                    delta: Some(tally_proto::Counters {
+                        cpu_samples: 99,
+                        cpu_seconds: 0.9,
+                        gc_stack_cpu_seconds: 0.3,
+                        gc_cpu_seconds: 0.3,
+                        ..Default::default()
+                    }),
+                    rss_bytes: 100 << 20,
+                    ..Default::default()
+                }],
+                agent: Some(tally_proto::AgentStats::default()),
+            }
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio_stream::StreamExt as _;
+        let mut client =
+            tally_proto::ingest_client::IngestClient::connect(format!("http://{grpc}"))
+                .await
+                .expect("connect to the collector");
+        let mut acks = client
+            .stream(tokio_stream::iter(reports))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut last = 0;
+        while last < 3 {
+            last = acks
+                .next()
+                .await
+                .expect("an ack")
+                .unwrap()
+                .last_stored_sequence;
+        }
+    });
+
+    // /metrics: the verdict with the workload's labels.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let verdict_line = loop {
+        let (_, body) = http_get(metrics, "/metrics").unwrap();
+        if let Some(l) = body
+            .lines()
+            .find(|l| l.starts_with("tally_workload_verdict{") && l.contains(id))
+        {
+            break l.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no verdict on /metrics:\n{body}");
+        thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("collector /metrics: {verdict_line}");
+    assert!(verdict_line.contains(&format!("container_id=\"{id}\"")));
+    assert!(
+        verdict_line.contains("verdict=\"gc-heavy\""),
+        "{verdict_line}"
+    );
+    assert!(verdict_line.contains("runtime=\"go\""), "{verdict_line}");
+    assert!(verdict_line.ends_with(" 1"));
+
+    // OTLP: exported every classification interval; the first refused.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::fs::read_to_string(&receiver.out)
+        .unwrap_or_default()
+        .matches(id)
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the receiver got no verdict");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let stderr = collector.stop();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let received = receiver.stop();
+    let workload = received
+        .iter()
+        .flat_map(|r| r["request"]["resource_metrics"].as_array().unwrap())
+        .find(|res| string_attr(res, "container.id").as_deref() == Some(id))
+        .expect("the workload's resource");
+    assert_eq!(
+        string_attr(workload, "tally.workload.name").as_deref(),
+        Some("gc-app")
+    );
+    let verdict = metric(workload, "tally.workload.verdict").expect("the verdict metric");
+    let (attrs, point) = &points(verdict)[0];
+    assert_eq!(attrs, "verdict=gc-heavy,runtime=go");
+    assert_eq!(number(point), 1.0);
+    let share = metric(workload, "tally.workload.gc.cpu.share").expect("the GC share");
+    let share = number(points(share)[0].1);
+    assert!((share - 1.0 / 3.0).abs() < 0.01, "GC share {share}");
 }

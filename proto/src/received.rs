@@ -15,7 +15,7 @@ use tonic::{
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-use crate::v1::{Counters, IngestAck, NodeIdentity, PodMetadata, ProcessKey};
+use crate::v1::{Counters, FoldedStack, IngestAck, NodeIdentity, PodMetadata, ProcessKey};
 
 /// `NodeReport`, as far as the collector reads it.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -54,6 +54,12 @@ pub struct ProcessView {
     pub exited: bool,
     #[prost(message, optional, tag = "13")]
     pub pod: Option<PodMetadata>,
+    #[prost(message, repeated, tag = "30")]
+    pub stacks: Vec<FoldedStack>,
+    #[prost(bytes = "bytes", repeated, tag = "31")]
+    pub frame_names: Vec<Bytes>,
+    #[prost(uint32, repeated, tag = "32")]
+    pub gc_frames: Vec<u32>,
 }
 
 /// One report as received.
@@ -189,6 +195,12 @@ mod tests {
                     cpu_request_millicores: 250,
                     ..Default::default()
                 }),
+                stacks: vec![FoldedStack {
+                    frames: vec![0, 1],
+                    samples: 5,
+                }],
+                frame_names: vec!["main".into(), "gc".into()],
+                gc_frames: vec![1],
             }],
             agent: Some(AgentStats {
                 dropped_reports: 3,
@@ -212,5 +224,8 @@ mod tests {
         assert_eq!(p.rss_bytes, f.rss_bytes);
         assert_eq!(p.exited, f.exited);
         assert_eq!(p.pod, f.pod);
+        assert_eq!(p.stacks, f.stacks);
+        assert_eq!(p.frame_names, [&b"main"[..], b"gc"]);
+        assert_eq!(p.gc_frames, f.gc_frames);
     }
 }

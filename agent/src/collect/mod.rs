@@ -167,6 +167,13 @@ impl Collector {
         self.stacks.take_profiles()
     }
 
+    /// Keeps every sampled process's folded stacks from now on, in the
+    /// returned sink (which its consumer empties each tick).
+    pub fn record_all_profiles(&mut self) -> stacks::ProfileSink {
+        self.stacks.record_profiles(stacks::ProfileFilter::All);
+        self.stacks.profile_sink().unwrap_or_default()
+    }
+
     /// Moves exec and exit events out of the ring buffer. Call it often
     /// (every 100 ms) so the buffer never fills between ticks.
     pub fn poll_events(&mut self) {

@@ -13,7 +13,7 @@
 //! counts, per process, bounded in memory, until taken.
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -107,9 +107,14 @@ impl FoldedStacks {
     }
 }
 
+/// The folded stacks recorded since they were last taken, by process;
+/// shared, so that a tick's consumer can take them (`agent run` puts them
+/// in its reports).
+pub type ProfileSink = Arc<Mutex<HashMap<u32, FoldedStacks>>>;
+
 struct ProfileRecorder {
     filter: ProfileFilter,
-    by_tgid: HashMap<u32, FoldedStacks>,
+    by_tgid: ProfileSink,
 }
 
 pub struct StackSampler {
@@ -148,7 +153,7 @@ impl StackSampler {
             None => {
                 self.profiles = Some(ProfileRecorder {
                     filter,
-                    by_tgid: HashMap::new(),
+                    by_tgid: ProfileSink::default(),
                 })
             }
         }
@@ -170,10 +175,12 @@ impl StackSampler {
 
     /// The folded stacks recorded since the previous call, by process.
     pub fn take_profiles(&mut self) -> HashMap<u32, FoldedStacks> {
-        self.profiles
-            .as_mut()
-            .map(|p| std::mem::take(&mut p.by_tgid))
-            .unwrap_or_default()
+        self.profile_sink().map(take_stacks).unwrap_or_default()
+    }
+
+    /// Where the recorded stacks accumulate, once recording.
+    pub fn profile_sink(&self) -> Option<ProfileSink> {
+        self.profiles.as_ref().map(|p| p.by_tgid.clone())
     }
     /// Starts sampling the user stacks of `tgid`.
     pub fn sample(&mut self, probes: &mut Probes, tgid: u32) -> Result<(), ProbeError> {
@@ -269,11 +276,14 @@ impl StackSampler {
         else {
             return;
         };
-        if !recorder.by_tgid.contains_key(&tgid) && recorder.by_tgid.len() >= MAX_PROFILED_PROCESSES
-        {
+        let mut by_tgid = recorder
+            .by_tgid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !by_tgid.contains_key(&tgid) && by_tgid.len() >= MAX_PROFILED_PROCESSES {
             return;
         }
-        let folded = recorder.by_tgid.entry(tgid).or_default();
+        let folded = by_tgid.entry(tgid).or_default();
         folded.runtime = runtime;
         let unknown: Arc<str> = Arc::from(UNKNOWN_FRAME);
         for (_, count, ips) in stacks {
@@ -380,6 +390,11 @@ impl StackSampler {
     pub fn cached_addresses(&self) -> usize {
         self.symbols.values().map(|s| s.gc.len()).sum()
     }
+}
+
+/// Empties a sink, returning what it held.
+pub fn take_stacks(sink: ProfileSink) -> HashMap<u32, FoldedStacks> {
+    std::mem::take(&mut *sink.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Flips the slot and drains the one the sampler used until now.

@@ -13,6 +13,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
 use tally_proto::{self as pb, received::ReceivedReport};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,6 +24,7 @@ use super::{
     store::{Outcome, Prepared, Store},
     workload::workload_windows,
 };
+use crate::profile::fleet::FleetProfiles;
 
 /// Why a report was refused. The stream ends with INVALID_ARGUMENT naming it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -192,10 +194,11 @@ pub fn spawn_writer(
     jobs: mpsc::Receiver<Job>,
     fleet: Arc<Mutex<Fleet>>,
     watch: broadcast::Sender<Arc<pb::WatchEvent>>,
+    profiles: Option<Arc<FleetProfiles>>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("tally-store".into())
-        .spawn(move || writer_loop(store, jobs, &fleet, &watch))
+        .spawn(move || writer_loop(store, jobs, &fleet, &watch, profiles.as_deref()))
 }
 
 fn writer_loop(
@@ -203,6 +206,7 @@ fn writer_loop(
     mut jobs: mpsc::Receiver<Job>,
     fleet: &Mutex<Fleet>,
     watch: &broadcast::Sender<Arc<pb::WatchEvent>>,
+    profiles: Option<&FleetProfiles>,
 ) {
     let mut reports: Vec<Prepared> = Vec::new();
     let mut replies: Vec<oneshot::Sender<Result<Outcome, Status>>> = Vec::new();
@@ -223,7 +227,13 @@ fn writer_loop(
             }
         }
         if !reports.is_empty() {
-            write(&mut store, &mut reports, &mut replies, fleet, watch);
+            let stored = write(&mut store, &mut reports, &mut replies, fleet, watch);
+            // Stacks of the reports newly stored, never of resent ones.
+            if let Some(profiles) = profiles {
+                for (node, body) in &stored {
+                    profiles.add_report(node, body);
+                }
+            }
         }
         if let Some(cutoff) = retain.take() {
             match store.remove_before(cutoff) {
@@ -257,7 +267,8 @@ fn write(
     replies: &mut Vec<oneshot::Sender<Result<Outcome, Status>>>,
     fleet: &Mutex<Fleet>,
     watch: &broadcast::Sender<Arc<pb::WatchEvent>>,
-) {
+) -> Vec<(Arc<str>, Bytes)> {
+    let mut stored = Vec::new();
     match store.write_batch(reports, now_unix_ms()) {
         Ok(outcomes) => {
             let watched = watch.receiver_count() > 0;
@@ -267,6 +278,7 @@ fn write(
                     if !matches!(outcome, Outcome::Stored { .. }) {
                         continue;
                     }
+                    stored.push((report.node_name.clone(), report.body.clone()));
                     fleet.observe_report(
                         &report.node_name,
                         report.window_end_unix_ms,
@@ -300,6 +312,7 @@ fn write(
             }
         }
     }
+    stored
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub struct CollectorConfig {
     pub sync: Sync,
     /// `/metrics` and OTLP export of the workloads' verdicts.
     pub export: crate::export::ExportOptions,
+    /// Write CPU profiles from the agents' stacks here, every
+    /// `profile_interval` (`profile::fleet`).
+    pub profiles_dir: Option<PathBuf>,
+    pub profile_interval: Duration,
 }
 
 /// Largest report accepted: 16k processes with long cgroup paths fit.
@@ -93,7 +97,17 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
 
     let (watch, _) = broadcast::channel::<Arc<pb::WatchEvent>>(query::WATCH_BACKLOG);
     let (jobs, jobs_rx) = mpsc::channel(WRITER_QUEUE);
-    let writer = ingest::spawn_writer(store, jobs_rx, fleet.clone(), watch.clone())
+    let profiles = config
+        .profiles_dir
+        .clone()
+        .map(|dir| Arc::new(crate::profile::fleet::FleetProfiles::new(dir)));
+    // Writes the last interval when `run` returns, whichever way.
+    let _profile_writer = profiles
+        .as_ref()
+        .map(|p| p.spawn_writer(config.profile_interval))
+        .transpose()
+        .map_err(CollectorError::Runtime)?;
+    let writer = ingest::spawn_writer(store, jobs_rx, fleet.clone(), watch.clone(), profiles)
         .map_err(CollectorError::Runtime)?;
 
     let snapshot: query::Snapshot = Arc::new(RwLock::new(Arc::new(Vec::new())));

@@ -31,11 +31,14 @@ pub struct NodeAttrs {
 
 impl NodeAttrs {
     pub fn from_identity(node: &NodeIdentity) -> Self {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        // `enrich::node` says "unknown" once every source failed: no
+        // attribute then, rather than a value that groups unrelated nodes.
+        let known = |s: &str| !s.is_empty() && s != crate::enrich::node::UNKNOWN;
+        let non_empty = |s: &str| known(s).then(|| s.to_owned());
         let in_kubernetes = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let cloud = [&node.instance_type, &node.zone, &node.region]
             .iter()
-            .any(|s| !s.is_empty());
+            .any(|s| known(s));
         Self {
             host_name: host_name(),
             k8s_node_name: in_kubernetes.then(|| non_empty(&node.node_name)).flatten(),
@@ -188,4 +191,42 @@ pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_node_facts_are_no_attributes() {
+        let unknown = crate::enrich::node::UNKNOWN.to_owned();
+        let off_cloud = NodeAttrs::from_identity(&NodeIdentity {
+            node_name: "n".into(),
+            instance_type: unknown.clone(),
+            zone: unknown.clone(),
+            region: unknown.clone(),
+            lifecycle: unknown,
+            cpus: 2,
+        });
+        let keys: Vec<&str> = off_cloud.pairs().into_iter().map(|(k, _)| k).collect();
+        assert!(!keys.contains(&"cloud.provider"), "{keys:?}");
+        assert!(!keys.contains(&"cloud.region") && !keys.contains(&"host.type"));
+        let ec2 = NodeAttrs::from_identity(&NodeIdentity {
+            node_name: "n".into(),
+            instance_type: "m7g.large".into(),
+            zone: "eu-west-1a".into(),
+            region: "eu-west-1".into(),
+            lifecycle: "spot".into(),
+            cpus: 2,
+        });
+        let pairs = ec2.pairs();
+        for want in [
+            ("cloud.provider", "aws"),
+            ("cloud.region", "eu-west-1"),
+            ("cloud.availability_zone", "eu-west-1a"),
+            ("host.type", "m7g.large"),
+        ] {
+            assert!(pairs.contains(&want), "{want:?} in {pairs:?}");
+        }
+    }
 }

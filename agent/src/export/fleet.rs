@@ -15,12 +15,8 @@ use std::{
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
-    metrics::v1::{
-        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
-        number_data_point,
-    },
-    resource::v1::Resource,
+    common::v1::{AnyValue, KeyValue, any_value},
+    metrics::v1::{Gauge, Metric, NumberDataPoint, metric::Data, number_data_point},
 };
 use tally_proto as pb;
 
@@ -29,7 +25,7 @@ use super::{
     attrs::host_name,
     http,
     metrics::{Kind, SelfPoint, Value},
-    otlp::{self, Exportable},
+    otlp::{self, Exportable, request::resource},
     prom,
 };
 use crate::collector::{query, workload::WorkloadId};
@@ -306,11 +302,11 @@ pub fn render(workloads: &[pb::Workload], max: usize, extra: &[SelfPoint]) -> St
             value: Value::Int(workloads.len() as u64),
         },
         SelfPoint {
-            prom: "tally_exporter_dropped_series_total",
-            otlp: "tally.exporter.dropped_series",
-            unit: "{series}",
+            prom: "tally_collector_workloads_not_exported",
+            otlp: "tally.collector.workloads.not_exported",
+            unit: "{workload}",
             kind: Kind::Gauge,
-            help: "Workloads left out of this exposition by the cardinality cap (least recently seen first).",
+            help: "Workloads left out of the latest exposition by the cardinality cap (--export-max-series; least recently seen first).",
             attrs: Vec::new(),
             value: Value::Int(dropped),
         },
@@ -389,25 +385,6 @@ impl Exportable for Workloads {
     }
 }
 
-fn resource(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> ResourceMetrics {
-    ResourceMetrics {
-        resource: Some(Resource {
-            attributes,
-            ..Default::default()
-        }),
-        scope_metrics: vec![ScopeMetrics {
-            scope: Some(InstrumentationScope {
-                name: "tally".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            }),
-            metrics,
-            schema_url: String::new(),
-        }],
-        schema_url: String::new(),
-    }
-}
-
 fn gauge(name: &str, help: &str, unit: &str, data_points: Vec<NumberDataPoint>) -> Metric {
     Metric {
         name: name.into(),
@@ -472,7 +449,8 @@ mod tests {
             !capped.contains("container/abc"),
             "least recently seen dropped"
         );
-        assert!(capped.contains("tally_exporter_dropped_series_total 1\n"));
+        assert!(capped.contains("tally_collector_workloads_not_exported 1\n"));
+        crate::export::prom::tests::assert_naming(&text);
 
         let req = Workloads {
             at: SystemTime::now(),

@@ -185,7 +185,7 @@ pub fn render_self(text: &mut Text, node: &str, points: &[SelfPoint]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
@@ -227,5 +227,22 @@ mod tests {
                 .count(),
             1
         );
+        assert_naming(&text);
+    }
+
+    /// Prometheus' conventions: counters end in `_total`, nothing else
+    /// does; every name has the `tally_` prefix; seconds are `_seconds`.
+    pub fn assert_naming(text: &str) {
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split(' ').skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(name.starts_with("tally_"), "{line}");
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == "counter",
+                "a counter ends in _total, a gauge does not: {line}"
+            );
+            assert!(!name.contains("_ns") && !name.contains("_ms"), "{line}");
+        }
     }
 }

@@ -399,4 +399,40 @@ mod tests {
         );
         assert_eq!(c.start, t0);
     }
+
+    #[test]
+    fn a_restart_or_a_reused_pid_is_a_new_start_never_a_smaller_value() {
+        let t0 = SystemTime::now();
+        let w = test_window(42, "w", "/x.slice");
+        let mut first = SeriesState::new(node(), SeriesLimits::default(), t0);
+        for i in 1..=3 {
+            first.update(&tick(vec![w.clone()], t0 + Duration::from_secs(i)));
+        }
+        let before = first.snapshot(t0 + Duration::from_secs(3), 1.0).processes[0].clone();
+        // The agent restarts: the same process counts again from zero, with
+        // the new instance's start, so a reader sees a reset.
+        let t1 = t0 + Duration::from_secs(10);
+        let mut second = SeriesState::new(node(), SeriesLimits::default(), t1);
+        second.update(&tick(vec![w.clone()], t1 + Duration::from_secs(1)));
+        let after = second.snapshot(t1 + Duration::from_secs(1), 1.0).processes[0].clone();
+        assert_eq!(after.start, t1);
+        assert!(after.start > before.start);
+        assert_eq!(after.totals.counters.minor_faults, 2048);
+        assert!(after.totals.counters.minor_faults < before.totals.counters.minor_faults);
+        // The pid reused by a process that started after the agent: a
+        // series of its own, starting when that process did.
+        let mut reused = w.clone();
+        let since_boot = crate::collect::boottime_ns() / 1_000_000_000;
+        // It starts a minute from now, after the second instance (t1).
+        reused.key.start_ticks = (since_boot + 60) * clock_ticks();
+        second.update(&tick(vec![w, reused.clone()], t1 + Duration::from_secs(2)));
+        let snap = second.snapshot(t1 + Duration::from_secs(2), 1.0);
+        assert_eq!(snap.processes.len(), 2);
+        let new = snap
+            .processes
+            .iter()
+            .find(|e| e.start > t1)
+            .expect("the new process starts after the instance");
+        assert_eq!(new.totals.counters.minor_faults, 2048);
+    }
 }

@@ -11,12 +11,14 @@
 //! `--stack-sampling` says elsewhere (it is added to `STACK_TGIDS`); for a
 //! container, so is every process that appears in it meanwhile.
 pub mod flame;
+pub mod fleet;
 pub mod pprof;
+pub mod wire;
 
 use std::{
     collections::HashMap,
     ops::ControlFlow,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -179,20 +181,34 @@ pub fn run(opts: &ProfileOptions) -> Result<Vec<PathBuf>, ProfileError> {
         .filter(|p| p.stacks.samples() > 0)
         .collect();
     processes.sort_by_key(|p| p.pid);
-    write_files(opts, &processes, period, start_wall, duration)
+    let target = match &opts.target {
+        Target::Pid(pid) => format!("pid {pid}"),
+        Target::Container(id) => format!("container {}", &id[..id.len().min(12)]),
+    };
+    write_files(
+        &opts.out,
+        &target,
+        opts.sample_hz,
+        &processes,
+        period,
+        start_wall,
+        duration,
+    )
 }
 
-/// Writes `profile.pb.gz`, `flame.svg` and `stacks.folded`.
+/// Writes `profile.pb.gz`, `flame.svg` and `stacks.folded` into `out`;
+/// `target` names what was profiled in the flame graph's title.
 pub fn write_files(
-    opts: &ProfileOptions,
+    out: &Path,
+    target: &str,
+    sample_hz: u64,
     processes: &[ProcessProfile],
     sample_period_ns: u64,
     start: SystemTime,
     duration: Duration,
 ) -> Result<Vec<PathBuf>, ProfileError> {
-    let out = &opts.out;
-    let err = |path: &PathBuf| {
-        let path = path.clone();
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
         move |source| ProfileError::Write { path, source }
     };
     std::fs::create_dir_all(out).map_err(err(out))?;
@@ -209,16 +225,11 @@ pub fn write_files(
     let pb = out.join("profile.pb.gz");
     pprof::write_gz(&profile, &pb).map_err(err(&pb))?;
 
-    let target = match &opts.target {
-        Target::Pid(pid) => format!("pid {pid}"),
-        Target::Container(id) => format!("container {}", &id[..id.len().min(12)]),
-    };
     let comms: Vec<&str> = processes.iter().map(|p| p.comm.as_str()).collect();
     let title = format!("CPU: {target} ({})", comms.join(", "));
     let subtitle = format!(
-        "{samples} samples in {:.1}s at {} Hz; GC frames in blue",
+        "{samples} samples in {:.1}s at {sample_hz} Hz; GC frames in blue",
         duration.as_secs_f64(),
-        opts.sample_hz
     );
     let svg = out.join("flame.svg");
     let file = std::fs::File::create(&svg).map_err(err(&svg))?;

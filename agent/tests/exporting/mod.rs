@@ -262,3 +262,79 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+/// `agent collector` on a loopback port with a data directory of its own.
+pub struct RunCollector {
+    pub child: KillOnDrop,
+    /// The gRPC address it printed.
+    pub grpc: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl RunCollector {
+    /// Starts `agent collector --listen 127.0.0.1:0 --data … ARGS` and waits
+    /// for its `listening on ADDR`.
+    pub fn start(args: &[&str]) -> Self {
+        let data = tmp().join(crate::common::unique("collector-data"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["collector", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the collector starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let grpc = first
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("collector said {first:?}"));
+        Self {
+            child: KillOnDrop(child),
+            grpc,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The address of `/metrics`, from the log line (written before the
+    /// gRPC listener opens; read by a thread that may lag a little).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let err = self.stderr();
+            if let Some(at) = err.find("serving metrics on http://") {
+                let rest = &err[at + "serving metrics on http://".len()..];
+                return rest[..rest.find('/').unwrap()].parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no metrics address in:\n{err}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it with SIGTERM and waits; returns its stderr.
+    pub fn stop(self) -> String {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.0.id() as i32, libc::SIGTERM) };
+        let mut child = self.child;
+        let _ = child.0.wait();
+        self.stderr.lock().unwrap().clone()
+    }
+}

@@ -426,6 +426,7 @@ impl Proc {
             }),
             thread_groups,
             pod: None,
+            ..Default::default()
         }
     }
 }

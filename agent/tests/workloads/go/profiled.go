@@ -3,6 +3,12 @@
 // which allocates short-lived garbage against a live set so that the
 // collector marks and sweeps (runtime.gcBgMarkWorker, runtime.scanobject…).
 // Argument: seconds of work.
+//
+// Both hot functions keep a frame pointer (each makes a call), so that
+// frame-pointer unwinding shows their caller: Go gives a leaf function with
+// no stack frame no frame pointer, and a sample in such a leaf unwinds from
+// its caller's frame, so the caller (main.main here) would be missing from
+// the stack, exactly as with `perf record --call-graph fp`.
 package main
 
 import (
@@ -26,7 +32,14 @@ func burn(n int) uint64 {
 		x = x*6364136223846793005 + 1442695040888963407
 		x ^= x >> 17
 	}
-	return x
+	return finish(x)
+}
+
+// finish makes burn a function with a frame (see the top of the file).
+//
+//go:noinline
+func finish(x uint64) uint64 {
+	return x | 1
 }
 
 //go:noinline

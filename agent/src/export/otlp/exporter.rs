@@ -1,43 +1,18 @@
-//! OTLP metrics over gRPC (`opentelemetry.proto.collector.metrics.v1.
-//! MetricsService/Export`), with the `opentelemetry-proto` crate's generated
-//! types and client.
-//!
-//! - One `ResourceMetrics` per process and per container (resource: the
-//!   node's attributes plus the entity's, see [`super::attrs`]), and one for
-//!   the agent itself; scope `tally`.
-//! - Cumulative sums with start times (see [`super::series`]); gauges for
-//!   the latest window's share, RSS (a non-monotonic sum, as the semantic
-//!   conventions' `process.memory.usage`) and the verdict.
-//! - The collection loop only [`OtlpExporter::push`]es a snapshot into a
-//!   bounded queue and returns; a thread of its own converts and sends.
-//!   When the queue is full the oldest snapshot is dropped and counted
-//!   (cumulative sums lose only resolution, never totals).
-//! - gzip (default), TLS for `https://` (system roots, or `--otlp-ca`),
-//!   headers (`--otlp-header authorization=Bearer…`), a time-out per export,
-//!   retries with exponential backoff and jitter on the codes the OTLP
-//!   specification calls retryable (`UNAVAILABLE` above all), for at most
-//!   `max_retry` per export.
+//! The export thread: a bounded queue the collection loop pushes into
+//! without waiting, and a task that sends each entry with time-outs and
+//! retries with backoff, counting what it drops.
 use std::{
     collections::VecDeque,
-    path::PathBuf,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::{
-    collector::metrics::v1::{
-        ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
-    },
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
-    metrics::v1::{
-        AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-        metric::Data, number_data_point,
-    },
-    resource::v1::Resource,
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
 };
 use tokio::sync::Notify;
 use tonic::{
@@ -48,80 +23,10 @@ use tonic::{
 };
 
 use super::{
-    attrs::{EntityAttrs, NodeAttrs},
-    metrics::{self, Kind, MetricDef, SelfPoint, Value},
-    series::{Entity, Snapshot},
+    Exportable, OtlpConfig, OtlpError,
+    retry::{Backoff, retryable, seed},
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum OtlpError {
-    #[error("bad OTLP endpoint `{url}`: {reason} (expected e.g. http://otel-collector:4317)")]
-    BadUrl { url: String, reason: String },
-    #[error("bad OTLP header `{0}`: expected KEY=VALUE with a valid gRPC metadata key")]
-    BadHeader(String),
-    #[error("cannot read the CA certificate {}: {source}", path.display())]
-    Ca {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("TLS set-up failed: {0}")]
-    Tls(tonic::transport::Error),
-    #[error("cannot start the OTLP export thread: {0}")]
-    Thread(std::io::Error),
-}
-
-/// How the exporter connects and how much it keeps.
-#[derive(Debug, Clone)]
-pub struct OtlpConfig {
-    /// `http://host:4317` or `https://…`; no scheme means http.
-    pub endpoint: String,
-    /// gRPC metadata sent with every export (e.g. `authorization`).
-    pub headers: Vec<(String, String)>,
-    pub gzip: bool,
-    /// For each export attempt.
-    pub timeout: Duration,
-    /// Extra CA certificate (PEM) for `https://`; system roots otherwise.
-    pub ca_file: Option<PathBuf>,
-    /// Snapshots waiting to be sent; past it the oldest is dropped.
-    pub queue: usize,
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-    /// An export still failing after this long is dropped.
-    pub max_retry: Duration,
-}
-
-impl OtlpConfig {
-    pub fn new(endpoint: impl Into<String>) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            headers: Vec::new(),
-            gzip: true,
-            timeout: Duration::from_secs(10),
-            ca_file: None,
-            queue: 64,
-            backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
-            max_retry: Duration::from_secs(300),
-        }
-    }
-}
-
-/// Parses `KEY=VALUE` (a `--otlp-header`), or the comma-separated list of
-/// `$OTEL_EXPORTER_OTLP_HEADERS`.
-pub fn parse_headers(s: &str) -> Result<Vec<(String, String)>, OtlpError> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| OtlpError::BadHeader(pair.to_owned()))?;
-            let k = k.trim().to_ascii_lowercase();
-            MetadataKey::<tonic::metadata::Ascii>::from_bytes(k.as_bytes())
-                .map_err(|_| OtlpError::BadHeader(pair.to_owned()))?;
-            Ok((k, v.trim().to_owned()))
-        })
-        .collect()
-}
+use crate::export::metrics::{Kind, SelfPoint, Value};
 
 /// Counters of the exporter, shared with its thread.
 #[derive(Debug, Default)]
@@ -200,19 +105,6 @@ impl OtlpStats {
                 value: Value::Int(get(&self.queued)),
             },
         ]
-    }
-}
-
-/// What can be exported: the agent's [`Snapshot`], the collector's
-/// workloads. Converted to a request on the export thread, with the
-/// exporter's own counters (`extra`).
-pub trait Exportable: Send + Sync {
-    fn request(&self, extra: &[SelfPoint]) -> ExportMetricsServiceRequest;
-}
-
-impl Exportable for Snapshot {
-    fn request(&self, extra: &[SelfPoint]) -> ExportMetricsServiceRequest {
-        request(self, extra)
     }
 }
 
@@ -514,300 +406,15 @@ impl Task {
     }
 }
 
-/// The codes the OTLP specification says to retry.
-fn retryable(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::OutOfRange
-            | Code::Unavailable
-            | Code::DataLoss
-    )
-}
-
-/// The export request of one snapshot.
-pub fn request(s: &Snapshot, extra: &[SelfPoint]) -> ExportMetricsServiceRequest {
-    let node = node_attributes(&s.node);
-    let at = unix_nanos(s.at);
-    let mut resource_metrics = Vec::with_capacity(1 + s.processes.len() + s.containers.len());
-    resource_metrics.push(resource(
-        node.clone(),
-        self_metrics(
-            &metrics::self_points(s, extra),
-            unix_nanos(s.instance_start),
-            at,
-        ),
-    ));
-    for (process, entities) in [(true, &s.processes), (false, &s.containers)] {
-        for e in entities {
-            let mut attributes = node.clone();
-            attributes.extend(entity_attributes(&e.attrs));
-            resource_metrics.push(resource(attributes, entity_metrics(e, process, at)));
-        }
-    }
-    ExportMetricsServiceRequest { resource_metrics }
-}
-
-fn resource(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> ResourceMetrics {
-    ResourceMetrics {
-        resource: Some(Resource {
-            attributes,
-            ..Default::default()
-        }),
-        scope_metrics: vec![ScopeMetrics {
-            scope: Some(InstrumentationScope {
-                name: "tally".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            }),
-            metrics,
-            schema_url: String::new(),
-        }],
-        schema_url: String::new(),
-    }
-}
-
-fn entity_metrics(e: &Entity, process: bool, at: u64) -> Vec<Metric> {
-    let start = unix_nanos(e.start);
-    let points = metrics::points(e);
-    let mut out = Vec::new();
-    for def in metrics::ALL {
-        let data_points: Vec<NumberDataPoint> = points
-            .iter()
-            .filter(|p| std::ptr::eq::<MetricDef>(p.metric, def))
-            .map(|p| data_point(&p.attrs, p.value, def.kind, start, at))
-            .collect();
-        if data_points.is_empty() {
-            continue;
-        }
-        let name = if process {
-            def.otlp_process
-        } else {
-            def.otlp_container
-        };
-        out.push(metric(name, def.help, def.unit, def.kind, data_points));
-    }
-    out
-}
-
-/// One self metric alone.
-pub fn self_metric(p: &SelfPoint, start: u64, at: u64) -> Metric {
-    let dp = data_point(&p.attrs, p.value, p.kind, start, at);
-    metric(p.otlp, p.help, p.unit, p.kind, vec![dp])
-}
-
-fn self_metrics(points: &[SelfPoint], start: u64, at: u64) -> Vec<Metric> {
-    let mut out: Vec<Metric> = Vec::new();
-    for p in points {
-        let dp = data_point(&p.attrs, p.value, p.kind, start, at);
-        match out.iter_mut().find(|m| m.name == p.otlp) {
-            Some(m) => match &mut m.data {
-                Some(Data::Sum(s)) => s.data_points.push(dp),
-                Some(Data::Gauge(g)) => g.data_points.push(dp),
-                _ => {}
-            },
-            None => out.push(metric(p.otlp, p.help, p.unit, p.kind, vec![dp])),
-        }
-    }
-    out
-}
-
-fn metric(
-    name: &str,
-    help: &str,
-    unit: &str,
-    kind: Kind,
-    data_points: Vec<NumberDataPoint>,
-) -> Metric {
-    let data = match kind {
-        Kind::Gauge => Data::Gauge(Gauge { data_points }),
-        Kind::Counter | Kind::UpDown => Data::Sum(Sum {
-            data_points,
-            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-            is_monotonic: kind == Kind::Counter,
-        }),
-    };
-    Metric {
-        name: name.into(),
-        description: help.into(),
-        unit: unit.into(),
-        data: Some(data),
-        ..Default::default()
-    }
-}
-
-fn data_point(
-    attrs: &[(&'static str, &'static str)],
-    value: Value,
-    kind: Kind,
-    start: u64,
-    at: u64,
-) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes: attrs.iter().map(|(k, v)| kv(k, string(v))).collect(),
-        // Gauges have no start; sums count from it.
-        start_time_unix_nano: if kind == Kind::Gauge { 0 } else { start },
-        time_unix_nano: at,
-        value: Some(match value {
-            Value::Int(v) => number_data_point::Value::AsInt(i64::try_from(v).unwrap_or(i64::MAX)),
-            Value::Double(v) => number_data_point::Value::AsDouble(v),
-        }),
-        ..Default::default()
-    }
-}
-
-fn node_attributes(node: &NodeAttrs) -> Vec<KeyValue> {
-    node.pairs()
-        .into_iter()
-        .map(|(k, v)| kv(k, string(v)))
-        .collect()
-}
-
-fn entity_attributes(e: &EntityAttrs) -> Vec<KeyValue> {
-    e.pairs()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "process.pid" {
-                kv(k, any_value::Value::IntValue(i64::from(e.pid)))
-            } else {
-                kv(k, any_value::Value::StringValue(v))
-            }
-        })
-        .collect()
-}
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn string(v: &str) -> any_value::Value {
-    any_value::Value::StringValue(v.to_owned())
-}
-
-pub fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// Exponential backoff with jitter (each delay drawn from the upper half of
-/// the current step), so that a fleet does not retry in lockstep.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    step: Duration,
-    rng: u64,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration, seed: u64) -> Self {
-        let min = min.max(Duration::from_millis(1));
-        Self {
-            min,
-            max: max.max(min),
-            step: min,
-            rng: seed | 1,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.step = self.min;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        let delay = self.step.mul_f64(0.5 + 0.5 * unit);
-        self.step = (self.step * 2).min(self.max);
-        delay
-    }
-}
-
-fn seed() -> u64 {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ (u64::from(std::process::id()) << 32)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
-    use crate::{
-        collect::Tick,
-        export::series::{SeriesLimits, SeriesState},
-        top::test_window,
+    use crate::export::{
+        attrs::NodeAttrs,
+        series::{SeriesLimits, SeriesState},
     };
-
-    #[test]
-    fn request_has_resources_cumulative_sums_and_start_times() {
-        let t0 = SystemTime::now();
-        let node = NodeAttrs {
-            host_name: "node-a".into(),
-            ..Default::default()
-        };
-        let mut s = SeriesState::new(node, SeriesLimits::default(), t0);
-        let at = t0 + Duration::from_secs(1);
-        s.update(&Tick {
-            at,
-            seconds: 1.0,
-            windows: vec![test_window(42, "worker", "/user.slice")],
-            new_drops: [0; 6],
-            swept_records: 0,
-            sample_period_ns: 10_000_000,
-        });
-        let req = request(&s.snapshot(at, 1.0), &[]);
-        assert_eq!(req.resource_metrics.len(), 2, "the agent and one process");
-        let proc = &req.resource_metrics[1];
-        let attrs = &proc.resource.as_ref().unwrap().attributes;
-        let get = |k: &str| attrs.iter().find(|a| a.key == k).cloned();
-        assert!(get("host.name").is_some());
-        assert_eq!(
-            get("process.pid").unwrap().value.unwrap().value,
-            Some(any_value::Value::IntValue(42))
-        );
-        let metrics = &proc.scope_metrics[0].metrics;
-        let faults = metrics
-            .iter()
-            .find(|m| m.name == "process.paging.faults")
-            .unwrap();
-        let Some(Data::Sum(sum)) = &faults.data else {
-            panic!("faults is a sum")
-        };
-        assert!(sum.is_monotonic);
-        assert_eq!(
-            sum.aggregation_temporality,
-            AggregationTemporality::Cumulative as i32
-        );
-        assert_eq!(sum.data_points.len(), 2);
-        let minor = &sum.data_points[0];
-        assert_eq!(minor.start_time_unix_nano, unix_nanos(t0));
-        assert_eq!(minor.time_unix_nano, unix_nanos(at));
-        assert_eq!(minor.value, Some(number_data_point::Value::AsInt(2048)));
-        assert_eq!(minor.attributes[0].key, "type");
-    }
-
-    #[test]
-    fn headers_parse() {
-        let h = parse_headers("Authorization=Bearer x, x-scope-orgid=7").unwrap();
-        assert_eq!(
-            h,
-            vec![
-                ("authorization".into(), "Bearer x".into()),
-                ("x-scope-orgid".into(), "7".into())
-            ]
-        );
-        assert!(parse_headers("novalue").is_err());
-    }
 
     #[test]
     fn queue_is_bounded_and_drops_are_counted() {
