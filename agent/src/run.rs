@@ -8,9 +8,8 @@ use std::{io::Write as _, ops::ControlFlow, time::Duration};
 use tally_proto as pb;
 
 use crate::{
-    collect::{CollectError, Collector, driver, runtimes::UprobePolicy},
+    collect::{CollectError, Collector, driver},
     export::{ExportError, ExportOptions, NodeExporter},
-    probes::LoadOptions,
     report::{self, NodeIdentity},
     stream::{StreamError, Streamer, StreamerConfig},
 };
@@ -29,6 +28,8 @@ pub enum RunError {
 pub struct RunOptions {
     /// None: no collector (export only).
     pub collector: Option<String>,
+    /// TLS and credentials for the collector.
+    pub collector_security: crate::transport::ClientSecurity,
     pub interval: Duration,
     pub node: NodeIdentity,
     /// Unacknowledged reports kept while the collector is unreachable.
@@ -48,11 +49,14 @@ pub struct RunOptions {
 
 /// Streams windows until a signal arrives, then gives the collector a few
 /// seconds to take what is still buffered.
-pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Result<(), RunError> {
+/// `collector` is started (its programs loaded) by the caller, which may
+/// drop privileges before this starts the other threads.
+pub fn run(opts: &RunOptions, mut collector: Collector) -> Result<(), RunError> {
     let streamer = match &opts.collector {
         Some(url) => {
             let mut config = StreamerConfig::new(url.clone());
             config.buffer_reports = opts.buffer_reports;
+            config.security = opts.collector_security.clone();
             Some(Streamer::start(config)?)
         }
         None => None,
@@ -60,7 +64,6 @@ pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Resu
     let mut exporter = (!opts.export.is_empty())
         .then(|| NodeExporter::start(&opts.export, &opts.node))
         .transpose()?;
-    let mut collector = Collector::start(load, uprobes)?;
     if let Some(pods) = &opts.pods {
         collector.set_pods(pods.resolver());
     }

@@ -5,6 +5,7 @@
 //! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
 mod bench;
 mod cmd;
+mod fuzz;
 mod setup;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzzes the parsers of untrusted input for a bounded time each;
+    /// crashes become regression tests (fuzz/regressions/).
+    Fuzz(fuzz::Args),
     /// Runs a benchmark and prints its table.
     Bench {
         #[command(subcommand)]
@@ -50,6 +54,10 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match cli.command {
         Command::Setup => setup::all(setup::Purpose::Test),
+        Command::Fuzz(args) => {
+            setup::all(setup::Purpose::Run)?;
+            fuzz::run(&args, &root)
+        }
         Command::Build => {
             setup::all(setup::Purpose::Run)?;
             build()
