@@ -141,10 +141,16 @@ struct ProfileArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The collector, e.g. http://collector:4317. Optional when exporting
-    /// (--otlp-endpoint, --metrics-listen).
+    /// The collector, e.g. http://collector:4317 (https:// for TLS).
+    /// Optional when exporting (--otlp-endpoint, --metrics-listen).
     #[arg(long)]
     collector: Option<String>,
+    #[command(flatten)]
+    collector_security: agent::transport::cli::ClientArgs,
+    /// Keep every capability after loading (and allow exec): for
+    /// debugging only; by default the daemon keeps only what it needs.
+    #[arg(long)]
+    keep_privileges: bool,
     /// Also print every window on stdout, as `agent top --batch --json`.
     #[arg(long)]
     json: bool,
@@ -210,6 +216,10 @@ struct CollectorArgs {
     /// How much time each written profile covers.
     #[arg(long, default_value = "60s", value_parser = agent::collector::parse_duration)]
     profile_interval: Duration,
+    #[command(flatten)]
+    security: agent::transport::cli::ServerArgs,
+    #[command(flatten)]
+    limits: agent::transport::cli::LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -229,6 +239,8 @@ struct WorkloadsArgs {
     /// Only workloads seen on this node.
     #[arg(long)]
     node: Option<String>,
+    #[command(flatten)]
+    security: agent::transport::cli::ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -516,6 +528,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let opts = agent::run::RunOptions {
         collector: args.collector,
+        collector_security: (&args.collector_security).into(),
         export,
         json: args.json,
         interval: Duration::from_secs_f64(args.interval),
@@ -529,7 +542,39 @@ fn run(args: RunArgs) -> ExitCode {
         pods: None,
         health_file: args.health_file,
         send_stacks: args.send_stacks,
+        stack_sampling: args.probes.stack_sampling,
     };
+    // Load and attach first, with every privilege; then give up what the
+    // daemon no longer needs, before any other thread starts (the API
+    // server watch, IMDS, the collector stream, exports).
+    let uprobes = agent::collect::runtimes::UprobePolicy {
+        exclude: args.probes.no_uprobes_for.clone(),
+    };
+    let collector = match agent::collect::Collector::start(&load_options(&args.probes), uprobes) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            return ExitCode::FAILURE;
+        }
+    };
+    if !args.keep_privileges {
+        let low_port = args
+            .export
+            .metrics_listen
+            .is_some_and(|a| a.port() != 0 && a.port() < 1024);
+        match agent::privileges::confine::confine(low_port) {
+            Ok(c) => tracing::info!(
+                "privileges dropped: capabilities {:#x} kept, exec forbidden",
+                c.kept
+            ),
+            Err(err) => {
+                eprintln!(
+                    "agent: cannot drop privileges after loading: {err} (--keep-privileges runs without dropping them)"
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // Pods of this node, and the node's identity, both in the background:
     // collection starts without waiting for the API server or IMDS.
     let (labels_tx, labels_rx) = std::sync::mpsc::channel();
@@ -559,10 +604,7 @@ fn run(args: RunArgs) -> ExitCode {
         pods: Some(pods),
         ..opts
     };
-    let uprobes = agent::collect::runtimes::UprobePolicy {
-        exclude: args.probes.no_uprobes_for.clone(),
-    };
-    match agent::run::run(&opts, &load_options(&args.probes), uprobes) {
+    match agent::run::run(&opts, collector) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("agent: {}", error_chain(&err));
@@ -597,6 +639,8 @@ fn collector(args: CollectorArgs) -> ExitCode {
             SyncArg::Full => agent::collector::Sync::Full,
             SyncArg::Normal => agent::collector::Sync::Normal,
         },
+        security: (&args.security).into(),
+        limits: args.limits.limits(args.retention),
     };
     match agent::collector::run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -612,6 +656,7 @@ fn workloads(args: WorkloadsArgs) -> ExitCode {
         collector: args.collector,
         json: args.json,
         node: args.node,
+        security: (&args.security).into(),
     };
     match agent::workloads::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,

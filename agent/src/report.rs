@@ -63,14 +63,14 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
             pid: w.key.tgid,
             start_ticks: w.key.start_ticks,
         }),
-        comm: w.comm.clone(),
+        comm: wire_text(&w.comm, 64),
         cgroup_id: w.cgroup_id.unwrap_or(0),
         cgroup_path: w
             .cgroup
             .as_ref()
-            .map(|c| c.path.clone())
+            .map(|c| wire_text(&c.path, 4096))
             .unwrap_or_default(),
-        container_id: container.map(|c| c.id.clone()).unwrap_or_default(),
+        container_id: container.map(|c| wire_text(&c.id, 128)).unwrap_or_default(),
         runtime: runtime(w.runtime) as i32,
         delta: Some(delta),
         total: Some(counters(&w.total, sample_period_ns)),
@@ -85,7 +85,7 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
             .threads
             .iter()
             .map(|g| pb::ThreadGroup {
-                name: g.name.clone(),
+                name: wire_text(&g.name, 64),
                 threads: g.threads,
                 cpu_seconds: seconds(g.samples),
                 gc: g.gc,
@@ -95,6 +95,26 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
         // Stacks are added by `profile::wire::attach` when recorded.
         ..Default::default()
     }
+}
+
+/// Text from the node as reports carry it: any process can name itself
+/// (or a thread, or a cgroup) with control characters, so those become
+/// U+FFFD, and a name longer than `max` bytes is cut at a character
+/// boundary. The collector refuses reports that break these rules: one odd
+/// process must not get the whole node's report refused.
+pub fn wire_text(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
 }
 
 /// A container's Kubernetes names, as reports carry them.

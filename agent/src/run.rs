@@ -8,9 +8,9 @@ use std::{io::Write as _, ops::ControlFlow, time::Duration};
 use tally_proto as pb;
 
 use crate::{
-    collect::{CollectError, Collector, driver, runtimes::UprobePolicy, stacks::take_stacks},
+    collect::{CollectError, Collector, driver, stacks::take_stacks},
     export::{ExportError, ExportOptions, NodeExporter},
-    probes::{LoadOptions, StackSampling},
+    probes::StackSampling,
     report::{self, NodeIdentity},
     stream::{StreamError, Streamer, StreamerConfig},
 };
@@ -29,6 +29,8 @@ pub enum RunError {
 pub struct RunOptions {
     /// None: no collector (export only).
     pub collector: Option<String>,
+    /// TLS and credentials for the collector.
+    pub collector_security: crate::transport::ClientSecurity,
     pub interval: Duration,
     pub node: NodeIdentity,
     /// Unacknowledged reports kept while the collector is unreachable.
@@ -46,15 +48,20 @@ pub struct RunOptions {
     pub health_file: Option<std::path::PathBuf>,
     /// Reports carry the sampled user stacks (`profile::wire`).
     pub send_stacks: bool,
+    /// What the probes were loaded to sample.
+    pub stack_sampling: StackSampling,
 }
 
 /// Streams windows until a signal arrives, then gives the collector a few
 /// seconds to take what is still buffered.
-pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Result<(), RunError> {
+/// `collector` is started (its programs loaded) by the caller, which may
+/// drop privileges before this starts the other threads.
+pub fn run(opts: &RunOptions, mut collector: Collector) -> Result<(), RunError> {
     let streamer = match &opts.collector {
         Some(url) => {
             let mut config = StreamerConfig::new(url.clone());
             config.buffer_reports = opts.buffer_reports;
+            config.security = opts.collector_security.clone();
             Some(Streamer::start(config)?)
         }
         None => None,
@@ -62,14 +69,13 @@ pub fn run(opts: &RunOptions, load: &LoadOptions, uprobes: UprobePolicy) -> Resu
     let mut exporter = (!opts.export.is_empty())
         .then(|| NodeExporter::start(&opts.export, &opts.node))
         .transpose()?;
-    let mut collector = Collector::start(load, uprobes)?;
     if let Some(pods) = &opts.pods {
         collector.set_pods(pods.resolver());
     }
     // Reports carry the sampled stacks, from which the collector writes CPU
     // profiles: asked for, since they make reports (and the store) larger.
     let stacks =
-        (opts.send_stacks && streamer.is_some() && load.stack_sampling != StackSampling::Off)
+        (opts.send_stacks && streamer.is_some() && opts.stack_sampling != StackSampling::Off)
             .then(|| collector.record_all_profiles());
     driver::announce(&collector, opts.interval);
     if let Some(url) = &opts.collector {

@@ -7,13 +7,14 @@ use tally_proto as pb;
 
 use crate::{
     collector::workload::WorkloadId,
-    stream::{StreamError, collector_endpoint, error_chain},
+    stream::error_chain,
+    transport::{ClientSecurity, TransportError},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadsError {
     #[error(transparent)]
-    Url(#[from] StreamError),
+    Url(#[from] TransportError),
     #[error("cannot reach the collector at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the collector at {url} answered: {status}")]
@@ -30,6 +31,7 @@ pub struct WorkloadsOptions {
     pub json: bool,
     /// Only workloads seen on this node.
     pub node: Option<String>,
+    pub security: ClientSecurity,
 }
 
 /// One line of output; the JSON field names are the columns.
@@ -57,7 +59,9 @@ pub struct Row {
 
 /// Calls ListWorkloads and prints the result on stdout.
 pub fn run(opts: &WorkloadsOptions) -> Result<(), WorkloadsError> {
-    let endpoint = collector_endpoint(&opts.collector)?
+    let endpoint = opts
+        .security
+        .endpoint(&opts.collector)?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -66,8 +70,7 @@ pub fn run(opts: &WorkloadsOptions) -> Result<(), WorkloadsError> {
         .map_err(WorkloadsError::Runtime)?;
     let url = opts.collector.clone();
     let workloads = runtime.block_on(async {
-        let channel = endpoint
-            .connect()
+        let channel = crate::transport::connect(&endpoint, &opts.security)
             .await
             .map_err(|e| WorkloadsError::Unreachable {
                 url: url.clone(),

@@ -64,18 +64,24 @@ impl<D: prost::Message + Default + Send + 'static> Codec for PreEncodedCodec<D> 
     }
 }
 
-/// Opens `Ingest/Stream` sending pre-encoded `NodeReport`s.
-pub async fn ingest_stream<S>(
-    channel: tonic::transport::Channel,
+/// Opens `Ingest/Stream` sending pre-encoded `NodeReport`s over `channel`
+/// (a `Channel`, or one wrapped by an interceptor that adds credentials).
+pub async fn ingest_stream<T, S>(
+    channel: T,
     reports: S,
 ) -> Result<tonic::Response<tonic::Streaming<crate::v1::IngestAck>>, Status>
 where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
     S: tonic::codegen::tokio_stream::Stream<Item = Bytes> + Send + 'static,
 {
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("collector not ready: {e}")))?;
+    grpc.ready().await.map_err(|e| {
+        let e: tonic::codegen::StdError = e.into();
+        Status::unavailable(format!("collector not ready: {e}"))
+    })?;
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/tally.v1.Ingest/Stream");
     let mut request = tonic::Request::new(reports);
     request

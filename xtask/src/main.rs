@@ -7,6 +7,7 @@
 mod bench;
 mod cmd;
 mod dist;
+mod fuzz;
 mod setup;
 
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ enum Command {
     /// Static (musl) binaries for linux/amd64 and linux/arm64 in
     /// target/dist/linux-<arch>/agent, for the Dockerfile.
     Dist,
+    /// Fuzzes the parsers of untrusted input for a bounded time each;
+    /// crashes become regression tests (fuzz/regressions/).
+    Fuzz(fuzz::Args),
     /// Runs a benchmark and prints its table.
     Bench {
         #[command(subcommand)]
@@ -55,6 +59,10 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match cli.command {
         Command::Setup => setup::all(setup::Purpose::Test),
+        Command::Fuzz(args) => {
+            setup::all(setup::Purpose::Run)?;
+            fuzz::run(&args, &root)
+        }
         Command::Build => {
             setup::all(setup::Purpose::Run)?;
             build()

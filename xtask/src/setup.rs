@@ -123,6 +123,8 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             "prometheus",
             "chromium",
             "python3-venv",
+            // openssl: the transport tests make their CA and certificates.
+            "openssl",
         ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],

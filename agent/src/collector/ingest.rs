@@ -22,56 +22,50 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{
     fleet::Fleet,
     store::{Outcome, Prepared, Store},
+    validate::{self, InvalidReport, Limits},
     workload::workload_windows,
 };
 use crate::profile::fleet::FleetProfiles;
+use crate::transport::Caller;
 
-/// Why a report was refused. The stream ends with INVALID_ARGUMENT naming it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum InvalidReport {
-    #[error("report without node identity")]
-    NoNode,
-    #[error("report without node name")]
-    EmptyNodeName,
-    #[error("report without agent instance")]
-    EmptyAgentInstance,
-    #[error("report sequence must be 1 or more")]
-    ZeroSequence,
-    #[error("report sequence {0} is out of range")]
-    SequenceOutOfRange(u64),
-    #[error("report window ends ({end} ms) before it starts ({start} ms)")]
-    WindowReversed { start: i64, end: i64 },
-    #[error("process window without process key")]
-    NoProcessKey,
+/// Why a report was not taken.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Refusal {
+    #[error(transparent)]
+    Invalid(#[from] InvalidReport),
+    #[error("this client is not allowed to write reports for node `{node}`")]
+    WrongNode { node: String },
 }
 
-/// Checks a report and prepares it for the store: its windows summed per
+impl Refusal {
+    /// INVALID_ARGUMENT tells the agent this report can never be stored
+    /// (it drops it); PERMISSION_DENIED that its credentials are wrong (it
+    /// keeps the report and retries, so fixing them loses nothing).
+    pub fn status(&self) -> Status {
+        match self {
+            Refusal::Invalid(_) => Status::invalid_argument(self.to_string()),
+            Refusal::WrongNode { .. } => Status::permission_denied(self.to_string()),
+        }
+    }
+}
+
+/// Checks a report (every field, the limits, and that `caller` may write
+/// for its node) and prepares it for the store: its windows summed per
 /// workload, work done here on the stream's task rather than on the single
 /// writer thread.
-pub fn prepare(received: ReceivedReport) -> Result<Prepared, InvalidReport> {
+pub fn prepare(
+    received: ReceivedReport,
+    limits: &Limits,
+    caller: &Caller,
+    now_ms: i64,
+) -> Result<Prepared, Refusal> {
     let report = &received.view;
+    validate::check(report, limits, now_ms)?;
     let node = report.node.as_ref().ok_or(InvalidReport::NoNode)?;
-    if node.node_name.is_empty() {
-        return Err(InvalidReport::EmptyNodeName);
-    }
-    if node.agent_instance.is_empty() {
-        return Err(InvalidReport::EmptyAgentInstance);
-    }
-    if report.sequence == 0 {
-        return Err(InvalidReport::ZeroSequence);
-    }
-    // SQLite integers are signed.
-    if i64::try_from(report.sequence).is_err() {
-        return Err(InvalidReport::SequenceOutOfRange(report.sequence));
-    }
-    if report.window_end_unix_ms < report.window_start_unix_ms {
-        return Err(InvalidReport::WindowReversed {
-            start: report.window_start_unix_ms,
-            end: report.window_end_unix_ms,
+    if !caller.may_write(&node.node_name) {
+        return Err(Refusal::WrongNode {
+            node: node.node_name.chars().take(253).collect(),
         });
-    }
-    if report.processes.iter().any(|p| p.key.is_none()) {
-        return Err(InvalidReport::NoProcessKey);
     }
     let node_name: Arc<str> = Arc::from(node.node_name.as_str());
     Ok(Prepared {
@@ -105,11 +99,58 @@ const MAX_BATCH_REPORTS: usize = 128;
 
 pub struct IngestService {
     jobs: mpsc::Sender<Job>,
+    limits: Arc<Limits>,
+    /// Reports per second one stream may send (`--max-reports-per-second`);
+    /// past it the stream is read more slowly, never cut: a resending agent
+    /// loses nothing, a flooding client costs no more than this.
+    reports_per_second: f64,
 }
 
 impl IngestService {
-    pub fn new(jobs: mpsc::Sender<Job>) -> Self {
-        Self { jobs }
+    pub fn new(jobs: mpsc::Sender<Job>, limits: Limits, reports_per_second: f64) -> Self {
+        Self {
+            jobs,
+            limits: Arc::new(limits),
+            reports_per_second,
+        }
+    }
+}
+
+/// A token bucket: `rate` a second, bursts of `burst`.
+struct Throttle {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl Throttle {
+    fn new(rate: f64) -> Self {
+        // A second's worth, and at least enough for an agent's backlog to
+        // start flowing at once.
+        let burst = rate.max(1.0);
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until one more report may be read; returns whether it had to.
+    async fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return false;
+        }
+        let wait = (1.0 - self.tokens) / self.rate;
+        tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+        self.last = tokio::time::Instant::now();
+        self.tokens = 0.0;
+        true
     }
 }
 
@@ -126,13 +167,30 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
+        // Put there by the interceptor, which refused requests without
+        // valid credentials.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no credentials checked"))?;
         let mut inbound = request.into_inner();
+        let limits = self.limits.clone();
+        let mut throttle = Throttle::new(self.reports_per_second);
         let (ack_tx, ack_rx) = mpsc::channel(IN_FLIGHT_PER_STREAM);
         let (answers_tx, mut answers_rx) = mpsc::channel::<Answer>(IN_FLIGHT_PER_STREAM);
         let jobs = self.jobs.clone();
 
         tokio::spawn(async move {
+            let mut throttled = false;
             loop {
+                if throttle.take().await && !throttled {
+                    throttled = true;
+                    tracing::warn!(
+                        "stream from {peer} slowed down: limit --max-reports-per-second ({}) reached",
+                        throttle.rate
+                    );
+                }
                 let report = match inbound.message().await {
                     Ok(Some(r)) => r,
                     // The agent closed its side, or went away.
@@ -143,15 +201,15 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
                     }
                 };
                 let (reply, answer) = oneshot::channel();
-                match prepare(report) {
+                match prepare(report, &limits, &caller, now_unix_ms()) {
                     Ok(report) => {
                         if jobs.send(Job::Write { report, reply }).await.is_err() {
                             break; // shutting down
                         }
                     }
-                    Err(invalid) => {
-                        tracing::warn!("refused a report from {peer}: {invalid}");
-                        let _ = reply.send(Err(Status::invalid_argument(invalid.to_string())));
+                    Err(refusal) => {
+                        tracing::warn!("refused a report from {peer}: {refusal}");
+                        let _ = reply.send(Err(refusal.status()));
                         let _ = answers_tx.send(answer).await;
                         break;
                     }
@@ -333,8 +391,8 @@ mod tests {
                 ..Default::default()
             }),
             sequence: 1,
-            window_start_unix_ms: 1000,
-            window_end_unix_ms: 2000,
+            window_start_unix_ms: NOW - 1000,
+            window_end_unix_ms: NOW,
             processes: vec![pb::ProcessWindow {
                 key: Some(pb::ProcessKey::default()),
                 ..Default::default()
@@ -343,45 +401,42 @@ mod tests {
         }
     }
 
+    fn prepare_as(r: &pb::NodeReport, caller: &Caller) -> Result<Prepared, Refusal> {
+        prepare(received(r), &Limits::default(), caller, NOW)
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
     #[test]
-    fn prepare_checks_the_basics() {
-        let p = prepare(received(&valid())).unwrap();
+    fn prepare_checks_the_report_and_who_sent_it() {
+        let p = prepare_as(&valid(), &Caller::AnyNode).unwrap();
         assert_eq!(p.window_seconds(), 1.0);
         assert_eq!(p.processes, 1);
         assert_eq!(pb::NodeReport::decode(&p.body[..]).unwrap(), valid());
 
-        let mut r = valid();
-        r.node.as_mut().unwrap().node_name.clear();
-        assert_eq!(
-            prepare(received(&r)).unwrap_err(),
-            InvalidReport::EmptyNodeName
-        );
+        assert!(prepare_as(&valid(), &Caller::Node("n".into())).is_ok());
+        let wrong = prepare_as(&valid(), &Caller::Node("other".into())).unwrap_err();
+        assert_eq!(wrong, Refusal::WrongNode { node: "n".into() });
+        assert_eq!(wrong.status().code(), tonic::Code::PermissionDenied);
+
         let mut r = valid();
         r.sequence = 0;
-        assert_eq!(
-            prepare(received(&r)).unwrap_err(),
-            InvalidReport::ZeroSequence
-        );
-        let mut r = valid();
-        r.sequence = u64::MAX;
-        assert!(matches!(
-            prepare(received(&r)),
-            Err(InvalidReport::SequenceOutOfRange(_))
-        ));
-        let mut r = valid();
-        r.window_end_unix_ms = 0;
-        assert!(matches!(
-            prepare(received(&r)),
-            Err(InvalidReport::WindowReversed { .. })
-        ));
-        let mut r = valid();
-        r.node = None;
-        assert_eq!(prepare(received(&r)).unwrap_err(), InvalidReport::NoNode);
-        let mut r = valid();
-        r.processes[0].key = None;
-        assert_eq!(
-            prepare(received(&r)).unwrap_err(),
-            InvalidReport::NoProcessKey
-        );
+        let invalid = prepare_as(&r, &Caller::AnyNode).unwrap_err();
+        assert_eq!(invalid, Refusal::Invalid(InvalidReport::ZeroSequence));
+        assert_eq!(invalid.status().code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_throttle_holds_a_stream_to_its_rate() {
+        let mut t = Throttle::new(10.0);
+        let start = tokio::time::Instant::now();
+        let mut waited = 0;
+        for _ in 0..30 {
+            waited += usize::from(t.take().await);
+        }
+        // A burst of 10 at once, then 20 at 10 a second.
+        assert_eq!(waited, 20);
+        let took = start.elapsed().as_secs_f64();
+        assert!((1.9..2.2).contains(&took), "{took}");
     }
 }

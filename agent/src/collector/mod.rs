@@ -5,8 +5,10 @@
 //! WorkloadHistory and Watch.
 pub mod fleet;
 pub mod ingest;
+pub mod listener;
 pub mod query;
 pub mod store;
+pub mod validate;
 pub mod workload;
 
 use std::{
@@ -42,6 +44,8 @@ pub enum CollectorError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
 }
 
 #[derive(Debug, Clone)]
@@ -59,10 +63,42 @@ pub struct CollectorConfig {
     /// `profile_interval` (`profile::fleet`).
     pub profiles_dir: Option<PathBuf>,
     pub profile_interval: Duration,
+    /// TLS, client certificates, tokens.
+    pub security: crate::transport::ServerSecurity,
+    pub limits: Limits,
 }
 
-/// Largest report accepted: 16k processes with long cgroup paths fit.
-const MAX_REPORT_BYTES: usize = 64 << 20;
+/// Limits on what clients may send or hold, each named by its flag in the
+/// errors it causes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `--max-report-bytes`: one encoded report (gRPC's message size).
+    pub max_report_bytes: usize,
+    /// `--max-reports-per-second`, per stream.
+    pub max_reports_per_second: f64,
+    /// `--max-connections`, open at once.
+    pub max_connections: usize,
+    /// `--max-streams-per-connection`.
+    pub max_streams_per_connection: u32,
+    /// The per-report field limits.
+    pub report: validate::Limits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // 16k processes with long cgroup paths and pod metadata fit.
+            max_report_bytes: 32 << 20,
+            // An agent sends one report an interval, and after an outage
+            // its backlog: 200 a second drains an hour of 5 s reports in 4 s.
+            max_reports_per_second: 200.0,
+            max_connections: 16_384,
+            // One ingest stream per agent; queries from tools beside it.
+            max_streams_per_connection: 16,
+            report: validate::Limits::default(),
+        }
+    }
+}
 /// Reports queued for the writer; past it, streams wait (and so do agents,
 /// which buffer): backpressure instead of unbounded memory.
 const WRITER_QUEUE: usize = 256;
@@ -86,6 +122,8 @@ pub fn run(config: CollectorConfig) -> Result<(), CollectorError> {
 }
 
 async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
+    let guard = config.security.prepare(config.listen)?;
+    raise_open_files_limit();
     let store = store::Store::open(&config.data_dir, config.sync)?;
     let fleet = Arc::new(Mutex::new(store.load_fleet()?));
     let reader = Arc::new(Mutex::new(store::Reader::open(&config.data_dir)?));
@@ -173,22 +211,43 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let _ = out.flush();
     drop(out);
 
-    let ingest =
-        pb::received::server::ingest_server::IngestServer::new(ingest::IngestService::new(jobs))
-            .max_decoding_message_size(MAX_REPORT_BYTES);
-    let query = pb::query_server::QueryServer::new(query::QueryService {
-        fleet,
-        snapshot,
-        reader,
-        watch,
-    });
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let limits = &config.limits;
+    // tonic checks the gRPC length prefix against the limit before it
+    // buffers a message, and refuses with OUT_OF_RANGE.
+    let ingest = tonic::service::interceptor::InterceptedService::new(
+        pb::received::server::ingest_server::IngestServer::new(ingest::IngestService::new(
+            jobs,
+            limits.report.clone(),
+            limits.max_reports_per_second,
+        ))
+        .max_decoding_message_size(limits.max_report_bytes),
+        guard.interceptor(),
+    );
+    let query = pb::query_server::QueryServer::with_interceptor(
+        query::QueryService {
+            fleet,
+            snapshot,
+            reader,
+            watch,
+        },
+        guard.interceptor(),
+    );
+    let stats = Arc::new(listener::ListenerStats::default());
+    let incoming = listener::incoming(listener, limits.max_connections, stats);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = guard.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
     let mut server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             // Dead agents' streams are noticed and their resources freed.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(limits.max_streams_per_connection))
+            // Headers are a few hundred bytes; 16 KiB bounds a hostile
+            // client's HPACK tables and header lists.
+            .http2_max_header_list_size(Some(16 << 10))
             .add_service(ingest)
             .add_service(query)
             .serve_with_incoming_shutdown(incoming, async {
@@ -234,6 +293,24 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     match served {
         Ok(res) => res.map_err(CollectorError::from),
         Err(join) => Err(CollectorError::Runtime(std::io::Error::other(join))),
+    }
+}
+
+/// Each connection is a file descriptor: 10,000 agents need more than the
+/// usual soft limit of 1024. The hard limit is the operator's to set.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit write and read the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open files limit to {}", lim.rlim_max);
+            }
+        }
     }
 }
 

@@ -29,7 +29,8 @@ pub fn attach(report: &mut pb::NodeReport, mut stacks: HashMap<u32, FoldedStacks
         let mut names: Vec<String> = Vec::new();
         let mut id = |name: &Arc<str>| {
             *index.entry(name.clone()).or_insert_with(|| {
-                names.push(name.to_string());
+                // Symbols come from binaries the agent does not trust.
+                names.push(crate::report::wire_text(name, 8192));
                 (names.len() - 1) as u32
             })
         };

@@ -48,10 +48,10 @@ pub use buffer::ReportBuffer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("bad collector URL `{url}`: {reason} (expected e.g. http://collector:4317)")]
-    BadUrl { url: String, reason: String },
     #[error("cannot start the streaming thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
 }
 
 /// How a [`Streamer`] connects and how much it keeps.
@@ -67,6 +67,8 @@ pub struct StreamerConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub connect_timeout: Duration,
+    /// TLS and credentials.
+    pub security: crate::transport::ClientSecurity,
 }
 
 impl StreamerConfig {
@@ -79,33 +81,15 @@ impl StreamerConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            security: crate::transport::ClientSecurity::default(),
         }
     }
 }
 
-/// Checks a collector URL and makes the endpoint for it: http only (TLS is
-/// not built in yet), a missing scheme means http.
+/// Checks a collector URL and makes the endpoint for it, without client
+/// credentials (see [`crate::transport::ClientSecurity::endpoint`]).
 pub fn collector_endpoint(url: &str) -> Result<Endpoint, StreamError> {
-    let bad = |reason: &str| StreamError::BadUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let full = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
-    if full.starts_with("https://") {
-        return Err(bad("TLS is not supported yet; use http://"));
-    }
-    if !full.starts_with("http://") {
-        return Err(bad("the scheme must be http"));
-    }
-    let endpoint = Endpoint::from_shared(full).map_err(|e| bad(&e.to_string()))?;
-    if endpoint.uri().host().is_none_or(str::is_empty) {
-        return Err(bad("no host"));
-    }
-    Ok(endpoint)
+    Ok(crate::transport::ClientSecurity::default().endpoint(url)?)
 }
 
 /// What the streaming task and the collection loop share.
@@ -137,7 +121,9 @@ impl Streamer {
     /// Checks the URL and starts the streaming thread. Never waits for the
     /// collector: it may be down now and come up later.
     pub fn start(config: StreamerConfig) -> Result<Self, StreamError> {
-        let endpoint = collector_endpoint(&config.collector)?
+        let endpoint = config
+            .security
+            .endpoint(&config.collector)?
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             // A collector that vanished without a FIN is noticed.
@@ -160,6 +146,7 @@ impl Streamer {
         let task = Task {
             shared: shared.clone(),
             endpoint,
+            security: config.security.clone(),
             url: config.collector.clone(),
             backoff: Backoff::new(config.backoff_min, config.backoff_max, random as u64),
             stop: stop_rx,
@@ -263,7 +250,7 @@ impl Drop for Streamer {
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("{}", error_chain(.0))]
-    Connect(tonic::transport::Error),
+    Connect(crate::transport::ConnectError),
     #[error("{}", .0.message())]
     Status(Status),
     #[error("the collector closed the stream")]
@@ -273,6 +260,7 @@ enum SessionError {
 struct Task {
     shared: Arc<Shared>,
     endpoint: Endpoint,
+    security: crate::transport::ClientSecurity,
     url: String,
     backoff: Backoff,
     stop: watch::Receiver<bool>,
@@ -322,7 +310,7 @@ impl Task {
     /// acknowledged, and how it ended.
     async fn session(&mut self) -> (bool, Result<(), SessionError>) {
         let mut acked_any = false;
-        let channel = match self.endpoint.connect().await {
+        let channel = match crate::transport::connect(&self.endpoint, &self.security).await {
             Ok(c) => c,
             Err(e) => return (false, Err(SessionError::Connect(e))),
         };
@@ -356,7 +344,9 @@ impl Task {
                         self.shared.acked.fetch_max(ack.last_stored_sequence, Ordering::Relaxed);
                     }
                     Ok(None) => return (acked_any, Err(SessionError::Closed)),
-                    Err(status) if status.code() == Code::InvalidArgument => {
+                    // The report can never be stored: refused by
+                    // validation, or larger than --max-report-bytes.
+                    Err(status) if matches!(status.code(), Code::InvalidArgument | Code::OutOfRange) => {
                         // Acks come in order, so the refused report is the
                         // oldest kept: resending it would be refused forever.
                         let dropped = self.shared.buffer().drop_oldest();
@@ -471,10 +461,7 @@ mod tests {
                 .to_string(),
             "http://collector:4317/"
         );
-        assert!(matches!(
-            collector_endpoint("https://c:1"),
-            Err(StreamError::BadUrl { .. })
-        ));
+        assert!(collector_endpoint("https://c:1").is_ok());
         assert!(collector_endpoint("ftp://c:1").is_err());
         assert!(collector_endpoint("http://").is_err());
         assert!(collector_endpoint("http://a b").is_err());

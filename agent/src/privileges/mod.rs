@@ -1,6 +1,8 @@
 //! Checks, before touching the kernel, that the agent may load its programs,
 //! so that a missing capability is one clear line instead of an EPERM from
 //! deep inside a loader.
+pub mod confine;
+
 use std::fmt;
 
 /// Linux capability numbers (`include/uapi/linux/capability.h`).

@@ -1,0 +1,84 @@
+//! One entry point per parser that reads untrusted bytes, shared by the
+//! fuzz targets (`fuzz/`, `cargo xtask fuzz`) and the test that replays
+//! their corpus and every crash they found (`tests/fuzz_corpus.rs`), so
+//! both exercise exactly the same code. Each panics only where the parser
+//! broke a promise (a panic is the finding).
+use bytes::Bytes;
+use prost::Message as _;
+
+use crate::{
+    collector::{ingest, validate::Limits},
+    transport::Caller,
+};
+
+/// The targets, by name (the fuzz crate's binaries and corpus folders).
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("ingest", ingest),
+    ("cgroup_path", cgroup_path),
+    ("proc_stat", proc_stat),
+    ("hsperf", hsperf),
+    ("stapsdt", stapsdt),
+    ("token_file", token_file),
+];
+
+/// One report from the wire: the collector's partial decode, validation
+/// and preparation for the store, as a node-bound caller; and the full
+/// decode that queries and tools use.
+pub fn ingest(data: &[u8]) {
+    let _ = tally_proto::NodeReport::decode(data);
+    let Ok(received) = tally_proto::received::ReceivedReport::decode(Bytes::copy_from_slice(data))
+    else {
+        return;
+    };
+    let now = 1_800_000_000_000;
+    let caller = Caller::Node("node-a".into());
+    if let Ok(prepared) = ingest::prepare(received, &Limits::default(), &caller, now) {
+        assert_eq!(
+            &*prepared.node_name, "node-a",
+            "a report for another node passed"
+        );
+        assert!(prepared.sequence >= 1);
+    }
+}
+
+/// The cgroup path parser: a container id it returns is 64 hex digits.
+pub fn cgroup_path(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(info) = crate::enrich::container::parse(&text) {
+        assert_eq!(info.id.len(), 64);
+        assert!(
+            info.id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+    }
+}
+
+/// `/proc/<pid>/stat`: a comm may hold any byte but NUL, and another
+/// kernel may add or drop fields.
+pub fn proc_stat(data: &[u8]) {
+    let _ = crate::collect::procfs::parse_stat(data);
+}
+
+/// A JVM's hsperfdata file, read from a process the agent does not trust.
+pub fn hsperf(data: &[u8]) {
+    if let Ok(perf) = crate::gc::hsperf::parse(data) {
+        let _ = perf.gc_counters();
+    }
+}
+
+/// An ELF's `.note.stapsdt` notes.
+pub fn stapsdt(data: &[u8]) {
+    if let Ok(probes) = crate::gc::stapsdt::probes(data) {
+        let _ = crate::gc::stapsdt::hotspot_gc_offsets_of(&probes);
+        for p in &probes {
+            let _ = crate::gc::stapsdt::file_offset(data, p.address);
+        }
+    }
+}
+
+/// The collector's token file.
+pub fn token_file(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::transport::TokenTable::parse(&text, std::path::Path::new("tokens"));
+}

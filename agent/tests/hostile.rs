@@ -1,0 +1,648 @@
+//! The collector against clients that are wrong or hostile, on a real
+//! socket: no credentials, someone else's credentials, garbage, truncated
+//! and oversized frames, a client that stops reading, and 10,000 idle
+//! connections. Throughout, a well-behaved client keeps getting its acks.
+mod common;
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use prost::Message as _;
+use tally_proto as pb;
+use tonic::{Code, metadata::MetadataValue};
+
+struct Collector {
+    child: Child,
+    addr: String,
+    stderr: PathBuf,
+}
+
+impl Collector {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let stderr = dir.join("collector.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["collector", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.join("data"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("collector did not start: {}", read(&stderr)));
+        Self {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        read(&self.stderr)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn report(node: &str, instance: &str, seq: u64) -> pb::NodeReport {
+    let end = now_ms() - 600_000 + seq as i64 * 10;
+    pb::NodeReport {
+        node: Some(pb::NodeIdentity {
+            node_name: node.into(),
+            agent_instance: instance.into(),
+            cpus: 2,
+            ..Default::default()
+        }),
+        sequence: seq,
+        window_start_unix_ms: end - 1000,
+        window_end_unix_ms: end,
+        processes: vec![pb::ProcessWindow {
+            key: Some(pb::ProcessKey {
+                pid: 4242,
+                start_ticks: 1,
+            }),
+            comm: "marker".into(),
+            delta: Some(pb::Counters {
+                cpu_seconds: 0.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        agent: None,
+    }
+}
+
+/// Sends `reports` on one stream with an optional bearer token; returns
+/// the acks, or the status that ended the stream.
+async fn send(
+    url: &str,
+    token: Option<&str>,
+    reports: Vec<pb::NodeReport>,
+) -> Result<Vec<u64>, tonic::Status> {
+    let n = reports.len();
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = pb::ingest_client::IngestClient::new(channel);
+    let mut request = tonic::Request::new(tokio_stream::iter(reports));
+    if let Some(t) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
+        );
+    }
+    let mut acks = client.stream(request).await?.into_inner();
+    let mut got = Vec::new();
+    while got.len() < n {
+        match acks.message().await? {
+            Some(a) => got.push(a.last_stored_sequence),
+            None => break,
+        }
+    }
+    Ok(got)
+}
+
+async fn nodes_listed(url: &str, token: Option<&str>) -> Result<Vec<String>, tonic::Status> {
+    let mut client = pb::query_client::QueryClient::connect(url.to_owned())
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(pb::ListWorkloadsRequest::default());
+    if let Some(t) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
+        );
+    }
+    let list = client.list_workloads(request).await?.into_inner();
+    let mut nodes: Vec<String> = list.workloads.into_iter().flat_map(|w| w.nodes).collect();
+    nodes.sort();
+    nodes.dedup();
+    Ok(nodes)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn no_credentials_off_loopback_needs_insecure() {
+    let dir = tmp("insecure");
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["collector", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.join("data"))
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("without credentials") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "* 0123456789abcdef0123\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["collector", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.join("data"))
+        .arg("--token-file")
+        .arg(&tokens)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("in clear text"), "{stderr}");
+    std::fs::write(&tokens, "node-a short\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["collector", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .arg("--token-file")
+        .arg(&tokens)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tokens:1: the token is 5 characters"),
+        "{stderr}"
+    );
+    // With --insecure it serves.
+    let _c = Collector::start(&dir, &["--insecure"]);
+}
+
+#[test]
+fn tokens_bind_writers_to_their_node() {
+    let dir = tmp("tokens");
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        "node-a aaaaaaaaaaaaaaaaaaaaaaaa\n* any-node-token-0000000000\n",
+    )
+    .unwrap();
+    let c = Collector::start(&dir, &["--token-file", tokens.to_str().unwrap()]);
+    let url = c.url();
+    let rt = runtime();
+    let a = "aaaaaaaaaaaaaaaaaaaaaaaa";
+    let err = rt
+        .block_on(send(&url, None, vec![report("node-a", "i1", 1)]))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = rt
+        .block_on(send(
+            &url,
+            Some("wrong-token-000000000000"),
+            vec![report("node-a", "i1", 1)],
+        ))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(
+        rt.block_on(send(&url, Some(a), vec![report("node-a", "i1", 1)]))
+            .unwrap(),
+        vec![1]
+    );
+    let err = rt
+        .block_on(send(&url, Some(a), vec![report("node-b", "i2", 1)]))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("node-b"), "{err:?}");
+    assert_eq!(
+        rt.block_on(send(
+            &url,
+            Some("any-node-token-0000000000"),
+            vec![report("node-c", "i3", 1)]
+        ))
+        .unwrap(),
+        vec![1]
+    );
+    // Reading needs a token too; node-b wrote nothing.
+    let err = rt.block_on(nodes_listed(&url, None)).unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let nodes = rt.block_on(nodes_listed(&url, Some(a))).unwrap();
+        if nodes == ["node-a", "node-c"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nodes listed: {nodes:?}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Certificates for a CA, the collector (localhost) and two nodes' agents.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Self {
+        let dir = dir.join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl runs (cargo xtask setup installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tally-test-ca",
+        ]);
+        for (name, ext) in [
+            (
+                "collector",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "node-a",
+                "subjectAltName=DNS:node-a\nextendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+            ssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ]);
+            ssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+#[test]
+fn mutual_tls_agents_write_only_for_their_node() {
+    if !common::require_root("mutual_tls_agents_write_only_for_their_node") {
+        return;
+    }
+    let _serial = common::serial();
+    let dir = tmp("mtls");
+    let pki = Pki::new(&dir);
+    let c = Collector::start(
+        &dir,
+        &[
+            "--tls-cert",
+            &pki.path("collector.pem"),
+            "--tls-key",
+            &pki.path("collector.key"),
+            "--tls-client-ca",
+            &pki.path("ca.pem"),
+        ],
+    );
+    let port = c.addr.rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}");
+    let client_flags = [
+        "--collector-ca".to_owned(),
+        pki.path("ca.pem"),
+        "--collector-cert".to_owned(),
+        pki.path("node-a.pem"),
+        "--collector-key".to_owned(),
+        pki.path("node-a.key"),
+    ];
+    let agent = |node: &str| {
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args([
+                "run",
+                "--interval",
+                "1",
+                "--collector",
+                &url,
+                "--node-name",
+                node,
+            ])
+            .args(&client_flags)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{node}.stderr"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut own = agent("node-a");
+    let mut foreign = agent("node-b");
+    let workloads = || {
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["workloads", "--json", "--collector", &url])
+            .args(&client_flags)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let listed = loop {
+        let out = workloads();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && text.contains("\"node-a\"") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-a never listed: {text} {}; collector: {}",
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    // node-b's agent holds node-a's certificate: refused, and it says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c
+        .log()
+        .contains("not allowed to write reports for node `node-b`")
+    {
+        assert!(Instant::now() < deadline, "collector log: {}", c.log());
+        thread::sleep(Duration::from_millis(200));
+    }
+    let _ = (own.kill(), foreign.kill());
+    let _ = (own.wait(), foreign.wait());
+    assert!(!listed.contains("\"node-b\""), "{listed}");
+    let foreign_log = read(&dir.join("node-b.stderr"));
+    assert!(foreign_log.contains("not allowed"), "{foreign_log}");
+    // Without a client certificate there is no TLS session at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "workloads",
+            "--collector",
+            &url,
+            "--collector-ca",
+            &pki.path("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // And plain text to a TLS port fails too.
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "workloads",
+            "--collector",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// One gRPC call on `Ingest/Stream` over raw HTTP/2 with `body` as the
+/// request's data; returns `grpc-status` and `grpc-message`.
+async fn raw_ingest(addr: &str, body: Vec<u8>) -> (Option<i32>, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/tally.v1.Ingest/Stream"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    stream.send_data(Bytes::from(body), true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let status_of = |h: &http::HeaderMap| {
+        (
+            h.get("grpc-status")
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+            h.get("grpc-message")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default(),
+        )
+    };
+    if let (Some(code), msg) = status_of(response.headers()) {
+        return (Some(code), msg);
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.data())
+        .await
+        .expect("data or trailers within 10 s")
+    {
+        let _ = chunk;
+    }
+    match body.trailers().await {
+        Ok(Some(t)) => status_of(&t),
+        _ => (None, String::new()),
+    }
+}
+
+fn grpc_frame(len_claimed: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8];
+    f.extend_from_slice(&len_claimed.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn malformed_frames_are_refused_with_a_reason() {
+    let dir = tmp("frames");
+    let c = Collector::start(&dir, &["--max-report-bytes", "65536"]);
+    let rt = runtime();
+    let addr = c.addr.clone();
+    let good = report("node-a", "good", 1).encode_to_vec();
+
+    // Garbage where a NodeReport should be.
+    let junk: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+    let (code, msg) = rt.block_on(raw_ingest(&addr, grpc_frame(200, &junk)));
+    assert_eq!(code, Some(Code::InvalidArgument as i32), "{msg}");
+    // A frame that claims more bytes than it brings.
+    let (code, msg) = rt.block_on(raw_ingest(&addr, grpc_frame(1000, &good[..10])));
+    assert!(code.is_some_and(|c| c != 0), "{code:?} {msg}");
+    // A length prefix past --max-report-bytes: refused before buffering.
+    let (code, msg) = rt.block_on(raw_ingest(&addr, grpc_frame(u32::MAX, &good)));
+    assert_eq!(code, Some(Code::OutOfRange as i32), "{msg}");
+    // A well-formed report with a NaN: refused, naming the field.
+    let mut nan = report("node-a", "nan", 1);
+    nan.processes[0].delta.as_mut().unwrap().cpu_seconds = f64::NAN;
+    let (code, msg) = rt.block_on(raw_ingest(
+        &addr,
+        grpc_frame(nan.encoded_len() as u32, &nan.encode_to_vec()),
+    ));
+    assert_eq!(code, Some(Code::InvalidArgument as i32), "{msg}");
+    assert!(msg.contains("cpu_seconds"), "{msg}");
+    // Bytes that are not HTTP/2 at all: the connection is closed.
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    raw.write_all(b"GET / HTTP/1.0\r\n\r\n\x00\xff\xfe garbage")
+        .unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut raw, &mut sink);
+    // Through all of it, a well-behaved agent is served.
+    let acks = rt
+        .block_on(send(
+            &c.url(),
+            None,
+            (1..=5).map(|s| report("node-a", "good", s)).collect(),
+        ))
+        .unwrap();
+    assert_eq!(acks, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn idle_connections_and_a_stalled_reader_leave_agents_served() {
+    let _serial = common::serial();
+    let dir = tmp("idle");
+    let c = Collector::start(&dir, &[]);
+    let rt = runtime();
+    let baseline = c.rss_kib();
+
+    // 10,000 connections: half never send a byte, half open HTTP/2 and
+    // then say nothing more.
+    let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let mut idle = Vec::with_capacity(10_000);
+    for i in 0..10_000 {
+        let mut s = std::net::TcpStream::connect(&c.addr).expect("connect");
+        if i % 2 == 1 {
+            s.write_all(preface).unwrap();
+        }
+        idle.push(s);
+    }
+    // A client that streams reports and never reads its acks.
+    let stalled_url = c.url();
+    let stalled = rt.spawn(async move {
+        let channel = tonic::transport::Endpoint::from_shared(stalled_url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = pb::ingest_client::IngestClient::new(channel);
+        let reports = (1..=20_000).map(|s| report("node-stalled", "stalled", s));
+        let response = client.stream(tokio_stream::iter(reports)).await.unwrap();
+        // Hold the response, read nothing.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(response);
+    });
+    thread::sleep(Duration::from_secs(3));
+
+    let started = Instant::now();
+    let acks = rt
+        .block_on(send(
+            &c.url(),
+            None,
+            (1..=20).map(|s| report("node-good", "good", s)).collect(),
+        ))
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(acks, (1..=20).collect::<Vec<u64>>());
+    let loaded = c.rss_kib();
+    eprintln!(
+        "collector RSS: {} MiB idle, {} MiB with 10,000 idle connections and a stalled reader; 20 reports acked in {:.2} s",
+        baseline / 1024,
+        loaded / 1024,
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a well-behaved agent waited {took:?}"
+    );
+    // Bounded: well under a GiB for 10,000 connections.
+    assert!(
+        loaded < baseline + 512 * 1024,
+        "RSS grew from {baseline} KiB to {loaded} KiB"
+    );
+    stalled.abort();
+    drop(idle);
+    assert!(!c.log().contains("panicked"), "{}", c.log());
+}
