@@ -3,9 +3,11 @@
 //! - `cargo xtask run -- top --batch`: installs what is missing, builds, runs the agent.
 //! - `cargo xtask test`: every test (lints, unit tests, integration tests on the real kernel).
 //! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
+//! - `cargo xtask soak`: the long fault tests, and a table of what was lost (nothing).
 mod bench;
 mod cmd;
 mod setup;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Runs the long versions of the fault tests (about 15 minutes) and
+    /// prints a table: load held, faults injected, bad inputs, records lost.
+    Soak {
+        /// Passed to the test harness, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Runs a benchmark and prints its table.
     Bench {
         #[command(subcommand)]
@@ -62,6 +71,10 @@ fn main() -> Result<()> {
         Command::Test { args } => {
             setup::all(setup::Purpose::Test)?;
             test(&args)
+        }
+        Command::Soak { args } => {
+            setup::all(setup::Purpose::Test)?;
+            soak::run(&root, &args)
         }
         Command::Bench { which } => {
             setup::all(setup::Purpose::Bench)?;

@@ -116,6 +116,9 @@ struct Shared {
     connected: AtomicBool,
     /// A report was pushed.
     wake: Notify,
+    /// The agent is exiting: retry now rather than at the end of the
+    /// backoff (up to `backoff_max`), which would outlast the flush.
+    retry_now: Notify,
 }
 
 impl Shared {
@@ -155,6 +158,7 @@ impl Streamer {
             acked: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             wake: Notify::new(),
+            retry_now: Notify::new(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = Task {
@@ -240,6 +244,9 @@ impl Streamer {
     /// true if all were. For a clean exit.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        if self.pending() > 0 {
+            self.shared.retry_now.notify_one();
+        }
         while self.pending() > 0 {
             if Instant::now() >= deadline {
                 return false;
@@ -312,6 +319,7 @@ impl Task {
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
+                () = self.shared.retry_now.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
@@ -352,6 +360,9 @@ impl Task {
                 msg = acks.message() => match msg {
                     Ok(Some(ack)) => {
                         acked_any = true;
+                        // Tests read this to know what the collector owes
+                        // them after a crash.
+                        tracing::debug!(acked = ack.last_stored_sequence, "collector stored reports");
                         self.shared.buffer().ack(ack.last_stored_sequence);
                         self.shared.acked.fetch_max(ack.last_stored_sequence, Ordering::Relaxed);
                     }
