@@ -294,10 +294,7 @@ fn agent_run_starts_within_2s_when_imds_is_down() {
     let _serial = common::serial();
     let (hole, _keep) = black_hole();
     let nowhere = format!("http://{}", closed_port());
-    for imds in [
-        format!("http://{hole}"),
-        format!("http://{}", closed_port()),
-    ] {
+    for imds in [format!("http://{hole}"), format!("http://{}", closed_port())] {
         let agent = AgentRun::start(&[
             "--collector",
             &nowhere,
@@ -309,10 +306,7 @@ fn agent_run_starts_within_2s_when_imds_is_down() {
             "imds-test",
         ]);
         let attached = agent.wait_for("probes attached", Duration::from_secs(10));
-        assert!(
-            attached < Duration::from_secs(2),
-            "{imds}: probes attached after {attached:?}"
-        );
+        assert!(attached < Duration::from_secs(2), "{imds}: probes attached after {attached:?}");
         agent.wait_for("are \"unknown\"", Duration::from_secs(5));
         let stderr = agent.stop();
         assert_eq!(
@@ -332,8 +326,7 @@ fn reports_carry_the_node_identity_from_imds() {
     }
     let _serial = common::serial();
     let imds = ImdsStandIn::start();
-    let data: PathBuf =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("imds-data"));
+    let data: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("imds-data"));
     let mut collector = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["collector", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
@@ -375,8 +368,7 @@ fn reports_carry_the_node_identity_from_imds() {
     let _ = collector.kill();
     let _ = collector.wait();
     use prost::Message as _;
-    let last =
-        tally_proto::NodeReport::decode(&bodies.last().expect("reports stored")[..]).unwrap();
+    let last = tally_proto::NodeReport::decode(&bodies.last().expect("reports stored")[..]).unwrap();
     let node = last.node.unwrap();
     assert_eq!(node.node_name, "imds-node");
     assert_eq!(node.instance_type, "m7g.large");
