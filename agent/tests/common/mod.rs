@@ -18,6 +18,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod churn;
 pub mod daemons;
 
 /// Integration tests run one at a time: each loads the programs and
