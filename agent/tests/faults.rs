@@ -289,11 +289,18 @@ fn process_churn_keeps_reporting_bounded_and_exact() {
         windows.len()
     );
     // First: a loss the agent counted explains a miscount below.
-    let losses: Vec<&str> = stderr
+    // Stack samples the stack map could not take are not counters: only
+    // the losses that touch counts matter here.
+    let counting: String = stderr
+        .lines()
+        .filter(|l| !l.contains("stack"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let losses: Vec<&str> = counting
         .lines()
         .filter(|l| l.contains("updates lost"))
         .collect();
-    assert_eq!(warned_losses(&stderr), 0, "no updates lost: {losses:?}");
+    assert_eq!(warned_losses(&counting), 0, "no updates lost: {losses:?}");
     let startup_windows = of_workload(&idle);
     let mut miscounted = 0.0;
     for calls in ["mmap_calls", "munmap_calls"] {
