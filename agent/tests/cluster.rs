@@ -7,60 +7,20 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use common::TestCgroup;
+use common::{
+    TestCgroup,
+    daemons::{Collector, stored},
+};
 use serde_json::Value;
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-}
-
-struct Collector {
-    child: Child,
-    addr: String,
-}
-
-impl Collector {
-    fn start(data: &Path, listen: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["collector", "--listen", listen, "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("collector listening");
-        Self { child, addr }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// An `agent run` daemon, killed if the test fails before stopping it.
@@ -108,34 +68,6 @@ fn workloads(url: &str) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Every (agent instance, sequence) stored, and the instances' last acked
-/// sequence, from the collector's SQLite file.
-fn stored(data: &Path) -> Vec<(String, Vec<u64>)> {
-    let db = rusqlite::Connection::open(data.join("tally.sqlite")).expect("the store opens");
-    let mut stmt = db
-        .prepare("SELECT instance FROM agents ORDER BY instance")
-        .unwrap();
-    let instances: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    instances
-        .into_iter()
-        .map(|i| {
-            let mut s = db
-                .prepare("SELECT sequence FROM reports WHERE agent_instance = ? ORDER BY sequence")
-                .unwrap();
-            let seqs: Vec<u64> = s
-                .query_map([&i], |r| r.get::<_, i64>(0))
-                .unwrap()
-                .map(|v| v.unwrap() as u64)
-                .collect();
-            (i, seqs)
-        })
         .collect()
 }
 

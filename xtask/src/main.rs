@@ -4,11 +4,13 @@
 //! - `cargo xtask test`: every test (lints, unit tests, integration tests on the real kernel).
 //! - `cargo xtask dist`: static binaries for linux/amd64 and linux/arm64 (the Dockerfile's).
 //! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
+//! - `cargo xtask soak`: the long fault tests, and a table of what was lost (nothing).
 mod bench;
 mod cmd;
 mod dist;
 mod fuzz;
 mod setup;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,13 @@ enum Command {
     /// Fuzzes the parsers of untrusted input for a bounded time each;
     /// crashes become regression tests (fuzz/regressions/).
     Fuzz(fuzz::Args),
+    /// Runs the long versions of the fault tests (about 15 minutes) and
+    /// prints a table: load held, faults injected, bad inputs, records lost.
+    Soak {
+        /// Passed to the test harness, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Runs a benchmark and prints its table.
     Bench {
         #[command(subcommand)]
@@ -79,6 +88,10 @@ fn main() -> Result<()> {
         Command::Dist => {
             setup::all(setup::Purpose::Dist)?;
             dist::run(&root)
+        }
+        Command::Soak { args } => {
+            setup::all(setup::Purpose::Test)?;
+            soak::run(&root, &args)
         }
         Command::Bench { which } => {
             setup::all(setup::Purpose::Bench)?;

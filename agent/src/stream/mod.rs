@@ -100,6 +100,9 @@ struct Shared {
     connected: AtomicBool,
     /// A report was pushed.
     wake: Notify,
+    /// The agent is exiting: retry now rather than at the end of the
+    /// backoff (up to `backoff_max`), which would outlast the flush.
+    retry_now: Notify,
 }
 
 impl Shared {
@@ -141,6 +144,7 @@ impl Streamer {
             acked: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             wake: Notify::new(),
+            retry_now: Notify::new(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = Task {
@@ -227,6 +231,9 @@ impl Streamer {
     /// true if all were. For a clean exit.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        if self.pending() > 0 {
+            self.shared.retry_now.notify_one();
+        }
         while self.pending() > 0 {
             if Instant::now() >= deadline {
                 return false;
@@ -300,6 +307,7 @@ impl Task {
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
+                () = self.shared.retry_now.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
@@ -340,6 +348,9 @@ impl Task {
                 msg = acks.message() => match msg {
                     Ok(Some(ack)) => {
                         acked_any = true;
+                        // Tests read this to know what the collector owes
+                        // them after a crash.
+                        tracing::debug!(acked = ack.last_stored_sequence, "collector stored reports");
                         self.shared.buffer().ack(ack.last_stored_sequence);
                         self.shared.acked.fetch_max(ack.last_stored_sequence, Ordering::Relaxed);
                     }

@@ -18,6 +18,9 @@ use std::{
 
 use serde_json::Value;
 
+pub mod churn;
+pub mod daemons;
+
 /// Integration tests run one at a time: each loads the programs and
 /// measures CPU, and two at once would disturb each other.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -168,12 +171,21 @@ impl Agent {
     }
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
-        cmd.args(["top", "--batch", "--json"]).args(extra);
+        let mut args = vec!["top", "--batch", "--json"];
+        args.extend_from_slice(extra);
         if !extra.contains(&"--interval") {
-            cmd.args(["--interval", "0.5"]);
+            args.extend_from_slice(&["--interval", "0.5"]);
         }
-        cmd.envs(env.iter().copied())
+        Self::spawn(&args, env)
+    }
+
+    /// Runs the agent with exactly these arguments (e.g. `run --json …`),
+    /// reading JSON lines from its stdout, and waits until its probes are
+    /// attached.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
+        cmd.args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("agent starts");
@@ -230,6 +242,25 @@ impl Agent {
             "no {needle:?} from the agent within {timeout:?}; stderr:\n{}",
             self.stderr()
         );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGINT (the agent flushes and exits), then every line it printed
+    /// and its stderr; unlike `stop`, no extra windows are waited for.
+    pub fn interrupt(mut self) -> (Vec<Value>, String, std::process::ExitStatus) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        // Every line: the reader ends (and disconnects) at end of file.
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        thread::sleep(Duration::from_millis(50));
+        (lines, self.stderr(), status)
     }
 
     pub fn stderr(&self) -> String {

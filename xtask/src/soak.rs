@@ -1,0 +1,102 @@
+//! `cargo xtask soak`: the long versions of the fault tests (collector
+//! outage of 5 minutes, repeated crashes, a 60 s fork storm, map pressure,
+//! agent restarts), then one table of what each held and lost.
+//!
+//! Each test appends one tab-separated line to the results file named by
+//! `TALLY_SOAK_RESULTS`: test, load held, faults injected, bad inputs tried,
+//! records lost. A test that fails writes nothing, and the soak fails.
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd;
+
+/// Integration test binaries with long versions under `TALLY_SOAK=1`.
+const SOAK_TESTS: &[&str] = &["faults"];
+
+pub fn run(root: &Path, filter: &[String]) -> Result<()> {
+    let results = root.join("target/soak-results.tsv");
+    let _ = fs::remove_file(&results);
+    let mut failed = None;
+    for test in SOAK_TESTS {
+        let outcome = cmd::run(
+            cmd::cargo()
+                .args(["test", "--release", "--package", "agent", "--test", test])
+                .arg("--")
+                // One at a time: they load programs and measure.
+                .args(["--test-threads", "1"])
+                .args(filter)
+                .env("TALLY_SOAK", "1")
+                .env("TALLY_SOAK_RESULTS", &results),
+        );
+        if let Err(e) = outcome {
+            failed.get_or_insert(e);
+        }
+    }
+    let text = fs::read_to_string(&results).unwrap_or_default();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    print!("{}", table(&rows));
+    if let Some(e) = failed {
+        return Err(e).context("a soak test failed (its row is missing above)");
+    }
+    if rows
+        .iter()
+        .any(|r| r.get(4).is_some_and(|lost| *lost != "0"))
+    {
+        bail!("records were lost");
+    }
+    Ok(())
+}
+
+/// Aligned columns under a header.
+fn table(rows: &[Vec<&str>]) -> String {
+    let header = [
+        "test",
+        "load held",
+        "faults injected",
+        "bad inputs",
+        "records lost",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let pad = w - cell.chars().count();
+            // Numbers (the last two columns) right-aligned.
+            if i >= 3 {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(pad));
+            }
+            s.push_str("  ");
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header);
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_right_aligns_numbers() {
+        let t = table(&[vec!["outage", "300 reports", "down 300 s", "0", "0"]]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("test    load held"));
+        assert!(lines[1].starts_with("outage  300 reports"));
+        assert!(lines[1].ends_with("           0"));
+    }
+}
