@@ -130,6 +130,23 @@ impl pb::query_server::Query for QueryService {
         }))
     }
 
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let reader = self.reader.clone();
+        let nodes = tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .nodes()
+        })
+        .await
+        .map_err(|e| QueryError::Task(e.to_string()))?
+        .map_err(QueryError::from)?;
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
     type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
     async fn watch(
