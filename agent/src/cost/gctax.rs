@@ -28,6 +28,9 @@
 //!   The spread is reported as the headroom, with low confidence: RSS cannot
 //!   show the headroom inside a committed heap.
 //!
+//! - **No collections**: when the runtime reported counts per window and
+//!   they add up to zero in the span, the headroom is zero, whatever RSS does.
+//!
 //! Confidence: high with ≥ 10 cycles whose heights vary little (coefficient
 //! of variation ≤ 0.5), medium with ≥ 3, low otherwise, and low whenever the
 //! runtime reports more than twice the collections the series shows (peaks
@@ -55,6 +58,9 @@ pub enum HeadroomMethod {
     Flat,
     /// Too few samples to say anything.
     Insufficient,
+    /// The runtime reported no collection in the span: nothing is held for
+    /// GC, whatever the RSS does.
+    NoCollections,
 }
 
 /// The memory a collector holds as headroom, with how it was estimated.
@@ -136,6 +142,29 @@ pub fn estimate_headroom(series: &[(f64, u64)], cycles: GcCycles<'_>) -> Headroo
         GcCycles::PerWindow(w) => Some(in_span(&samples, w.iter().copied())),
         GcCycles::Unknown => None,
     };
+    // Counts per window, some in the span, adding up to zero. (Timestamps
+    // outside the span say nothing about it, so they do not count here.)
+    let counted_windows = match cycles {
+        GcCycles::PerWindow(w) => in_span(&samples, w.iter().map(|&(t, _)| (t, 1))),
+        _ => 0,
+    };
+    if counted_windows > 0 && reported == Some(0) {
+        // Without a collection there is no sawtooth to pay for; RSS that
+        // moves anyway moves for other reasons (growth, caches).
+        return HeadroomEstimate {
+            bytes: 0,
+            method: HeadroomMethod::NoCollections,
+            description: "the runtime reported no collection in the window: no GC headroom"
+                .to_string(),
+            cycles: 0,
+            reported_cycles: reported,
+            peak_mean_bytes: samples.iter().map(|s| s.1).max().unwrap_or(0),
+            floor_mean_bytes: samples.iter().map(|s| s.1).min().unwrap_or(0),
+            variation: 0.0,
+            confidence: Confidence::Medium,
+            notes: Vec::new(),
+        };
+    }
     if samples.len() < 3 {
         return HeadroomEstimate {
             bytes: 0,

@@ -219,3 +219,21 @@ fn gc_tax_prices_cpu_and_headroom_with_the_node_rates() {
     );
     assert_eq!((tax.total(), tax.monthly()), (0.0, 0.0));
 }
+
+#[test]
+fn no_reported_collection_means_no_headroom_even_with_a_sawtooth() {
+    // The same teeth, but the runtime says nothing was collected: the
+    // drops are not GC's (e.g. a cache emptied), so nothing is charged.
+    let (series, _) = sawtooth(600, 0.0, 1);
+    let windows: Vec<(f64, u64)> = (1..=60).map(|k| (10.0 * k as f64, 0)).collect();
+    let e = estimate_headroom(&series, GcCycles::PerWindow(&windows));
+    assert_eq!(e.method, HeadroomMethod::NoCollections);
+    assert_eq!(e.bytes, 0);
+    assert_eq!(e.reported_cycles, Some(0));
+    // One reported collection and the sawtooth counts again.
+    let mut windows = windows;
+    windows[3].1 = 1;
+    let e = estimate_headroom(&series, GcCycles::PerWindow(&windows));
+    assert_eq!(e.method, HeadroomMethod::SawtoothDrops);
+    assert!(e.bytes > 0);
+}
