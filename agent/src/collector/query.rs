@@ -121,6 +121,7 @@ impl pb::query_server::Query for QueryService {
                     verdict: Some(workload::verdict_to_proto(&gc::classify(&s))),
                     delta: Some(w.delta),
                     rss_bytes: w.rss_bytes,
+                    node_name: w.node,
                 }
             })
             .collect();

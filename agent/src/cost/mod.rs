@@ -49,6 +49,7 @@ pub mod gctax;
 pub mod overrides;
 pub mod prices;
 pub mod recommend;
+pub mod report;
 mod records;
 mod shape;
 mod tuning;

@@ -23,10 +23,14 @@ pub(super) fn go(
     };
     let teeth = (peak - floor).max(0.0);
     let old = current.gogc.unwrap_or(100);
+    let assumed_gogc = current.gogc.is_none().then(|| {
+        "the current GOGC is not known to Tally: the default, 100, was assumed".to_string()
+    });
     let mut settings = Vec::new();
     let mut caveats = vec![
         "GOMEMLIMIT needs Go 1.19 or later; it counts Go-managed memory, not RSS, so it is kept under 90% of the container limit".to_string(),
     ];
+    caveats.extend(assumed_gogc);
     let (reduction, projected, gomemlimit, model_head) = if old == 0 {
         // GOGC=off: collections are driven by GOMEMLIMIT alone.
         let limit = current
