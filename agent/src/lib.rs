@@ -7,6 +7,7 @@
 //! queries), `stream` the agent's client to it, `workloads` its CLI view.
 pub mod collect;
 pub mod collector;
+pub mod cost;
 pub mod enrich;
 pub mod export;
 pub mod fuzzing;

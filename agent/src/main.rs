@@ -34,6 +34,9 @@ enum Command {
     Collector(CollectorArgs),
     /// Every workload's verdict, from a collector.
     Workloads(WorkloadsArgs),
+    /// The cost report from a collector: workloads ranked by GC tax in $
+    /// per month, each node's idle cost, and what to change.
+    Report(ReportArgs),
     /// CPU profile of a process or container on this node: gzipped pprof
     /// and a flame graph (SVG).
     Profile(ProfileArgs),
@@ -243,6 +246,48 @@ struct WorkloadsArgs {
     security: agent::transport::cli::ClientArgs,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Markdown,
+    Json,
+    Html,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The collector, e.g. http://collector:4317.
+    #[arg(long)]
+    collector: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+    /// How far back to look: 90s, 10m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = agent::collector::parse_duration)]
+    since: std::time::Duration,
+    /// Your own prices (savings plans, other regions); format in the README.
+    #[arg(long)]
+    prices: Option<std::path::PathBuf>,
+    /// Spot price as a fraction of on-demand (default 0.40).
+    #[arg(long)]
+    spot_fraction: Option<f64>,
+    /// Margin over observed peaks for requests and limits.
+    #[arg(long, default_value_t = agent::cost::recommend::DEFAULT_MARGIN)]
+    margin: f64,
+    /// Instance type to price nodes that reported none (no IMDS or labels).
+    #[arg(long)]
+    instance_type: Option<String>,
+    /// Region for nodes that reported none.
+    #[arg(long)]
+    region: Option<String>,
+    /// Lifecycle (on-demand, spot) for nodes that reported none.
+    #[arg(long, value_parser = parse_lifecycle)]
+    lifecycle: Option<agent::cost::Lifecycle>,
+}
+
+fn parse_lifecycle(s: &str) -> Result<agent::cost::Lifecycle, String> {
+    agent::cost::Lifecycle::parse(s).ok_or_else(|| format!("`{s}` is not on-demand or spot"))
+}
+
 #[derive(Debug, clap::Args)]
 struct TopArgs {
     /// Non-interactive output, one window after each interval (like `top -b`).
@@ -333,6 +378,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Collector(args) => collector(args),
         Command::Workloads(args) => workloads(args),
+        Command::Report(args) => report(args),
         Command::Profile(args) => profile(args),
         Command::Health(args) => health(args),
     }
@@ -659,6 +705,35 @@ fn workloads(args: WorkloadsArgs) -> ExitCode {
         security: (&args.security).into(),
     };
     match agent::workloads::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(args: ReportArgs) -> ExitCode {
+    use agent::cost::report::{Format, NodeDefaults, ReportOptions};
+    let opts = ReportOptions {
+        collector: args.collector,
+        format: match args.format {
+            ReportFormat::Text => Format::Text,
+            ReportFormat::Markdown => Format::Markdown,
+            ReportFormat::Json => Format::Json,
+            ReportFormat::Html => Format::Html,
+        },
+        since: args.since,
+        prices: args.prices,
+        spot_fraction: args.spot_fraction,
+        margin: args.margin,
+        defaults: NodeDefaults {
+            instance_type: args.instance_type,
+            region: args.region,
+            lifecycle: args.lifecycle,
+        },
+    };
+    match agent::cost::report::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("agent: {}", error_chain(&err));

@@ -121,6 +121,7 @@ impl pb::query_server::Query for QueryService {
                     verdict: Some(workload::verdict_to_proto(&gc::classify(&s))),
                     delta: Some(w.delta),
                     rss_bytes: w.rss_bytes,
+                    node_name: w.node,
                 }
             })
             .collect();
@@ -128,6 +129,23 @@ impl pb::query_server::Query for QueryService {
             workload: current,
             points,
         }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let reader = self.reader.clone();
+        let nodes = tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .nodes()
+        })
+        .await
+        .map_err(|e| QueryError::Task(e.to_string()))?
+        .map_err(QueryError::from)?;
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;

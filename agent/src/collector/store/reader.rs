@@ -56,4 +56,28 @@ impl Reader {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Every node as its latest stored report named it, with the span of
+    /// its stored reports: the identity (instance type, region, lifecycle)
+    /// is kept in the report bodies, so no table of its own is needed.
+    pub fn nodes(&self) -> Result<Vec<pb::NodeSummary>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT r.body, s.first_start, s.last_end
+             FROM (SELECT node_id, MAX(id) AS latest, MIN(window_start_unix_ms) AS first_start,
+                          MAX(window_end_unix_ms) AS last_end
+                   FROM reports GROUP BY node_id) s
+             JOIN reports r ON r.id = s.latest",
+        )?;
+        let rows = q.query_map([], |r| {
+            let body: Vec<u8> = r.get(0)?;
+            Ok(pb::NodeSummary {
+                identity: pb::NodeReport::decode(&body[..])
+                    .ok()
+                    .and_then(|report| report.node),
+                first_window_start_unix_ms: r.get(1)?,
+                last_window_end_unix_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

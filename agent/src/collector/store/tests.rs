@@ -336,3 +336,47 @@ fn pod_metadata_is_stored_once_updated_when_it_changes_and_reloaded() {
     store.remove_before(10_000).unwrap();
     assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_pods"), 0);
 }
+
+#[test]
+fn nodes_are_listed_with_their_latest_identity_and_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+    let typed = |seq: u64, end_ms: i64, instance_type: &str| {
+        let mut p = report("a", "i1", seq, end_ms, &[1]);
+        let mut r = pb::NodeReport::decode(&p.body[..]).unwrap();
+        r.node.as_mut().unwrap().instance_type = instance_type.into();
+        p.body = Bytes::from(r.encode_to_vec());
+        p
+    };
+    store
+        .write_batch(
+            &[
+                typed(1, 1000, ""),
+                typed(2, 2000, "m7g.large"),
+                report("b", "i2", 1, 5000, &[2]),
+            ],
+            0,
+        )
+        .unwrap();
+    let mut nodes = Reader::open(dir.path()).unwrap().nodes().unwrap();
+    nodes.sort_by_key(|n| n.identity.as_ref().unwrap().node_name.clone());
+    let summary: Vec<(String, String, i64, i64)> = nodes
+        .iter()
+        .map(|n| {
+            let id = n.identity.as_ref().unwrap();
+            (
+                id.node_name.clone(),
+                id.instance_type.clone(),
+                n.first_window_start_unix_ms,
+                n.last_window_end_unix_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("a".into(), "m7g.large".into(), 0, 2000),
+            ("b".into(), String::new(), 4000, 5000),
+        ]
+    );
+}

@@ -1,0 +1,458 @@
+//! What to change for a GC-heavy workload, and what it should save.
+//!
+//! Every recommendation carries the concrete change, the expected monthly
+//! saving (730 h; negative means it costs more), the model the saving comes
+//! from, a confidence, and the data window behind it. No memory request,
+//! limit or cap it recommends (container requests and limits, `GOMEMLIMIT`,
+//! `--max-old-space-size`) is ever below the observed RSS peak; `-Xmx`, a
+//! cap on the heap alone, is never below its current value, and the
+//! container limit given with it covers the new heap plus the non-heap
+//! memory already observed.
+//!
+//! # Models (explicit, and conservative)
+//!
+//! Savings are GC CPU priced at the node's CPU rate ([`NodeRates`], the
+//! OpenCost split) times the modelled reduction, of which only
+//! [`REALIZATION`] (half) is claimed: GC cost has parts that do not scale
+//! with the knob (stack and root scanning, allocation-rate changes, mutator
+//! assists). The memory a change adds is priced at the memory rate and
+//! subtracted. CPU saved is money saved only once requests (or nodes) shrink
+//! to match, which is what the Kubernetes recommendation does; its saving is
+//! computed *after* the runtime change, so the two add up.
+//!
+//! - **Go** — the GC starts a cycle when the heap has grown `GOGC`% past the
+//!   live heap, so for a fixed live heap the number of cycles, and GC CPU,
+//!   is ∝ 1/GOGC. We double GOGC (to at most 400): modelled GC CPU −50%, at
+//!   the cost of a sawtooth up to twice as tall. `GOMEMLIMIT` (Go ≥ 1.19)
+//!   caps that growth: set at the projected peak plus the margin, never
+//!   below the observed peak, and under 90% of the container limit. Where
+//!   the cap binds, the effective GOGC is `100 × (limit ÷ live − 1)` and the
+//!   modelled reduction shrinks accordingly.
+//! - **JVM** — collection frequency is ∝ 1/(heap max − live), so doubling
+//!   the free heap halves GC CPU. `-Xmx` grows to live + 2 × free (at least
+//!   +25%); the container needs that plus the non-heap it already uses. The
+//!   collector: ParallelGC for batch work (throughput), G1 for services when
+//!   the JVM fell back to SerialGC (its choice with < 2 CPUs or < 1792 MiB).
+//!   Without a known `-Xmx`, the JVM default (25% of the container limit) is
+//!   assumed and confidence drops.
+//! - **Node** — V8's old-space (mark-compact) collections follow the same
+//!   1/(limit − live) law; `--max-old-space-size` grows like `-Xmx`. Many
+//!   collections per second are young-generation scavenges, which this flag
+//!   does not change; that is noted, not counted.
+//! - **Kubernetes** — memory request = projected peak (the observed peak,
+//!   or the peak after the runtime change) × (1 + margin), limit = request
+//!   (memory is not compressible); CPU request = observed peak cores ×
+//!   (1 + margin); no CPU limit (CFS throttling stalls GC threads). Saving =
+//!   the change in billed `max(request, usage)` at the node's rates.
+//! - **Instance shape** — for each type in the region (burstable t3/t4g
+//!   excluded: GC-heavy work burns CPU credits) that fits the pod, the cost
+//!   of the pod's bottleneck share, `price × max(cpu ÷ usable vCPUs, memory
+//!   ÷ usable GiB)` with 95% of vCPUs and 90% of memory usable (kubelet and
+//!   system reservations). The cheapest, Graviton included, is recommended
+//!   when ≥ 3% cheaper than the current type; moving to arm64 needs an arm64
+//!   (multi-arch) image and per-vCPU performance differs.
+//!
+//! Confidence comes from the data window (runtime changes: < 15 min low,
+//! < 24 h medium; requests and shapes, which rest on peaks: < 6 h low,
+//! < 7 days medium) and drops a step for each weak input: fewer than 20 GC
+//! cycles, a low-confidence headroom estimate, an assumed current setting,
+//! or a change of architecture.
+use serde::Serialize;
+
+use crate::gc::Runtime;
+
+use super::{
+    Confidence, DataWindow, GIB, HOURS_PER_MONTH,
+    allocation::NodeRates,
+    nonneg,
+    prices::{Lifecycle, PriceTable},
+};
+
+/// Share of the modelled GC CPU reduction that a saving claims.
+pub const REALIZATION: f64 = 0.5;
+/// Default safety margin above observed peaks.
+pub const DEFAULT_MARGIN: f64 = 0.15;
+/// GC share of CPU from which a runtime change is recommended.
+pub const DEFAULT_GC_HEAVY_SHARE: f64 = 0.10;
+/// Largest GOGC we recommend.
+pub const MAX_GOGC: u32 = 400;
+
+pub(super) const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Service,
+    Batch,
+    #[default]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum JvmCollector {
+    Serial,
+    Parallel,
+    G1,
+    Z,
+    Shenandoah,
+}
+
+impl JvmCollector {
+    /// The collector a JVM command line selects (`-XX:+UseParallelGC`, …).
+    pub fn from_command_line(args: &str) -> Option<JvmCollector> {
+        [
+            ("-XX:+UseSerialGC", JvmCollector::Serial),
+            ("-XX:+UseParallelGC", JvmCollector::Parallel),
+            ("-XX:+UseG1GC", JvmCollector::G1),
+            ("-XX:+UseZGC", JvmCollector::Z),
+            ("-XX:+UseShenandoahGC", JvmCollector::Shenandoah),
+        ]
+        .into_iter()
+        .filter_map(|(flag, c)| args.rfind(flag).map(|at| (at, c)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, c)| c)
+    }
+}
+
+/// The workload's current settings, where known.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CurrentSettings {
+    /// `GOGC`; `Some(0)` means `GOGC=off`; `None` means the default, 100.
+    pub gogc: Option<u32>,
+    pub gomemlimit_bytes: Option<u64>,
+    /// `-Xmx`.
+    pub jvm_max_heap_bytes: Option<u64>,
+    pub jvm_collector: Option<JvmCollector>,
+    /// `--max-old-space-size`, in MiB as the flag takes it.
+    pub node_max_old_space_mib: Option<u64>,
+    pub request_cpu_cores: Option<f64>,
+    pub limit_cpu_cores: Option<f64>,
+    pub request_memory_bytes: Option<u64>,
+    pub limit_memory_bytes: Option<u64>,
+}
+
+/// What was observed of one workload (per replica) over the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    /// The runtime (`gc::Runtime`): Go, JVM and Node get a runtime change;
+    /// every other one gets requests and shape only.
+    pub runtime: Runtime,
+    pub kind: WorkloadKind,
+    pub window_seconds: f64,
+    pub cpu_seconds: f64,
+    pub gc_cpu_seconds: f64,
+    pub gc_cycles: u64,
+    /// Highest CPU use over the sampling intervals, in cores.
+    pub cpu_peak_cores: f64,
+    pub rss_avg_bytes: u64,
+    pub rss_peak_bytes: u64,
+    /// RSS just after collections: the live set plus runtime overhead.
+    pub rss_floor_bytes: u64,
+    /// Confidence of the headroom estimate ([`super::gctax`]), if made.
+    pub headroom_confidence: Option<Confidence>,
+    pub replicas: u32,
+}
+
+/// Where the workload runs and the knobs of the recommender.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub rates: NodeRates,
+    pub prices: Option<&'a PriceTable>,
+    pub instance_type: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub lifecycle: Lifecycle,
+    pub margin: f64,
+    pub gc_heavy_share: f64,
+}
+
+impl<'a> Context<'a> {
+    /// A context with the default margin and GC-heavy threshold.
+    pub fn new(rates: NodeRates) -> Context<'a> {
+        Context {
+            rates,
+            prices: None,
+            instance_type: None,
+            region: None,
+            lifecycle: Lifecycle::OnDemand,
+            margin: DEFAULT_MARGIN,
+            gc_heavy_share: DEFAULT_GC_HEAVY_SHARE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Go,
+    Jvm,
+    Node,
+    Kubernetes,
+    InstanceShape,
+}
+
+/// One setting to change: name, new value, old value when known.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+    pub was: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    pub target: Target,
+    /// The change in one line, e.g. `GOGC=200 GOMEMLIMIT=1229MiB`.
+    pub change: String,
+    pub settings: Vec<Setting>,
+    /// USD per 730-hour month for all replicas; negative = costs more.
+    pub monthly_saving_usd: f64,
+    pub confidence: Confidence,
+    pub window: DataWindow,
+    /// How the saving was computed.
+    pub model: String,
+    pub caveats: Vec<String>,
+    /// The memory requests, limits and caps this recommendation sets
+    /// (container, `GOMEMLIMIT`, `--max-old-space-size`), in bytes: none is
+    /// below the observed RSS peak. `-Xmx` is not among them (it caps the
+    /// heap alone); the container limit that goes with it is.
+    pub memory_bytes: Vec<u64>,
+}
+
+/// What a runtime change is expected to do, for the Kubernetes change after it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Effect {
+    pub(super) gc_cores_saved: f64,
+    pub(super) extra_avg_bytes: f64,
+    pub(super) projected_peak_bytes: f64,
+}
+
+/// Recommendations for one workload: a runtime change when GC takes at least
+/// `ctx.gc_heavy_share` of its CPU, then requests and limits, then (with a
+/// price table, region and instance type) a better-packing instance shape.
+pub fn recommend(
+    obs: &Observation,
+    current: &CurrentSettings,
+    ctx: &Context<'_>,
+) -> Vec<Recommendation> {
+    let obs = &sanitized(obs);
+    let margin = if ctx.margin.is_finite() {
+        ctx.margin.clamp(0.0, 2.0)
+    } else {
+        DEFAULT_MARGIN
+    };
+    let window = DataWindow {
+        seconds: obs.window_seconds,
+    };
+    let mut out = Vec::new();
+    let share = if obs.cpu_seconds > 0.0 {
+        obs.gc_cpu_seconds / obs.cpu_seconds
+    } else {
+        0.0
+    };
+    let mut effect = Effect {
+        projected_peak_bytes: obs.rss_peak_bytes as f64,
+        ..Effect::default()
+    };
+    if share >= ctx.gc_heavy_share && obs.gc_cpu_seconds > 0.0 && obs.window_seconds > 0.0 {
+        let runtime = match obs.runtime {
+            Runtime::Go => Some(super::tuning::go(obs, current, ctx, margin)),
+            Runtime::Jvm => Some(super::tuning::jvm(obs, current, ctx, margin)),
+            Runtime::Node => Some(super::tuning::node(obs, current, ctx, margin)),
+            _ => None,
+        };
+        if let Some((mut rec, e)) = runtime {
+            rec.window = window;
+            effect = e;
+            out.push(rec);
+        }
+    }
+    let (k8s, cpu_request, memory_request) = kubernetes(obs, current, ctx, margin, effect);
+    out.push(Recommendation { window, ..k8s });
+    if let Some(mut shape) = super::shape::shape(obs, ctx, cpu_request, memory_request) {
+        shape.window = window;
+        out.push(shape);
+    }
+    out
+}
+
+fn sanitized(obs: &Observation) -> Observation {
+    let mut o = obs.clone();
+    o.window_seconds = nonneg(o.window_seconds);
+    o.cpu_seconds = nonneg(o.cpu_seconds);
+    o.gc_cpu_seconds = nonneg(o.gc_cpu_seconds).min(o.cpu_seconds);
+    o.cpu_peak_cores = nonneg(o.cpu_peak_cores);
+    o.rss_peak_bytes = o.rss_peak_bytes.max(o.rss_avg_bytes).max(o.rss_floor_bytes);
+    o.rss_floor_bytes = o.rss_floor_bytes.min(o.rss_peak_bytes);
+    o.replicas = o.replicas.max(1);
+    o
+}
+
+pub(super) fn runtime_confidence(obs: &Observation, assumed_setting: bool) -> Confidence {
+    let mut c = if obs.window_seconds < 15.0 * 60.0 {
+        Confidence::Low
+    } else if obs.window_seconds < 86400.0 {
+        Confidence::Medium
+    } else {
+        Confidence::High
+    };
+    if obs.gc_cycles < 20 {
+        c = c.lower();
+    }
+    if obs.headroom_confidence == Some(Confidence::Low) {
+        c = c.lower();
+    }
+    if assumed_setting {
+        c = c.lower();
+    }
+    c
+}
+
+pub(super) fn peak_confidence(obs: &Observation) -> Confidence {
+    if obs.window_seconds < 6.0 * 3600.0 {
+        Confidence::Low
+    } else if obs.window_seconds < 7.0 * 86400.0 {
+        Confidence::Medium
+    } else {
+        Confidence::High
+    }
+}
+
+/// The monthly value of GC cores saved, less the extra average memory.
+pub(super) fn net_saving(
+    ctx: &Context<'_>,
+    obs: &Observation,
+    cores_saved: f64,
+    extra_avg_bytes: f64,
+) -> (f64, String) {
+    let r = ctx.rates;
+    let n = f64::from(obs.replicas);
+    let cpu = cores_saved * r.usd_per_vcpu_hour * HOURS_PER_MONTH * n;
+    let mem = extra_avg_bytes / GIB * r.usd_per_gib_hour * HOURS_PER_MONTH * n;
+    let text = format!(
+        "{:.3} GC cores saved × ${:.5}/vCPU-h × 730 h × {} replica(s) = ${cpu:.2}; less {:.0} MiB more average memory × ${:.6}/GiB-h × 730 h = ${mem:.2}",
+        cores_saved,
+        r.usd_per_vcpu_hour,
+        obs.replicas,
+        extra_avg_bytes / MIB,
+        r.usd_per_gib_hour
+    );
+    (cpu - mem, text)
+}
+
+pub(super) fn mib(bytes: f64) -> u64 {
+    (nonneg(bytes) / MIB).ceil() as u64
+}
+
+/// Rounded up to a multiple of 64 MiB, in bytes.
+pub(super) fn round64(bytes: f64) -> f64 {
+    (nonneg(bytes) / (64.0 * MIB)).ceil() * 64.0 * MIB
+}
+
+fn kubernetes(
+    obs: &Observation,
+    current: &CurrentSettings,
+    ctx: &Context<'_>,
+    margin: f64,
+    e: Effect,
+) -> (Recommendation, f64, f64) {
+    let peak = obs.rss_peak_bytes as f64;
+    let memory = round64(e.projected_peak_bytes.max(peak) * (1.0 + margin)).max(peak);
+    let cpu = ((obs.cpu_peak_cores * (1.0 + margin)) * 100.0)
+        .ceil()
+        .max(1.0)
+        / 100.0;
+    let avg_cores = if obs.window_seconds > 0.0 {
+        obs.cpu_seconds / obs.window_seconds
+    } else {
+        0.0
+    };
+    // After the runtime change, if any: billed = max(request, usage).
+    let used_cores = (avg_cores - e.gc_cores_saved).max(0.0);
+    let used_bytes = obs.rss_avg_bytes as f64 + e.extra_avg_bytes;
+    let old_cores = current
+        .request_cpu_cores
+        .map_or(0.0, nonneg)
+        .max(used_cores);
+    let new_cores = cpu.max(used_cores);
+    let old_bytes = current
+        .request_memory_bytes
+        .map_or(0.0, |b| b as f64)
+        .max(used_bytes);
+    let new_bytes = memory.max(used_bytes);
+    let r = ctx.rates;
+    let n = f64::from(obs.replicas);
+    let saving = ((old_cores - new_cores) * r.usd_per_vcpu_hour
+        + (old_bytes - new_bytes) / GIB * r.usd_per_gib_hour)
+        * HOURS_PER_MONTH
+        * n;
+    let mut caveats = vec![
+        "no CPU limit: CFS throttling stalls GC threads and turns GC into latency; if policy requires one, use at least twice the request".to_string(),
+    ];
+    if e.projected_peak_bytes > peak {
+        caveats.push(format!(
+            "the memory request covers the peak projected after the runtime change ({} MiB), not only the observed {} MiB",
+            mib(e.projected_peak_bytes), mib(peak)
+        ));
+    }
+    let fmt_cpu = |c: f64| format!("{}m", (c * 1000.0).round());
+    let settings = vec![
+        Setting {
+            name: "requests.cpu".into(),
+            value: fmt_cpu(cpu),
+            was: current.request_cpu_cores.map(fmt_cpu),
+        },
+        Setting {
+            name: "requests.memory".into(),
+            value: format!("{}Mi", mib(memory)),
+            was: current
+                .request_memory_bytes
+                .map(|b| format!("{}Mi", mib(b as f64))),
+        },
+        Setting {
+            name: "limits.memory".into(),
+            value: format!("{}Mi", mib(memory)),
+            was: current
+                .limit_memory_bytes
+                .map(|b| format!("{}Mi", mib(b as f64))),
+        },
+        Setting {
+            name: "limits.cpu".into(),
+            value: "unset".into(),
+            was: current.limit_cpu_cores.map(fmt_cpu),
+        },
+    ];
+    let rec = Recommendation {
+        target: Target::Kubernetes,
+        change: format!(
+            "requests: cpu {}, memory {}Mi; limits: memory {}Mi, no cpu limit",
+            fmt_cpu(cpu),
+            mib(memory),
+            mib(memory)
+        ),
+        settings,
+        monthly_saving_usd: saving,
+        confidence: peak_confidence(obs),
+        window: DataWindow { seconds: 0.0 },
+        model: format!(
+            "requests from observed peaks + {:.0}% margin (memory: {} MiB peak{}, CPU: {:.2} cores peak); saving = change in billed max(request, usage) — CPU {:.2}→{:.2} cores, memory {}→{} MiB — at ${:.5}/vCPU-h and ${:.6}/GiB-h × 730 h × {} replica(s)",
+            margin * 100.0,
+            mib(peak),
+            if e.projected_peak_bytes > peak {
+                format!(", {} MiB projected", mib(e.projected_peak_bytes))
+            } else {
+                String::new()
+            },
+            obs.cpu_peak_cores,
+            old_cores,
+            new_cores,
+            mib(old_bytes),
+            mib(new_bytes),
+            r.usd_per_vcpu_hour,
+            r.usd_per_gib_hour,
+            obs.replicas
+        ),
+        caveats,
+        memory_bytes: vec![memory as u64, memory as u64],
+    };
+    (rec, cpu, memory)
+}

@@ -1,0 +1,180 @@
+//! `agent report`: asks a collector for every node and every workload's
+//! history over `--since`, prices them ([`build`]) and prints the cost
+//! report as text, Markdown, JSON or one self-contained HTML file.
+pub mod build;
+pub mod html;
+pub mod render;
+
+#[cfg(test)]
+mod tests;
+
+use std::{path::PathBuf, time::Duration};
+
+use tally_proto as pb;
+
+use crate::{
+    collector::ingest::now_unix_ms,
+    cost::{PriceTable, overrides},
+    stream::{StreamError, collector_endpoint, error_chain},
+};
+
+pub use build::{CostReport, NodeDefaults};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Url(#[from] StreamError),
+    #[error("cannot reach the collector at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the collector at {url} answered: {status}")]
+    Query { url: String, status: String },
+    #[error("cannot start the client runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot read the price file {path}: {source}")]
+    PriceFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("price file {path}: {source}")]
+    Prices {
+        path: PathBuf,
+        source: overrides::OverrideError,
+    },
+    #[error("spot fraction {0} is not within (0, 1]")]
+    SpotFraction(f64),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub collector: String,
+    pub format: Format,
+    pub since: Duration,
+    /// The user's price file (format in [`crate::cost::overrides`]).
+    pub prices: Option<PathBuf>,
+    pub spot_fraction: Option<f64>,
+    /// Margin over observed peaks for requests and limits.
+    pub margin: f64,
+    pub defaults: NodeDefaults,
+}
+
+/// The price table with the user's file and spot fraction applied.
+pub fn price_table(opts: &ReportOptions) -> Result<PriceTable, ReportError> {
+    let mut table = PriceTable::embedded().clone();
+    if let Some(path) = &opts.prices {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::PriceFile {
+            path: path.clone(),
+            source,
+        })?;
+        let prices = |source| ReportError::Prices {
+            path: path.clone(),
+            source,
+        };
+        table = overrides::parse(&text)
+            .and_then(|o| o.apply(&table))
+            .map_err(prices)?;
+    }
+    if let Some(f) = opts.spot_fraction {
+        table = table
+            .with_spot_fraction(f)
+            .map_err(|e| ReportError::SpotFraction(e.0))?;
+    }
+    Ok(table)
+}
+
+/// Fetches, builds and returns the report.
+pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
+    let table = price_table(opts)?;
+    let endpoint = collector_endpoint(&opts.collector)?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ReportError::Runtime)?;
+    let url = opts.collector.clone();
+    let now_ms = now_unix_ms();
+    let since_ms = now_ms - i64::try_from(opts.since.as_millis()).unwrap_or(i64::MAX);
+    let query = |status: tonic::Status| ReportError::Query {
+        url: url.clone(),
+        status: status.message().to_string(),
+    };
+    let (nodes, histories) = runtime.block_on(async {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ReportError::Unreachable {
+                url: url.clone(),
+                reason: error_chain(&e),
+            })?;
+        let mut client = pb::query_client::QueryClient::new(channel);
+        let nodes = client
+            .list_nodes(pb::ListNodesRequest {})
+            .await
+            .map_err(query)?
+            .into_inner()
+            .nodes;
+        let workloads = client
+            .list_workloads(pb::ListWorkloadsRequest::default())
+            .await
+            .map_err(query)?
+            .into_inner()
+            .workloads;
+        let mut histories = Vec::with_capacity(workloads.len());
+        for workload in workloads {
+            let history = client
+                .workload_history(pb::WorkloadHistoryRequest {
+                    key: workload.key.clone(),
+                    since_unix_ms: since_ms,
+                })
+                .await
+                .map_err(query)?
+                .into_inner();
+            if !history.points.is_empty() {
+                histories.push(build::WorkloadHistory {
+                    workload: history.workload.unwrap_or(workload),
+                    points: history.points,
+                });
+            }
+        }
+        Ok::<_, ReportError>((nodes, histories))
+    })?;
+    Ok(build::build(
+        &nodes,
+        &histories,
+        &table,
+        &opts.defaults,
+        opts.margin,
+        now_ms,
+        since_ms,
+    ))
+}
+
+/// The report in `format`.
+pub fn render(report: &CostReport, format: Format) -> String {
+    match format {
+        Format::Text => render::text(report),
+        Format::Markdown => render::markdown(report),
+        Format::Json => render::json(report),
+        Format::Html => html::html(report),
+    }
+}
+
+/// `agent report`: prints the report on stdout.
+pub fn run(opts: &ReportOptions) -> Result<(), ReportError> {
+    use std::io::Write as _;
+    let report = fetch(opts)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(render(&report, opts.format).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
