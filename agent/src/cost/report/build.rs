@@ -216,8 +216,10 @@ fn price_node(
 ) -> (NodeCost, Option<NodeCapacity>) {
     let identity = summary.and_then(|s| s.identity.as_ref());
     let mut assumed = Vec::new();
+    // Agents off EC2 report the word "unknown" (said once in their log):
+    // no more a fact than an empty field.
     let mut pick = |reported: Option<&str>, default: Option<String>, what: &str| match reported
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && *s != "unknown")
     {
         Some(r) => r.to_string(),
         None => match default {
