@@ -49,8 +49,8 @@ pub mod gctax;
 pub mod overrides;
 pub mod prices;
 pub mod recommend;
-pub mod report;
 mod records;
+pub mod report;
 mod shape;
 mod tuning;
 
