@@ -11,8 +11,11 @@ use crate::{
     transport::Caller,
 };
 
+/// One fuzz target: takes any bytes, panics only on a broken promise.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (the fuzz crate's binaries and corpus folders).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("ingest", ingest),
     ("cgroup_path", cgroup_path),
     ("proc_stat", proc_stat),

@@ -55,6 +55,9 @@ const TOMBSTONE_SECONDS: u64 = 300;
 /// below this; the bound only caps memory).
 const MAX_TOMBSTONES: usize = 1024;
 
+/// A removed pod: its entry and the containers it named (id, info).
+type Removed = (Entry, Vec<(String, Arc<PodInfo>)>);
+
 #[derive(Debug, Default)]
 struct State {
     by_container: HashMap<String, Arc<PodInfo>>,
@@ -64,7 +67,7 @@ struct State {
 }
 
 impl State {
-    fn remove(&mut self, uid: &str) -> Option<(Entry, Vec<(String, Arc<PodInfo>)>)> {
+    fn remove(&mut self, uid: &str) -> Option<Removed> {
         let old = self.by_uid.remove(uid)?;
         let containers = old
             .ids
@@ -329,10 +332,13 @@ mod tests {
         let by_uid = index.lookup_process(&"f".repeat(64), Some(UID), 9_999);
         assert!(by_uid.is_some(), "found through the cgroup's pod UID");
         assert!(index.lookup_process(APP, Some(UID), 10_000).is_none());
-        // Five minutes on (at 100 ticks/s) the tombstone is gone.
+        // Five minutes on (at 100 ticks/s) the first tombstone is gone: the
+        // pod deleted again then leaves exactly one, its own.
+        let later = 10_000 + 300 * 100 + 1;
         index.apply(parsed());
-        index.delete_at(UID, 10_000 + 300 * 100 + 1, 100);
-        assert!(index.lookup_process(APP, Some(UID), 9_999).is_none());
+        index.delete_at(UID, later, 100);
+        assert_eq!(index.read().deleted.len(), 1);
+        assert!(index.lookup_process(APP, Some(UID), later).is_none());
         assert!(index.lookup_process(APP, Some(UID), 10_001).is_some());
     }
 
