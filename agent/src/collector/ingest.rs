@@ -195,8 +195,13 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
                     Ok(Some(r)) => r,
                     // The agent closed its side, or went away.
                     Ok(None) => break,
+                    // A message that does not decode (or is over the size
+                    // limit): the client is told why, not just cut off.
                     Err(status) => {
                         tracing::debug!("ingest stream from {peer} ended: {status}");
+                        let (reply, answer) = oneshot::channel();
+                        let _ = reply.send(Err(status));
+                        let _ = answers_tx.send(answer).await;
                         break;
                     }
                 };
