@@ -142,6 +142,40 @@ struct ProfileArgs {
     sample_hz: u64,
 }
 
+/// Where the node's EC2 identity comes from.
+#[derive(Debug, clap::Args)]
+struct ImdsArgs {
+    /// IMDSv2 endpoint for the instance type, zone, region and lifecycle;
+    /// defaults to $AWS_EC2_METADATA_SERVICE_ENDPOINT, else
+    /// http://169.254.169.254. Asked once, in the background, 1 s time-outs.
+    #[arg(long, value_name = "URL")]
+    imds_endpoint: Option<String>,
+    /// Never ask IMDS (also with AWS_EC2_METADATA_DISABLED=true): the node's
+    /// labels, else "unknown".
+    #[arg(long)]
+    no_imds: bool,
+}
+
+impl ImdsArgs {
+    /// The IMDS client, unless disabled; a bad endpoint is an error.
+    fn client(&self) -> Result<Option<agent::enrich::node::Imds>, String> {
+        let disabled = self.no_imds
+            || std::env::var("AWS_EC2_METADATA_DISABLED")
+                .is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        if disabled {
+            return Ok(None);
+        }
+        let endpoint = self
+            .imds_endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok())
+            .unwrap_or_else(|| agent::enrich::node::DEFAULT_IMDS_ENDPOINT.to_owned());
+        agent::enrich::node::Imds::new(&endpoint, agent::enrich::node::IMDS_TIMEOUT)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// The collector, e.g. http://collector:4317 (https:// for TLS).
@@ -168,15 +202,8 @@ struct RunArgs {
     /// are dropped, and counted.
     #[arg(long, default_value_t = 3600)]
     buffer_reports: usize,
-    /// IMDSv2 endpoint for the instance type, zone, region and lifecycle;
-    /// defaults to $AWS_EC2_METADATA_SERVICE_ENDPOINT, else
-    /// http://169.254.169.254. Asked once, in the background, 1 s time-outs.
-    #[arg(long, value_name = "URL")]
-    imds_endpoint: Option<String>,
-    /// Never ask IMDS (also with AWS_EC2_METADATA_DISABLED=true): the node's
-    /// labels, else "unknown".
-    #[arg(long)]
-    no_imds: bool,
+    #[command(flatten)]
+    imds: ImdsArgs,
     /// Rewrite this file after every window, for `agent health`.
     #[arg(long, value_name = "FILE")]
     health_file: Option<std::path::PathBuf>,
@@ -244,6 +271,8 @@ struct WorkloadsArgs {
     node: Option<String>,
     #[command(flatten)]
     security: agent::transport::cli::ClientArgs,
+    #[command(flatten)]
+    pricing: agent::cost::cli::PricingArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -264,28 +293,13 @@ struct ReportArgs {
     /// How far back to look: 90s, 10m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = agent::collector::parse_duration)]
     since: std::time::Duration,
-    /// Your own prices (savings plans, other regions); format in the README.
-    #[arg(long)]
-    prices: Option<std::path::PathBuf>,
-    /// Spot price as a fraction of on-demand (default 0.40).
-    #[arg(long)]
-    spot_fraction: Option<f64>,
     /// Margin over observed peaks for requests and limits.
     #[arg(long, default_value_t = agent::cost::recommend::DEFAULT_MARGIN)]
     margin: f64,
-    /// Instance type to price nodes that reported none (no IMDS or labels).
-    #[arg(long)]
-    instance_type: Option<String>,
-    /// Region for nodes that reported none.
-    #[arg(long)]
-    region: Option<String>,
-    /// Lifecycle (on-demand, spot) for nodes that reported none.
-    #[arg(long, value_parser = parse_lifecycle)]
-    lifecycle: Option<agent::cost::Lifecycle>,
-}
-
-fn parse_lifecycle(s: &str) -> Result<agent::cost::Lifecycle, String> {
-    agent::cost::Lifecycle::parse(s).ok_or_else(|| format!("`{s}` is not on-demand or spot"))
+    #[command(flatten)]
+    pricing: agent::cost::cli::PricingArgs,
+    #[command(flatten)]
+    security: agent::transport::cli::ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,6 +326,14 @@ struct TopArgs {
     /// With --collector: only this node at start (`n` cycles the nodes).
     #[arg(long, value_name = "NAME", requires = "collector")]
     node: Option<String>,
+    /// With --collector: its CA, client certificate and token.
+    #[command(flatten)]
+    collector_security: agent::transport::cli::ClientArgs,
+    /// The cost column: this node's (or each collector node's) price.
+    #[command(flatten)]
+    pricing: agent::cost::cli::PricingArgs,
+    #[command(flatten)]
+    imds: ImdsArgs,
     /// Interactive view of N synthetic processes instead of the probes (no
     /// root needed): to try the view; the benchmark's data.
     #[arg(long, value_name = "N", conflicts_with_all = ["batch", "collector"])]
@@ -510,19 +532,46 @@ fn interactive_top(args: TopArgs) -> ExitCode {
             }
         };
     }
+    let pricing = match args.pricing.pricing() {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            return ExitCode::from(2);
+        }
+    };
     let origin = match (args.synthetic, args.collector) {
         (Some(processes), _) => top::Origin::Synthetic { processes },
-        (None, Some(collector)) => top::Origin::Remote { collector },
+        (None, Some(collector)) => top::Origin::Remote {
+            collector,
+            security: (&args.collector_security).into(),
+            pricing,
+        },
         (None, None) => {
             if let Err(missing) = privileges::check_self() {
                 eprintln!("agent: {missing}");
                 return ExitCode::from(2);
             }
+            let imds = match args.imds.client() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("agent: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // This node's identity, resolved in the background (IMDS, 1 s
+            // time-outs) while the probes load.
+            let identity = agent::enrich::node::SharedIdentity::new(agent::report::NodeIdentity {
+                node_name: node_name(None),
+                ..Default::default()
+            });
+            agent::enrich::node::resolve_in_background(identity.clone(), imds, None);
             top::Origin::Local {
                 load: load_options(&args.probes),
                 uprobes: agent::collect::runtimes::UprobePolicy {
                     exclude: args.probes.no_uprobes_for.clone(),
                 },
+                pricing,
+                identity,
             }
         }
     };
@@ -625,21 +674,11 @@ fn run(args: RunArgs) -> ExitCode {
     // collection starts without waiting for the API server or IMDS.
     let (labels_tx, labels_rx) = std::sync::mpsc::channel();
     let pods = args.kube.source(&node_name, Some(labels_tx));
-    let imds_disabled = args.no_imds
-        || std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    let imds = if imds_disabled {
-        None
-    } else {
-        let endpoint = args
-            .imds_endpoint
-            .or_else(|| std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok())
-            .unwrap_or_else(|| agent::enrich::node::DEFAULT_IMDS_ENDPOINT.to_owned());
-        match agent::enrich::node::Imds::new(&endpoint, agent::enrich::node::IMDS_TIMEOUT) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                eprintln!("agent: {e}");
-                return ExitCode::from(2);
-            }
+    let imds = match args.imds.client() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("agent: {e}");
+            return ExitCode::from(2);
         }
     };
     let identity = agent::enrich::node::SharedIdentity::new(opts.node.clone());
@@ -704,7 +743,14 @@ fn workloads(args: WorkloadsArgs) -> ExitCode {
         node: args.node,
         security: (&args.security).into(),
     };
-    match agent::workloads::run(&opts) {
+    let pricing = match args.pricing.pricing() {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("agent: {}", error_chain(&err));
+            return ExitCode::from(2);
+        }
+    };
+    match agent::workloads::run(&opts, &pricing) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("agent: {}", error_chain(&err));
@@ -714,9 +760,10 @@ fn workloads(args: WorkloadsArgs) -> ExitCode {
 }
 
 fn report(args: ReportArgs) -> ExitCode {
-    use agent::cost::report::{Format, NodeDefaults, ReportOptions};
+    use agent::cost::report::{Format, ReportOptions};
     let opts = ReportOptions {
         collector: args.collector,
+        security: (&args.security).into(),
         format: match args.format {
             ReportFormat::Text => Format::Text,
             ReportFormat::Markdown => Format::Markdown,
@@ -724,14 +771,10 @@ fn report(args: ReportArgs) -> ExitCode {
             ReportFormat::Html => Format::Html,
         },
         since: args.since,
-        prices: args.prices,
-        spot_fraction: args.spot_fraction,
+        defaults: args.pricing.defaults(),
+        prices: args.pricing.prices,
+        spot_fraction: args.pricing.spot_fraction,
         margin: args.margin,
-        defaults: NodeDefaults {
-            instance_type: args.instance_type,
-            region: args.region,
-            lifecycle: args.lifecycle,
-        },
     };
     match agent::cost::report::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,14 @@
 //! `agent workloads`: asks a collector for every workload's verdict and
 //! prints them, one JSON object a line or an aligned table.
-use std::{io::Write, time::Duration};
+use std::{collections::HashMap, io::Write, time::Duration};
 
 use serde::Serialize;
 use tally_proto as pb;
 
 use crate::{
     collector::workload::WorkloadId,
+    cost::live::{Pricing, usage_usd_per_month},
+    enrich::node::UNKNOWN,
     stream::error_chain,
     transport::{ClientSecurity, TransportError},
 };
@@ -55,10 +57,17 @@ pub struct Row {
     pub container_name: Option<String>,
     pub owner_kind: Option<String>,
     pub owner_name: Option<String>,
+    /// The node's instance type, zone and lifecycle, where it reported them.
+    pub instance_type: Option<String>,
+    pub zone: Option<String>,
+    pub lifecycle: Option<String>,
+    /// USD per month at this rate of CPU and RSS, priced at its node's
+    /// rates ([`crate::cost::live`]); `None` when the node is not priced.
+    pub cost_usd_per_month: Option<f64>,
 }
 
 /// Calls ListWorkloads and prints the result on stdout.
-pub fn run(opts: &WorkloadsOptions) -> Result<(), WorkloadsError> {
+pub fn run(opts: &WorkloadsOptions, pricing: &Pricing) -> Result<(), WorkloadsError> {
     let endpoint = opts
         .security
         .endpoint(&opts.collector)?
@@ -86,9 +95,19 @@ pub fn run(opts: &WorkloadsOptions) -> Result<(), WorkloadsError> {
                 url: url.clone(),
                 status: format!("{:?}: {}", s.code(), s.message()),
             })?;
-        Ok::<_, WorkloadsError>(resp.into_inner().workloads)
+        // Node identities price the rows; an older collector without
+        // ListNodes still lists, unpriced.
+        let nodes = match client.list_nodes(pb::ListNodesRequest {}).await {
+            Ok(r) => r.into_inner().nodes,
+            Err(s) => {
+                tracing::debug!("ListNodes: {}", s.message());
+                Vec::new()
+            }
+        };
+        Ok::<_, WorkloadsError>((resp.into_inner().workloads, nodes))
     })?;
-    let mut rows: Vec<Row> = workloads.iter().map(row).collect();
+    let (workloads, nodes) = workloads;
+    let mut rows = priced_rows(&workloads, &nodes, pricing);
     sort(&mut rows);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -102,6 +121,52 @@ pub fn run(opts: &WorkloadsOptions) -> Result<(), WorkloadsError> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The rows of `workloads`, each with its node's identity (instance type,
+/// zone, lifecycle) and its cost per month at that node's rates: usage
+/// only (CPU of the latest window and RSS), see [`crate::cost::live`].
+pub fn priced_rows(
+    workloads: &[pb::Workload],
+    nodes: &[pb::NodeSummary],
+    pricing: &Pricing,
+) -> Vec<Row> {
+    let identities: HashMap<&str, &pb::NodeIdentity> = nodes
+        .iter()
+        .filter_map(|n| n.identity.as_ref())
+        .map(|i| (i.node_name.as_str(), i))
+        .collect();
+    let mut rates = HashMap::new();
+    workloads
+        .iter()
+        .map(|w| {
+            let mut r = row(w);
+            // A workload seen on two nodes (moved, or two agents) is priced
+            // and described at its first.
+            let Some(node) = w.nodes.first() else {
+                return r;
+            };
+            let identity = identities.get(node.as_str()).copied();
+            if let Some(i) = identity {
+                let known = |v: &str| (!v.is_empty() && v != UNKNOWN).then(|| v.to_owned());
+                r.instance_type = known(&i.instance_type);
+                r.zone = known(&i.zone);
+                r.lifecycle = known(&i.lifecycle);
+            }
+            let node_rates = rates
+                .entry(node.clone())
+                .or_insert_with(|| pricing.rates(identity));
+            r.cost_usd_per_month = node_rates.as_ref().map(|rates| {
+                let cores = if w.window_seconds > 0.0 {
+                    w.cpu_seconds / w.window_seconds
+                } else {
+                    0.0
+                };
+                usage_usd_per_month(rates, cores, w.rss_bytes as f64)
+            });
+            r
+        })
+        .collect()
 }
 
 /// The workload's name and identity: `comm/container-id` (12 digits, as
@@ -162,6 +227,10 @@ pub fn row(w: &pb::Workload) -> Row {
             .as_ref()
             .map(|p| p.owner_name.clone())
             .filter(|c| !c.is_empty()),
+        instance_type: None,
+        zone: None,
+        lifecycle: None,
+        cost_usd_per_month: None,
     }
 }
 
@@ -196,9 +265,22 @@ fn human(v: f64, units: &[&str], step: f64) -> String {
     }
 }
 
+/// `node (m6i.large spot)`: the name and, where known, what it is.
+fn node_cell(r: &Row) -> String {
+    let what: Vec<&str> = [&r.instance_type, &r.lifecycle]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+        .collect();
+    if what.is_empty() {
+        r.node.clone()
+    } else {
+        format!("{} ({})", r.node, what.join(" "))
+    }
+}
+
 /// The aligned table: text columns left, numbers right, reasons last.
 pub fn table(rows: &[Row]) -> String {
-    const HEAD: [&str; 13] = [
+    const HEAD: [&str; 14] = [
         "WORKLOAD",
         "NAMESPACE/POD/CONTAINER",
         "OWNER",
@@ -211,10 +293,11 @@ pub fn table(rows: &[Row]) -> String {
         "ALLOC/S",
         "FAULTS/S",
         "RSS",
+        "$/MONTH",
         "REASONS",
     ];
     const LAST: usize = HEAD.len() - 1;
-    let cells: Vec<[String; 13]> = rows
+    let cells: Vec<[String; 14]> = rows
         .iter()
         .map(|r| {
             let pod = match (&r.namespace, &r.pod_name) {
@@ -232,7 +315,7 @@ pub fn table(rows: &[Row]) -> String {
                 r.workload.clone(),
                 pod,
                 owner,
-                r.node.clone(),
+                node_cell(r),
                 r.runtime.clone(),
                 r.verdict.clone(),
                 format!("{:.2}", r.confidence),
@@ -245,6 +328,8 @@ pub fn table(rows: &[Row]) -> String {
                 ),
                 human(r.faults_per_second, &["", "k", "M", "G"], 1000.0),
                 human(r.rss_bytes as f64, &["B", "Ki", "Mi", "Gi", "Ti"], 1024.0),
+                r.cost_usd_per_month
+                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
                 r.reasons.join("; "),
             ]
         })
@@ -330,9 +415,12 @@ mod tests {
                 "alloc_bytes_per_second",
                 "confidence",
                 "container_name",
+                "cost_usd_per_month",
                 "cpu_seconds",
                 "faults_per_second",
                 "gc_cpu_share",
+                "instance_type",
+                "lifecycle",
                 "namespace",
                 "node",
                 "owner_kind",
@@ -342,7 +430,8 @@ mod tests {
                 "rss_bytes",
                 "runtime",
                 "verdict",
-                "workload"
+                "workload",
+                "zone"
             ]
         );
         assert_eq!(v["workload"], "java/abababababab");
@@ -398,5 +487,40 @@ mod tests {
                 && lines[1].contains("12.5k")
                 && lines[1].contains("512.0Mi")
         );
+    }
+
+    #[test]
+    fn rows_are_priced_at_their_nodes_rates() {
+        let node = |name: &str, instance_type: &str| pb::NodeSummary {
+            identity: Some(pb::NodeIdentity {
+                node_name: name.into(),
+                instance_type: instance_type.into(),
+                zone: "us-east-1a".into(),
+                region: "us-east-1".into(),
+                lifecycle: "spot".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Two cores and 512 MiB on a priced node; the same on a node off EC2.
+        let priced = workload(Some("c1"), pb::VerdictKind::VerdictGcHeavy, 2.0);
+        let mut elsewhere = workload(Some("c2"), pb::VerdictKind::VerdictSteady, 2.0);
+        elsewhere.nodes = vec!["n3".into()];
+        let nodes = [node("n1", "m6i.large"), node("n3", "unknown")];
+        let pricing = Pricing::embedded();
+        let rows = priced_rows(&[priced, elsewhere], &nodes, &pricing);
+        let rates = pricing
+            .rates(nodes[0].identity.as_ref())
+            .expect("m6i.large in us-east-1 is in the table");
+        let expected = 730.0 * (2.0 * rates.usd_per_vcpu_hour + 0.5 * rates.usd_per_gib_hour);
+        let cost = rows[0].cost_usd_per_month.unwrap();
+        assert!((cost - expected).abs() < 1e-6, "{cost} vs {expected}");
+        assert_eq!(rows[0].instance_type.as_deref(), Some("m6i.large"));
+        assert_eq!(rows[0].lifecycle.as_deref(), Some("spot"));
+        assert_eq!(rows[1].cost_usd_per_month, None);
+        assert_eq!(rows[1].instance_type, None, "\"unknown\" is no type");
+        let t = table(&rows);
+        assert!(t.contains("n1,n2 (m6i.large spot)"), "{t}");
+        assert!(t.contains(&format!("{cost:.2}")), "{t}");
     }
 }

@@ -437,3 +437,112 @@ fn ctrl_c_gives_the_terminal_back() {
     tmux.keys(&["C-c"]);
     assert_terminal_restored(&tmux, marker);
 }
+
+/// `agent top --collector` against a collector that wants a token: without
+/// it the view says the collector refused it; with it the cluster's
+/// workloads show with their node and their cost at the node's price.
+#[test]
+fn remote_top_with_a_token_shows_nodes_and_cost() {
+    if !require_root("remote_top_with_a_token_shows_nodes_and_cost")
+        || !require_tmux("remote_top_with_a_token_shows_nodes_and_cost")
+    {
+        return;
+    }
+    let _serial = serial();
+    let dir = common::scratch_dir().join(unique("top-remote"));
+    fs::create_dir_all(&dir).unwrap();
+    let token = "top-e2e-token-0123456789";
+    let tokens = dir.join("tokens");
+    fs::write(&tokens, format!("* {token}\n")).unwrap();
+    let client_token = dir.join("token");
+    fs::write(&client_token, format!("{token}\n")).unwrap();
+    let collector = common::daemons::Collector::start_with(
+        &dir,
+        "127.0.0.1:0",
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let url = collector.url();
+    let cgroup = TestCgroup::create(&unique("tally-top-remote"));
+    let spinner = start_spinner(&cgroup);
+    // The node reports no instance type (no IMDS here): top prices it at
+    // the type it is given, as `agent report` does.
+    let agent = common::Agent::spawn(
+        &[
+            "run",
+            "--json",
+            "--no-imds",
+            "--collector",
+            &url,
+            "--collector-token-file",
+            client_token.to_str().unwrap(),
+            "--interval",
+            "0.5",
+            "--node-name",
+            "e2e-node",
+        ],
+        &[],
+    );
+
+    let tmux = Tmux::start(200, 40);
+    let marker = "tally-remote-before";
+    tmux.type_text(&format!("echo {marker}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the marker", Duration::from_secs(5), |s| {
+        s.lines().any(|l| l.trim() == marker)
+    });
+    let bin = env!("CARGO_BIN_EXE_agent");
+    // 1. No token: refused, and the view says so (and keeps retrying).
+    tmux.type_text(&format!("{bin} top --collector {url}; echo EXIT=$?"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the refusal", Duration::from_secs(15), |s| {
+        s.contains("tally top") && s.contains("Unauthenticated")
+    });
+    tmux.type_text("q");
+    tmux.wait_for("the exit", Duration::from_secs(10), |s| {
+        s.contains("EXIT=0")
+    });
+    tmux.type_text(&format!("clear; echo {marker}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the marker again", Duration::from_secs(5), |s| {
+        !s.contains("EXIT=") && s.lines().any(|l| l.trim() == marker)
+    });
+    // 2. With the token: the workload, its node and its cost.
+    tmux.type_text(&format!(
+        "{bin} top --collector {url} --collector-token-file {} --instance-type m6i.large --region us-east-1 --interval 0.5; echo EXIT=$?",
+        client_token.display()
+    ));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the cluster view", Duration::from_secs(30), |s| {
+        s.contains("cluster CPU") && s.contains("NODE") && s.contains("$/MO")
+    });
+    tmux.type_text("/");
+    tmux.wait_for("the filter prompt", Duration::from_secs(5), |s| {
+        s.contains("filter:")
+    });
+    tmux.type_text(SPIN);
+    tmux.keys(&["Enter"]);
+    let shown = tmux.wait_for("the workload's row", Duration::from_secs(30), |s| {
+        s.lines()
+            .any(|l| l.contains(SPIN) && l.contains("e2e-node"))
+    });
+    let row = shown
+        .lines()
+        .find(|l| l.contains(SPIN) && l.contains("e2e-node"))
+        .unwrap();
+    // The spinner uses a core: on m6i.large (2 vCPU, 8 GiB, $0.096/h)
+    // that alone is ~$22.8 a month (OpenCost's split: 0.0312 $/vCPU-hour).
+    let cost: f64 = row
+        .split_whitespace()
+        .last()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no cost at the end of the row:\n{shown}"));
+    assert!(
+        (10.0..40.0).contains(&cost),
+        "a spinning core on m6i.large costs ~$22.8/month, the row says {cost}:\n{shown}"
+    );
+    tmux.type_text("q");
+    assert_terminal_restored(&tmux, marker);
+    drop(agent);
+    drop(spinner);
+    drop(collector);
+}

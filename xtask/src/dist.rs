@@ -93,12 +93,21 @@ pub fn run(root: &Path) -> Result<()> {
 fn build(root: &Path, t: &DistTarget) -> Result<PathBuf> {
     cmd::run(
         cmd::cargo()
-            .args(["build", "--release", "--package", "agent", "--bin", "agent"])
+            .args([
+                "build",
+                "--profile",
+                "dist",
+                "--package",
+                "agent",
+                "--bin",
+                "agent",
+            ])
             .args(["--target", t.triple])
             .envs(t.env.iter().copied()),
     )
     .with_context(|| format!("building the linux/{} binary", t.arch))?;
-    Ok(root.join("target").join(t.triple).join("release/agent"))
+    // The `dist` profile: release with thin LTO (the workspace Cargo.toml).
+    Ok(root.join("target").join(t.triple).join("dist/agent"))
 }
 
 /// The binary is an ELF for the target's machine with no program

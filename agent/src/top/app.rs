@@ -156,6 +156,8 @@ pub struct App {
     totals: Totals,
     /// End of the window on screen, and its length.
     pub at: Option<SystemTime>,
+    /// What the node is and costs, from the source (local).
+    pub node_label: Option<String>,
     pub seconds: f64,
     /// Updates that arrived while paused: the latest one.
     pending: Option<Rows>,
@@ -202,6 +204,7 @@ impl App {
             page: 20,
             totals: Totals::default(),
             at: None,
+            node_label: None,
             seconds: 0.0,
             pending: None,
             history: History::default(),
@@ -278,8 +281,10 @@ impl App {
             containers,
             pods,
             totals,
+            node_label,
             ..
         } = rows;
+        self.node_label = node_label;
         for (i, new) in [processes, containers, pods].into_iter().enumerate() {
             let old = std::mem::take(&mut self.entries[i]);
             self.entries[i] = merge(old, new, seconds, linger);
@@ -320,6 +325,10 @@ impl App {
                         .count(),
                     active: on.len(),
                     lost: 0,
+                    cost_month: {
+                        let priced: Vec<f64> = on.iter().filter_map(|e| e.cost_month).collect();
+                        (!priced.is_empty()).then(|| priced.iter().sum())
+                    },
                 }
             }
             _ => self.totals.clone(),

@@ -184,6 +184,7 @@ fn bench_source(processes: usize, interval: Duration, cpu: Arc<SourceCpu>) -> io
         let mut data = Synthetic::new(processes, 0x000b_e7c4);
         let mut profiled = HashSet::new();
         let mut last = Instant::now();
+        let (pricing, node) = super::source::synthetic_node();
         loop {
             while Instant::now() < last + control.interval() {
                 if control.stopping() {
@@ -202,7 +203,8 @@ fn bench_source(processes: usize, interval: Duration, cpu: Arc<SourceCpu>) -> io
             let tick = data.tick(seconds);
             let stacks = data.stacks(&profiled);
             let t1 = thread_cpu();
-            let rows = rows::local_rows(&tick, Some(&stacks), super::synthetic::CPUS);
+            let mut rows = rows::local_rows(&tick, Some(&stacks), super::synthetic::CPUS);
+            super::source::price_node(&mut rows, &pricing, &node);
             drop(tick);
             let t2 = thread_cpu();
             cpu.generator_ns

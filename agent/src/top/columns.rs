@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 use super::{
-    format::{bytes, count},
+    format::{bytes, count, money},
     rows::{Entry, RowKind},
 };
 use crate::gc::VerdictKind;
@@ -40,11 +40,12 @@ pub enum Column {
     Majflt,
     Faults,
     Rss,
+    Cost,
     Container,
 }
 
 /// Display order, left to right.
-pub const ALL: [Column; 18] = [
+pub const ALL: [Column; 19] = [
     Column::Pid,
     Column::Procs,
     Column::Name,
@@ -62,6 +63,7 @@ pub const ALL: [Column; 18] = [
     Column::Majflt,
     Column::Faults,
     Column::Rss,
+    Column::Cost,
     Column::Container,
 ];
 
@@ -125,6 +127,12 @@ impl Column {
             Column::Majflt => num("MAJFLT/s", 9, 8, "major page faults/s"),
             Column::Faults => num("FAULTS/s", 9, 7, "page faults/s, minor and major"),
             Column::Rss => num("RSS", 7, 5, "resident memory"),
+            Column::Cost => num(
+                "$/MO",
+                7,
+                6,
+                "USD a month at this CPU and RSS, at the node's instance price",
+            ),
             Column::Container => text(
                 "CONTAINER",
                 14,
@@ -156,7 +164,8 @@ impl Column {
             | Column::Gc
             | Column::Verdict
             | Column::Alloc
-            | Column::Rss => true,
+            | Column::Rss
+            | Column::Cost => true,
         }
     }
 
@@ -192,6 +201,7 @@ impl Column {
                     bytes(e.rss as f64)
                 }
             }
+            Column::Cost => e.cost_month.map_or_else(|| "-".into(), money),
             Column::Container => e.container_short.clone(),
         }
     }
@@ -219,6 +229,7 @@ impl Column {
             Column::Majflt => num(|e| e.majflt_ps),
             Column::Faults => num(|e| e.faults_ps),
             Column::Rss => a.rss.cmp(&b.rss),
+            Column::Cost => num(|e| e.cost_month.unwrap_or(-1.0)),
             Column::Container => a.container_short.cmp(&b.container_short),
         }
     }

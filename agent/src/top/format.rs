@@ -31,6 +31,19 @@ fn scaled(mut v: f64, base: f64, units: &[&str]) -> String {
     }
 }
 
+/// Dollars in at most 7 cells: 0.42, 12.30, 1234, 12.3k.
+pub fn money(usd: f64) -> String {
+    if !usd.is_finite() || usd < 0.0 {
+        "?".into()
+    } else if usd < 100.0 {
+        format!("{usd:.2}")
+    } else if usd < 10_000.0 {
+        format!("{usd:.0}")
+    } else {
+        count(usd)
+    }
+}
+
 /// `2026-11-27T01:30:00.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -61,6 +74,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn money_is_short() {
+        assert_eq!(money(0.421), "0.42");
+        assert_eq!(money(12.3), "12.30");
+        assert_eq!(money(1234.4), "1234");
+        assert_eq!(money(12_345.0), "12.3k");
+        assert_eq!(money(f64::NAN), "?");
+    }
+
     use std::time::Duration;
 
     use super::*;

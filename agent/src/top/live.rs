@@ -19,7 +19,10 @@ use super::{
     source::{self, Request, Source, Update},
     terminal, ui,
 };
-use crate::{collect::runtimes::UprobePolicy, probes::LoadOptions};
+use crate::{
+    collect::runtimes::UprobePolicy, cost::live::Pricing, enrich::node::SharedIdentity,
+    probes::LoadOptions, transport::ClientSecurity,
+};
 
 /// How long the loop waits for a key before looking at the source again.
 const POLL: Duration = Duration::from_millis(100);
@@ -40,13 +43,21 @@ pub enum TopError {
 
 /// Where the rows come from.
 pub enum Origin {
-    /// This node's probes (root).
+    /// This node's probes (root), priced at the node's identity as IMDS
+    /// (or the pricing defaults) tell it.
     Local {
         load: LoadOptions,
         uprobes: UprobePolicy,
+        pricing: Pricing,
+        identity: SharedIdentity,
     },
-    /// A collector's watch stream.
-    Remote { collector: String },
+    /// A collector's watch stream, with the client's credentials; each
+    /// workload priced at its node's rates.
+    Remote {
+        collector: String,
+        security: ClientSecurity,
+        pricing: Pricing,
+    },
     /// Synthetic processes.
     Synthetic { processes: usize },
 }
@@ -142,13 +153,22 @@ pub fn run_interactive(opts: InteractiveOptions) -> Result<(), TopError> {
         return Err(TopError::NotATerminal);
     }
     let (source, kind, label) = match opts.origin {
-        Origin::Local { load, uprobes } => (
-            source::local(load, uprobes, opts.interval)?,
+        Origin::Local {
+            load,
+            uprobes,
+            pricing,
+            identity,
+        } => (
+            source::local(load, uprobes, opts.interval, pricing, identity)?,
             SourceKind::Local,
             hostname(),
         ),
-        Origin::Remote { collector } => (
-            source::remote(collector.clone(), opts.interval)?,
+        Origin::Remote {
+            collector,
+            security,
+            pricing,
+        } => (
+            source::remote(collector.clone(), security, pricing, opts.interval)?,
             SourceKind::Remote,
             collector,
         ),

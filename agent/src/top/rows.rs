@@ -6,6 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use crate::{
     collect::Tick,
+    cost::{allocation::NodeRates, live::usage_usd_per_month},
     gc::{self, Runtime, VerdictKind},
     model::{Counters, ProcKey, Window},
 };
@@ -146,6 +147,10 @@ pub struct Entry {
     /// Share of wall time in GC pauses the runtime reported (0..1).
     pub gc_pause_share: f64,
     pub rss: u64,
+    /// The node's CPU and memory rates, where the node is priced.
+    pub rates: Option<NodeRates>,
+    /// USD per month at this CPU and RSS ([`crate::cost::live`]).
+    pub cost_month: Option<f64>,
     pub exited: bool,
     /// Seconds since the row's last window: rows of processes that went
     /// quiet stay a little while (with zero rates) so the table is stable.
@@ -200,6 +205,8 @@ impl Entry {
             gc_cycles_ps: 0.0,
             gc_pause_share: 0.0,
             rss: 0,
+            rates: None,
+            cost_month: None,
             exited: false,
             quiet_for: 0.0,
             threads: Vec::new(),
@@ -278,12 +285,20 @@ impl Entry {
         e.rss = if self.exited { 0 } else { self.rss };
         e.exited = self.exited;
         e.quiet_for = self.quiet_for + seconds;
+        e.price(self.rates);
         e.stacks = match &self.stacks {
             Stacks::Sampled(_) => Stacks::Sampled(StackSummary::default()),
             other => other.clone(),
         };
         e.search = self.search.clone();
         e
+    }
+
+    /// Prices the row's CPU and RSS at `rates` (none: unpriced).
+    pub fn price(&mut self, rates: Option<NodeRates>) {
+        self.rates = rates;
+        self.cost_month =
+            rates.map(|r| usage_usd_per_month(&r, self.cpu_pct / 100.0, self.rss as f64));
     }
 
     /// The values the detail view charts: CPU %, GC %, faults/s,
@@ -313,6 +328,8 @@ pub struct Totals {
     pub active: usize,
     /// Kernel-side updates lost in this window.
     pub lost: u64,
+    /// USD per month of the rows' CPU and RSS, where priced.
+    pub cost_month: Option<f64>,
 }
 
 /// Every grouping of one update.
@@ -324,6 +341,23 @@ pub struct Rows {
     pub containers: Vec<Entry>,
     pub pods: Vec<Entry>,
     pub totals: Totals,
+    /// What the node is and costs (`m6i.large us-east-1 on-demand
+    /// $0.0960/h`), or why it is not priced; `None` remote.
+    pub node_label: Option<String>,
+}
+
+impl Rows {
+    /// Prices every row: `rates_of` gives a row's node rates.
+    pub fn price(&mut self, rates_of: impl Fn(&Entry) -> Option<NodeRates>) {
+        for list in [&mut self.processes, &mut self.containers, &mut self.pods] {
+            for e in list.iter_mut() {
+                let rates = rates_of(e);
+                e.price(rates);
+            }
+        }
+        let priced: Vec<f64> = self.processes.iter().filter_map(|e| e.cost_month).collect();
+        self.totals.cost_month = (!priced.is_empty()).then(|| priced.iter().sum());
+    }
 }
 
 /// A name made safe to print: control characters and the invisible or
@@ -448,6 +482,7 @@ pub fn local_rows(tick: &Tick, stacks: Option<&HashMap<u32, StackSummary>>, cpus
         gc_heavy,
         active: processes.len(),
         lost: tick.new_drops.iter().sum(),
+        cost_month: None,
     };
     Rows {
         at: Some(tick.at),
@@ -456,6 +491,7 @@ pub fn local_rows(tick: &Tick, stacks: Option<&HashMap<u32, StackSummary>>, cpus
         containers,
         pods,
         totals,
+        node_label: None,
     }
 }
 

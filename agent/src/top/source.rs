@@ -22,7 +22,11 @@ use super::{
 };
 use crate::{
     collect::{Collector, runtimes::UprobePolicy},
+    cost::{allocation::NodeRates, live::Pricing},
+    enrich::node::SharedIdentity,
     probes::{LoadOptions, StackSampling},
+    report::NodeIdentity,
+    transport::{ClientSecurity, CollectorChannel},
 };
 
 /// How often the event ring buffer is drained between ticks (as `--batch`).
@@ -149,11 +153,14 @@ fn wait_until(control: &Control, until: Instant, mut between: impl FnMut()) -> b
 
 // ------------------------------------------------------------ local
 
-/// The probes of this node.
+/// The probes of this node, priced at `identity` (which IMDS fills in
+/// from a thread of its own) with `pricing`.
 pub fn local(
     load: LoadOptions,
     uprobes: UprobePolicy,
     interval: Duration,
+    pricing: Pricing,
+    identity: SharedIdentity,
 ) -> std::io::Result<Source> {
     Source::spawn("top-collect", interval, move |control, tx, rx| {
         let _ = tx.send(Update::State("loading the eBPF programs…".into()));
@@ -215,7 +222,8 @@ pub fn local(
             for w in tick.windows.iter().filter(|w| w.exited) {
                 profiled.remove(&w.key.tgid);
             }
-            let rows = rows::local_rows(&tick, stacks.as_ref(), cpus);
+            let mut rows = rows::local_rows(&tick, stacks.as_ref(), cpus);
+            price_node(&mut rows, &pricing, &identity.get());
             if tx.send(Update::Rows(rows)).is_err() {
                 return;
             }
@@ -223,25 +231,49 @@ pub fn local(
     })
 }
 
+/// Prices every row at this node's rates and says what the node is.
+pub(super) fn price_node(rows: &mut Rows, pricing: &Pricing, node: &NodeIdentity) {
+    let identity = pb::NodeIdentity {
+        node_name: node.node_name.clone(),
+        instance_type: node.instance_type.clone(),
+        zone: node.zone.clone(),
+        region: node.region.clone(),
+        lifecycle: node.lifecycle.clone(),
+        ..Default::default()
+    };
+    let rates = pricing.rates(Some(&identity));
+    rows.price(|_| rates);
+    rows.node_label = Some(pricing.describe(Some(&identity)));
+}
+
 // ------------------------------------------------------------ synthetic
+
+/// Synthetic processes are priced like a real node's, so the view (and
+/// the benchmark) shows and pays for the cost column.
+pub(super) fn synthetic_node() -> (Pricing, NodeIdentity) {
+    let node = NodeIdentity {
+        node_name: "synthetic".into(),
+        instance_type: "m6i.4xlarge".into(),
+        region: "us-east-1".into(),
+        lifecycle: "on-demand".into(),
+        ..Default::default()
+    };
+    (Pricing::embedded(), node)
+}
 
 /// `processes` synthetic processes, changing every interval.
 pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source> {
     Source::spawn("top-synthetic", interval, move |control, tx, rx| {
+        let (pricing, node) = synthetic_node();
         let mut data = Synthetic::new(processes, 0x7a11_7e57);
         let mut profiled = HashSet::new();
         let mut last = Instant::now();
         // The first window at once: nothing to wait for.
         let first = data.tick(control.interval().as_secs_f64());
         let stacks = data.stacks(&profiled);
-        if tx
-            .send(Update::Rows(rows::local_rows(
-                &first,
-                Some(&stacks),
-                super::synthetic::CPUS,
-            )))
-            .is_err()
-        {
+        let mut rows = rows::local_rows(&first, Some(&stacks), super::synthetic::CPUS);
+        price_node(&mut rows, &pricing, &node);
+        if tx.send(Update::Rows(rows)).is_err() {
             return;
         }
         loop {
@@ -259,7 +291,8 @@ pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source
             last = Instant::now();
             let tick = data.tick(seconds);
             let stacks = data.stacks(&profiled);
-            let rows = rows::local_rows(&tick, Some(&stacks), super::synthetic::CPUS);
+            let mut rows = rows::local_rows(&tick, Some(&stacks), super::synthetic::CPUS);
+            price_node(&mut rows, &pricing, &node);
             if tx.send(Update::Rows(rows)).is_err() {
                 return;
             }
@@ -270,7 +303,12 @@ pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source
 // ------------------------------------------------------------ remote
 
 /// A collector's workloads, through ListWorkloads and the Watch stream.
-pub fn remote(url: String, interval: Duration) -> std::io::Result<Source> {
+pub fn remote(
+    url: String,
+    security: ClientSecurity,
+    pricing: Pricing,
+    interval: Duration,
+) -> std::io::Result<Source> {
     Source::spawn("top-watch", interval, move |control, tx, rx| {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -284,18 +322,35 @@ pub fn remote(url: String, interval: Duration) -> std::io::Result<Source> {
                 return;
             }
         };
-        runtime.block_on(watch_loop(&url, &control, &tx, &rx));
+        let link = Link {
+            url: &url,
+            security: &security,
+            pricing: &pricing,
+        };
+        runtime.block_on(watch_loop(&link, &control, &tx, &rx));
     })
 }
 
-async fn watch_loop(url: &str, control: &Control, tx: &Sender<Update>, rx: &Receiver<Request>) {
+/// How the remote source reaches and prices the collector's workloads.
+struct Link<'a> {
+    url: &'a str,
+    security: &'a ClientSecurity,
+    pricing: &'a Pricing,
+}
+
+async fn watch_loop(
+    link: &Link<'_>,
+    control: &Control,
+    tx: &Sender<Update>,
+    rx: &Receiver<Request>,
+) {
     let mut backoff = Duration::from_millis(500);
     loop {
         if control.stopping() {
             return;
         }
-        let _ = tx.send(Update::State(format!("connecting to {url}…")));
-        match watch_session(url, control, tx, rx).await {
+        let _ = tx.send(Update::State(format!("connecting to {}…", link.url)));
+        match watch_session(link, control, tx, rx).await {
             Ok(()) => return,
             Err(e) => {
                 let _ = tx.send(Update::State(format!(
@@ -330,22 +385,24 @@ fn point_of(w: &pb::Workload) -> Option<(RowId, f64, [f32; 5])> {
 }
 
 async fn watch_session(
-    url: &str,
+    link: &Link<'_>,
     control: &Control,
     tx: &Sender<Update>,
     rx: &Receiver<Request>,
 ) -> Result<(), String> {
-    let endpoint = crate::stream::collector_endpoint(url)
+    let url = link.url;
+    let endpoint = link
+        .security
+        .endpoint(url)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
+    let channel = crate::transport::connect(&endpoint, link.security)
         .await
         .map_err(|e| format!("cannot reach {url}: {}", crate::stream::error_chain(&e)))?;
     let mut client = pb::query_client::QueryClient::new(channel);
     let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
     let mut state: HashMap<RowId, pb::Workload> = HashMap::new();
-    let list = |client: &mut pb::query_client::QueryClient<tonic::transport::Channel>| {
+    let list = |client: &mut pb::query_client::QueryClient<CollectorChannel>| {
         let mut client = client.clone();
         async move {
             client
@@ -354,6 +411,8 @@ async fn watch_session(
                 .map(|r| r.into_inner().workloads)
         }
     };
+    let mut rates = node_rates(&mut client, link.pricing).await;
+    let mut rates_at = Instant::now();
     for w in list(&mut client).await.map_err(status)? {
         if let Some(k) = workload_key(&w) {
             state.insert(k, w);
@@ -397,6 +456,8 @@ async fn watch_session(
         if last_list.elapsed() >= RESYNC {
             last_list = Instant::now();
             let all = list(&mut client).await.map_err(status)?;
+            rates = node_rates(&mut client, link.pricing).await;
+            rates_at = Instant::now();
             state.clear();
             for w in all {
                 if let Some(k) = workload_key(&w) {
@@ -410,17 +471,50 @@ async fn watch_session(
             last_sent = Instant::now();
             dirty = false;
             let _ = tx.send(Update::Points(std::mem::take(&mut points)));
+            // A node that joined since the last ListNodes: ask again (at
+            // most every 2 s), so its workloads are priced at once.
+            let unknown_node = state
+                .values()
+                .any(|w| w.nodes.first().is_some_and(|n| !rates.contains_key(n)));
+            if unknown_node && rates_at.elapsed() >= Duration::from_secs(2) {
+                rates = node_rates(&mut client, link.pricing).await;
+                rates_at = Instant::now();
+            }
             let all: Vec<&pb::Workload> = state.values().collect();
-            if tx.send(Update::Rows(rows::remote_rows(&all))).is_err() {
+            let mut rows = rows::remote_rows(&all);
+            // A workload on two nodes is priced at its first.
+            rows.price(|e| rates.get(e.node.split(',').next()?).copied().flatten());
+            if tx.send(Update::Rows(rows)).is_err() {
                 return Ok(());
             }
         }
     }
 }
 
+/// Every node's rates, by name (`None`: not priced). An older collector
+/// without ListNodes leaves the rows unpriced.
+async fn node_rates(
+    client: &mut pb::query_client::QueryClient<CollectorChannel>,
+    pricing: &Pricing,
+) -> HashMap<String, Option<NodeRates>> {
+    match client.list_nodes(pb::ListNodesRequest {}).await {
+        Ok(resp) => resp
+            .into_inner()
+            .nodes
+            .iter()
+            .filter_map(|n| n.identity.as_ref())
+            .map(|i| (i.node_name.clone(), pricing.rates(Some(i))))
+            .collect(),
+        Err(s) => {
+            tracing::debug!("ListNodes: {}", s.message());
+            HashMap::new()
+        }
+    }
+}
+
 /// The last five minutes of one workload, for its charts.
 async fn history(
-    client: &mut pb::query_client::QueryClient<tonic::transport::Channel>,
+    client: &mut pb::query_client::QueryClient<CollectorChannel>,
     id: &RowId,
     tx: &Sender<Update>,
 ) {

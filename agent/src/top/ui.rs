@@ -16,7 +16,7 @@ use super::{
     app::{App, Overlay, Screen, secs_text},
     columns::{self, Column, SourceKind},
     filter::FILTER_FIELDS,
-    format::{bytes, count, rfc3339},
+    format::{bytes, count, money, rfc3339},
     input::{FILTER_HELP, KEYS},
 };
 use crate::gc::VerdictKind;
@@ -190,6 +190,10 @@ fn draw_header(f: &mut Frame, app: &App, theme: Theme, area: Rect) {
     if let Some(node) = &app.node {
         first.push(Span::raw(format!("  node {node}")));
     }
+    // Last: the node's price is the least urgent, and long.
+    if let Some(label) = &app.node_label {
+        first.push(Span::raw(format!("  {label}")));
+    }
     if app.paused {
         first.push(Span::raw("  "));
         first.push(Span::styled(" PAUSED ", theme.title()));
@@ -233,6 +237,10 @@ fn draw_header(f: &mut Frame, app: &App, theme: Theme, area: Rect) {
             },
         ),
     ];
+    if let Some(cost) = t.cost_month {
+        second.push(Span::styled("  cost ", theme.bold()));
+        second.push(Span::raw(format!("${}/mo", money(cost))));
+    }
     if t.lost > 0 {
         second.push(Span::styled(
             format!("  LOST {} updates", t.lost),

@@ -18,14 +18,21 @@ pub struct Collector {
     child: Child,
     pub addr: String,
     pub data: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Collector {
     /// Starts it and waits for its "listening on" line.
     pub fn start(data: &Path, listen: &str) -> Self {
+        Self::start_with(data, listen, &[])
+    }
+
+    /// Starts it with more arguments (`--token-file …`).
+    pub fn start_with(data: &Path, listen: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
             .args(["collector", "--listen", listen, "--data"])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -46,12 +53,15 @@ impl Collector {
             child,
             addr,
             data: data.to_path_buf(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 
     /// The same store on the same address, after `kill9`.
     pub fn restart(&mut self) {
-        *self = Self::start(&self.data.clone(), &self.addr.clone());
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        *self = Self::start_with(&self.data.clone(), &self.addr.clone(), &extra);
     }
 
     pub fn url(&self) -> String {

@@ -136,7 +136,12 @@ pub fn build(
     let mut lines = Vec::new();
     for (node, workloads) in &per_node {
         let summary = identities.get(node.as_str()).copied();
-        let (mut node_cost, capacity) = price_node(node, summary, prices, defaults);
+        let (mut node_cost, capacity) = price_node(
+            node,
+            summary.and_then(|s| s.identity.as_ref()),
+            prices,
+            defaults,
+        );
         let start_ms = summary
             .map_or(since_ms, |s| s.first_window_start_unix_ms)
             .max(since_ms);
@@ -208,13 +213,12 @@ pub fn build(
 
 /// The (instance type, region, lifecycle) pricing uses: where the node
 /// reported one, that one; else the defaults, noted as assumed.
-fn price_node(
+pub(crate) fn price_node(
     node: &str,
-    summary: Option<&pb::NodeSummary>,
+    identity: Option<&pb::NodeIdentity>,
     prices: &PriceTable,
     defaults: &NodeDefaults,
 ) -> (NodeCost, Option<NodeCapacity>) {
-    let identity = summary.and_then(|s| s.identity.as_ref());
     let mut assumed = Vec::new();
     // Agents off EC2 report the word "unknown" (said once in their log):
     // no more a fact than an empty field.

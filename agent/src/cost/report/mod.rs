@@ -10,12 +10,15 @@ mod tests;
 
 use std::{path::PathBuf, time::Duration};
 
+use super::live::{Pricing, PricingError};
+
 use tally_proto as pb;
 
 use crate::{
     collector::ingest::now_unix_ms,
-    cost::{PriceTable, overrides},
-    stream::{StreamError, collector_endpoint, error_chain},
+    cost::PriceTable,
+    stream::error_chain,
+    transport::{ClientSecurity, TransportError},
 };
 
 pub use build::{CostReport, NodeDefaults};
@@ -23,25 +26,15 @@ pub use build::{CostReport, NodeDefaults};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Url(#[from] StreamError),
+    Url(#[from] TransportError),
     #[error("cannot reach the collector at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the collector at {url} answered: {status}")]
     Query { url: String, status: String },
     #[error("cannot start the client runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot read the price file {path}: {source}")]
-    PriceFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("price file {path}: {source}")]
-    Prices {
-        path: PathBuf,
-        source: overrides::OverrideError,
-    },
-    #[error("spot fraction {0} is not within (0, 1]")]
-    SpotFraction(f64),
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -57,6 +50,7 @@ pub enum Format {
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
     pub collector: String,
+    pub security: ClientSecurity,
     pub format: Format,
     pub since: Duration,
     /// The user's price file (format in [`crate::cost::overrides`]).
@@ -69,32 +63,20 @@ pub struct ReportOptions {
 
 /// The price table with the user's file and spot fraction applied.
 pub fn price_table(opts: &ReportOptions) -> Result<PriceTable, ReportError> {
-    let mut table = PriceTable::embedded().clone();
-    if let Some(path) = &opts.prices {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::PriceFile {
-            path: path.clone(),
-            source,
-        })?;
-        let prices = |source| ReportError::Prices {
-            path: path.clone(),
-            source,
-        };
-        table = overrides::parse(&text)
-            .and_then(|o| o.apply(&table))
-            .map_err(prices)?;
-    }
-    if let Some(f) = opts.spot_fraction {
-        table = table
-            .with_spot_fraction(f)
-            .map_err(|e| ReportError::SpotFraction(e.0))?;
-    }
-    Ok(table)
+    Ok(Pricing::load(
+        opts.prices.as_deref(),
+        opts.spot_fraction,
+        NodeDefaults::default(),
+    )?
+    .table)
 }
 
 /// Fetches, builds and returns the report.
 pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
     let table = price_table(opts)?;
-    let endpoint = collector_endpoint(&opts.collector)?
+    let endpoint = opts
+        .security
+        .endpoint(&opts.collector)?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -109,8 +91,7 @@ pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
         status: status.message().to_string(),
     };
     let (nodes, histories) = runtime.block_on(async {
-        let channel = endpoint
-            .connect()
+        let channel = crate::transport::connect(&endpoint, &opts.security)
             .await
             .map_err(|e| ReportError::Unreachable {
                 url: url.clone(),

@@ -85,6 +85,7 @@ pub fn remote_rows(workloads: &[&pb::Workload]) -> Rows {
             .count(),
         active: processes.len(),
         lost: 0,
+        cost_month: None,
     };
     let at = (newest > 0).then(|| UNIX_EPOCH + Duration::from_millis(newest as u64));
     Rows {
@@ -97,6 +98,7 @@ pub fn remote_rows(workloads: &[&pb::Workload]) -> Rows {
         containers: Vec::new(),
         pods: Vec::new(),
         totals,
+        node_label: None,
     }
 }
 

@@ -401,3 +401,64 @@ fn tiny_terminals_never_panic() {
     let t = text(&frame(&mut app, 10, 3));
     assert!(t.contains("too"), "{t}");
 }
+
+#[test]
+fn the_cost_column_and_the_nodes_price() {
+    use std::time::Duration;
+
+    use crate::{cost::live::Pricing, report::NodeIdentity};
+    let mut app = App::new(Settings {
+        source: SourceKind::Local,
+        label: "recorded".into(),
+        interval: Duration::from_secs(1),
+        color: false,
+        node: None,
+    });
+    let node = NodeIdentity {
+        instance_type: "m6i.large".into(),
+        region: "us-east-1".into(),
+        lifecycle: "on-demand".into(),
+        ..Default::default()
+    };
+    let pricing = Pricing::embedded();
+    for t in crate::top::fixtures::recorded_ticks() {
+        let mut rows = crate::top::rows::local_rows(&t, None, 2);
+        crate::top::source::price_node(&mut rows, &pricing, &node);
+        app.ingest(rows);
+    }
+    let go = app
+        .all_rows()
+        .iter()
+        .find(|e| e.name == "allocheavy")
+        .expect("the Go row")
+        .clone();
+    let rates = pricing
+        .rates(Some(&tally_proto::NodeIdentity {
+            instance_type: "m6i.large".into(),
+            region: "us-east-1".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let expected =
+        crate::cost::live::usage_usd_per_month(&rates, go.cpu_pct / 100.0, go.rss as f64);
+    assert_eq!(go.cost_month, Some(expected));
+    let buf = frame(&mut app, 300, 50);
+    let l = lines(&buf);
+    assert!(
+        l[0].contains("m6i.large us-east-1 on-demand $0.0960/h"),
+        "{}",
+        l[0]
+    );
+    assert!(l[1].contains("cost $"), "{}", l[1]);
+    assert!(l[2].contains("$/MO"), "{}", l[2]);
+    let row = l.iter().find(|r| r.contains("allocheavy")).unwrap();
+    assert!(row.contains(&crate::top::format::money(expected)), "{row}");
+    // Unpriced (off EC2, no --instance-type): a dash, and the header says why.
+    let mut bare = crate::top::fixtures::recorded_app(SourceKind::Local);
+    let buf = frame(&mut bare, 300, 50);
+    let row = lines(&buf)
+        .into_iter()
+        .find(|r| r.contains("allocheavy"))
+        .unwrap();
+    assert!(!row.contains('$'), "{row}");
+}
