@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hsperf", hsperf),
     ("stapsdt", stapsdt),
     ("token_file", token_file),
+    ("price_overrides", price_overrides),
 ];
 
 /// One report from the wire: the collector's partial decode, validation
@@ -84,4 +85,32 @@ pub fn stapsdt(data: &[u8]) {
 pub fn token_file(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::transport::TokenTable::parse(&text, std::path::Path::new("tokens"));
+}
+
+/// The user's price override file (`--prices`): parsed, then applied to
+/// the embedded table; every price that comes out is finite and not
+/// negative, and every error names a line.
+pub fn price_overrides(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let applied = crate::cost::overrides::parse(&text)
+        .and_then(|o| o.apply(crate::cost::PriceTable::embedded()));
+    match applied {
+        Ok(table) => {
+            for lifecycle in [
+                crate::cost::Lifecycle::OnDemand,
+                crate::cost::Lifecycle::Spot,
+            ] {
+                for (t, r) in [("m6i.xlarge", "us-east-1"), ("m7g.large", "sa-east-1")] {
+                    if let Some(p) = table.price(t, r, lifecycle) {
+                        assert!(
+                            p.usd_per_hour.is_finite() && p.usd_per_hour >= 0.0,
+                            "{t} {r}: {}",
+                            p.usd_per_hour
+                        );
+                    }
+                }
+            }
+        }
+        Err(e) => assert!(e.to_string().contains("line"), "no line in: {e}"),
+    }
 }

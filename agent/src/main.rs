@@ -342,6 +342,10 @@ struct TopArgs {
     /// instead of showing anything (`cargo xtask bench top`).
     #[arg(long, hide = true, requires = "synthetic")]
     bench_seconds: Option<f64>,
+    /// With --synthetic: panic on the source thread after this many
+    /// seconds; the tests check that the terminal is given back.
+    #[arg(long, hide = true, requires = "synthetic", value_parser = parse_interval)]
+    panic_after: Option<f64>,
     /// With --bench-seconds: a terminal size, WIDTHxHEIGHT; repeat.
     #[arg(long, hide = true, value_parser = parse_size)]
     bench_size: Vec<(u16, u16)>,
@@ -540,7 +544,10 @@ fn interactive_top(args: TopArgs) -> ExitCode {
         }
     };
     let origin = match (args.synthetic, args.collector) {
-        (Some(processes), _) => top::Origin::Synthetic { processes },
+        (Some(processes), _) => top::Origin::Synthetic {
+            processes,
+            panic_after: args.panic_after.map(Duration::from_secs_f64),
+        },
         (None, Some(collector)) => top::Origin::Remote {
             collector,
             security: (&args.collector_security).into(),

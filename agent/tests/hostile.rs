@@ -4,11 +4,12 @@
 //! connections. Throughout, a well-behaved client keeps getting its acks.
 mod common;
 
+use common::daemons::Collector;
+
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -18,65 +19,9 @@ use prost::Message as _;
 use tally_proto as pb;
 use tonic::{Code, metadata::MetadataValue};
 
-struct Collector {
-    child: Child,
-    addr: String,
-    stderr: PathBuf,
-}
-
-impl Collector {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let stderr = dir.join("collector.stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["collector", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.join("data"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("collector did not start: {}", read(&stderr)));
-        Self {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn log(&self) -> String {
-        read(&self.stderr)
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The collector on loopback, its store in `dir/data`.
+fn collector(dir: &Path, extra: &[&str]) -> Collector {
+    Collector::start_with(&dir.join("data"), "127.0.0.1:0", extra)
 }
 
 fn read(p: &Path) -> String {
@@ -225,7 +170,7 @@ fn no_credentials_off_loopback_needs_insecure() {
         "{stderr}"
     );
     // With --insecure it serves.
-    let _c = Collector::start(&dir, &["--insecure"]);
+    let _c = collector(&dir, &["--insecure"]);
 }
 
 #[test]
@@ -237,7 +182,7 @@ fn tokens_bind_writers_to_their_node() {
         "node-a aaaaaaaaaaaaaaaaaaaaaaaa\n* any-node-token-0000000000\n",
     )
     .unwrap();
-    let c = Collector::start(&dir, &["--token-file", tokens.to_str().unwrap()]);
+    let c = collector(&dir, &["--token-file", tokens.to_str().unwrap()]);
     let url = c.url();
     let rt = runtime();
     let a = "aaaaaaaaaaaaaaaaaaaaaaaa";
@@ -383,7 +328,7 @@ fn mutual_tls_agents_write_only_for_their_node() {
     let _serial = common::serial();
     let dir = tmp("mtls");
     let pki = Pki::new(&dir);
-    let c = Collector::start(
+    let c = collector(
         &dir,
         &[
             "--tls-cert",
@@ -538,7 +483,7 @@ fn grpc_frame(len_claimed: u32, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn malformed_frames_are_refused_with_a_reason() {
     let dir = tmp("frames");
-    let c = Collector::start(&dir, &["--max-report-bytes", "65536"]);
+    let c = collector(&dir, &["--max-report-bytes", "65536"]);
     let rt = runtime();
     let addr = c.addr.clone();
     let good = report("node-a", "good", 1).encode_to_vec();
@@ -578,13 +523,66 @@ fn malformed_frames_are_refused_with_a_reason() {
         ))
         .unwrap();
     assert_eq!(acks, vec![1, 2, 3, 4, 5]);
+
+    // The long version: rounds of random garbage, cut frames and lying
+    // length prefixes, each followed by a good report that must be acked
+    // and stored.
+    let rounds: u64 = if common::daemons::soak() { 2_000 } else { 50 };
+    let mut bad = 5;
+    let mut lost = 0;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..rounds {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 512) as usize;
+        let junk: Vec<u8> = (0..len).map(|i| (seed >> (i % 56)) as u8).collect();
+        let frame = match round % 3 {
+            0 => grpc_frame(len as u32, &junk),
+            1 => grpc_frame(len as u32 + 100, &junk),
+            _ => grpc_frame(u32::MAX - (seed as u32 % 1000), &junk),
+        };
+        let (code, msg) = rt.block_on(raw_ingest(&addr, frame));
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "round {round}: {code:?} {msg}"
+        );
+        bad += 1;
+        let seq = 6 + round;
+        let acked = rt
+            .block_on(send(&c.url(), None, vec![report("node-a", "good", seq)]))
+            .unwrap();
+        if acked != [seq] {
+            lost += 1;
+        }
+    }
+    let stored = common::daemons::stored(&dir.join("data"));
+    let good: Vec<u64> = stored
+        .iter()
+        .find(|(instance, _)| instance == "good")
+        .map(|(_, seqs)| seqs.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        good,
+        (1..=5 + rounds).collect::<Vec<u64>>(),
+        "stored sequences"
+    );
+    assert_eq!(lost, 0);
+    assert!(!c.log().contains("panicked"), "{}", c.log());
+    common::daemons::record_result(
+        "hostile: malformed frames",
+        &format!("{} good reports between bad frames", 5 + rounds),
+        "garbage, cut frames, oversized length prefixes, NaN, non-HTTP/2 bytes",
+        bad + 1,
+        lost,
+    );
 }
 
 #[test]
 fn idle_connections_and_a_stalled_reader_leave_agents_served() {
     let _serial = common::serial();
     let dir = tmp("idle");
-    let c = Collector::start(&dir, &[]);
+    let c = collector(&dir, &[]);
     let rt = runtime();
     let baseline = c.rss_kib();
 
@@ -642,7 +640,46 @@ fn idle_connections_and_a_stalled_reader_leave_agents_served() {
         loaded < baseline + 512 * 1024,
         "RSS grew from {baseline} KiB to {loaded} KiB"
     );
+    // The long version: hold all of it for 5 minutes while a good agent
+    // sends a report a second; every one is acked and memory stays bounded.
+    let hold = if common::daemons::soak() {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(5)
+    };
+    let until = Instant::now() + hold;
+    let mut seq = 20;
+    let mut lost = 0;
+    let mut peak = loaded;
+    while Instant::now() < until {
+        seq += 1;
+        let acked = rt
+            .block_on(send(&c.url(), None, vec![report("node-good", "good", seq)]))
+            .unwrap();
+        if acked != [seq] {
+            lost += 1;
+        }
+        peak = peak.max(c.rss_kib());
+        thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(lost, 0);
+    assert!(
+        peak < baseline + 512 * 1024,
+        "RSS grew from {baseline} KiB to {peak} KiB while held"
+    );
     stalled.abort();
     drop(idle);
     assert!(!c.log().contains("panicked"), "{}", c.log());
+    common::daemons::record_result(
+        "hostile: idle connections",
+        &format!(
+            "{seq} reports acked over {} s; RSS {} -> peak {} MiB",
+            hold.as_secs() + 3,
+            baseline / 1024,
+            peak / 1024
+        ),
+        "10,000 idle connections, a client that never reads its acks",
+        10_000,
+        lost,
+    );
 }

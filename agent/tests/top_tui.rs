@@ -202,6 +202,11 @@ fn cpu_column(screen: &str) -> Vec<f64> {
 }
 
 fn assert_terminal_restored(tmux: &Tmux, marker: &str) {
+    assert_terminal_restored_after(tmux, marker, "EXIT=0");
+}
+
+/// As [`assert_terminal_restored`], with the exit line expected.
+fn assert_terminal_restored_after(tmux: &Tmux, marker: &str, exit: &str) {
     // The alternate screen is gone: the shell's screen is back, with what
     // was typed before `agent top` started. The command line itself reads
     // `echo EXIT=$?`: wait for the line the echo prints, which comes once
@@ -217,8 +222,8 @@ fn assert_terminal_restored(tmux: &Tmux, marker: &str) {
         },
     );
     assert!(
-        screen.lines().any(|l| l.trim() == "EXIT=0"),
-        "agent top exited with an error:\n{screen}"
+        screen.lines().any(|l| l.trim() == exit),
+        "agent top did not end with {exit}:\n{screen}"
     );
     tmux.keys(&["clear", "Enter"]);
     thread::sleep(Duration::from_millis(200));
@@ -521,28 +526,77 @@ fn remote_top_with_a_token_shows_nodes_and_cost() {
     });
     tmux.type_text(SPIN);
     tmux.keys(&["Enter"]);
-    let shown = tmux.wait_for("the workload's row", Duration::from_secs(30), |s| {
-        s.lines()
-            .any(|l| l.contains(SPIN) && l.contains("e2e-node"))
+    // Priced once the view has the node's identity (ListNodes).
+    let priced = |l: &str| {
+        l.contains(SPIN)
+            && l.contains("e2e-node")
+            && l.split_whitespace()
+                .last()
+                .is_some_and(|c| c.parse::<f64>().is_ok())
+    };
+    let shown = tmux.wait_for("the workload's priced row", Duration::from_secs(30), |s| {
+        s.lines().any(priced)
     });
-    let row = shown
-        .lines()
-        .find(|l| l.contains(SPIN) && l.contains("e2e-node"))
-        .unwrap();
-    // The spinner uses a core: on m6i.large (2 vCPU, 8 GiB, $0.096/h)
-    // that alone is ~$22.8 a month (OpenCost's split: 0.0312 $/vCPU-hour).
-    let cost: f64 = row
-        .split_whitespace()
-        .last()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no cost at the end of the row:\n{shown}"));
+    let row = shown.lines().find(|l| priced(l)).unwrap();
+    // PID NAME NODE RUNTIME CPU% GC% VERDICT ALLOC FAULTS RSS $/MO: the
+    // cost is the row's CPU at m6i.large's vCPU-hour rate (OpenCost's
+    // split of $0.096/h over 2 vCPU and 8 GiB: $0.031246) plus its RSS at
+    // the GiB-hour rate ($0.0041885; the spinner's ~1 MiB adds under a
+    // cent), for 730 h.
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let number = |i: usize| -> f64 {
+        cells
+            .get(i)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("cell {i} of the row is no number:\n{shown}"))
+    };
+    let (cpu_pct, cost) = (number(4), number(cells.len() - 1));
+    let expected = 730.0 * cpu_pct / 100.0 * 0.031246;
     assert!(
-        (10.0..40.0).contains(&cost),
-        "a spinning core on m6i.large costs ~$22.8/month, the row says {cost}:\n{shown}"
+        cpu_pct > 0.0 && (cost - expected).abs() < 0.1,
+        "{cpu_pct}% of a core on m6i.large is ${expected:.2}/month, the row says {cost}:\n{shown}"
     );
     tmux.type_text("q");
     assert_terminal_restored(&tmux, marker);
     drop(agent);
     drop(spinner);
     drop(collector);
+}
+
+/// A panic on a thread of the view (the source's, here injected with the
+/// hidden `--panic-after`) gives the terminal back, prints the panic after
+/// the restored screen, and exits with an error.
+#[test]
+fn a_panic_gives_the_terminal_back() {
+    let _serial = serial();
+    if !require_tmux("a_panic_gives_the_terminal_back") {
+        return;
+    }
+    let tmux = Tmux::start(100, 30);
+    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
+        s.contains("tally-e2e$")
+    });
+    let marker = "BEFORE-PANIC";
+    tmux.type_text(&format!("echo {marker}"));
+    tmux.keys(&["Enter"]);
+    let agent = env!("CARGO_BIN_EXE_agent");
+    tmux.type_text(&format!(
+        "{agent} top --synthetic 200 --interval 0.2 --panic-after 2 2>/tmp/tally-panic-$$.log; echo EXIT=$?; grep -c 'injected by --panic-after' /tmp/tally-panic-$$.log; rm -f /tmp/tally-panic-$$.log"
+    ));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the view", Duration::from_secs(10), |s| {
+        s.contains("tally top") && s.contains("CPU%")
+    });
+    // The echo's line, not the command line that names it.
+    let exit_line = |l: &str| l.trim().starts_with("EXIT=") && l.trim().len() <= 8;
+    let screen = tmux.wait_for("the panic's count", Duration::from_secs(15), |s| {
+        s.lines().any(exit_line) && !s.contains("tally top")
+    });
+    // The panic message went to stderr once the screen was given back.
+    let after_exit: Vec<&str> = screen.lines().skip_while(|l| !exit_line(l)).collect();
+    assert!(
+        after_exit.get(1).is_some_and(|l| l.trim() == "1"),
+        "the panic message is not in stderr:\n{screen}"
+    );
+    assert_terminal_restored_after(&tmux, marker, "EXIT=1");
 }

@@ -21,6 +21,7 @@ pub const TARGETS: &[&str] = &[
     "hsperf",
     "stapsdt",
     "token_file",
+    "price_overrides",
 ];
 
 #[derive(Debug, clap::Args)]

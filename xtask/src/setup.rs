@@ -151,8 +151,21 @@ fn nightly_rust_src() -> Result<()> {
         "nightly",
         "--installed",
     ]))?;
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        cmd::run(cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    // rust-src for -Z build-std; clippy lints the eBPF crate in the tests.
+    for component in ["rust-src", "clippy"] {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            cmd::run(cmd("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                "nightly",
+            ]))?;
+        }
+    }
+    // The test command lints with the stable toolchain's clippy-driver.
+    if !cmd::succeeds(cmd("clippy-driver").arg("--version")) {
+        cmd::run(cmd("rustup").args(["component", "add", "clippy"]))?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask soak`: the long versions of the fault tests (collector
 //! outage of 5 minutes, repeated crashes, a 60 s fork storm, map pressure,
-//! agent restarts), then one table of what each held and lost.
+//! agent restarts) and of the hostile-client tests (2,000 rounds of
+//! malformed frames; 10,000 idle connections and a stalled reader held for
+//! 5 minutes), then one table of what each held and lost.
 //!
 //! Each test appends one tab-separated line to the results file named by
 //! `TALLY_SOAK_RESULTS`: test, load held, faults injected, bad inputs tried,
@@ -12,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::cmd;
 
 /// Integration test binaries with long versions under `TALLY_SOAK=1`.
-const SOAK_TESTS: &[&str] = &["faults"];
+const SOAK_TESTS: &[&str] = &["faults", "hostile"];
 
 pub fn run(root: &Path, filter: &[String]) -> Result<()> {
     let results = root.join("target/soak-results.tsv");

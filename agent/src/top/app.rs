@@ -251,6 +251,10 @@ impl App {
             for list in [&rows.processes, &rows.containers, &rows.pods] {
                 self.history.record(list, unix);
             }
+        } else {
+            // Workloads' points come from the collector (`Points`); pods
+            // are charted from what this view has seen.
+            self.history.record(&rows.pods, unix);
         }
         self.history.prune(unix);
         if self.paused {

@@ -236,7 +236,7 @@ impl Column {
 }
 
 /// gc-heavy is the most severe: it sorts first when descending.
-fn severity(e: &Entry) -> u8 {
+pub fn severity(e: &Entry) -> u8 {
     match e.verdict {
         Some(VerdictKind::GcHeavy) => 4,
         Some(VerdictKind::AllocChurn) => 3,

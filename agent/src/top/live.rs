@@ -58,8 +58,12 @@ pub enum Origin {
         security: ClientSecurity,
         pricing: Pricing,
     },
-    /// Synthetic processes.
-    Synthetic { processes: usize },
+    /// Synthetic processes; `panic_after` makes the source thread panic
+    /// after that long (a fault injected to test the terminal restore).
+    Synthetic {
+        processes: usize,
+        panic_after: Option<Duration>,
+    },
 }
 
 pub struct InteractiveOptions {
@@ -172,8 +176,11 @@ pub fn run_interactive(opts: InteractiveOptions) -> Result<(), TopError> {
             SourceKind::Remote,
             collector,
         ),
-        Origin::Synthetic { processes } => (
-            source::synthetic(processes, opts.interval)?,
+        Origin::Synthetic {
+            processes,
+            panic_after,
+        } => (
+            source::synthetic(processes, opts.interval, panic_after)?,
             SourceKind::Local,
             format!("synthetic ({processes} processes)"),
         ),

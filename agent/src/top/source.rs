@@ -262,8 +262,13 @@ pub(super) fn synthetic_node() -> (Pricing, NodeIdentity) {
 }
 
 /// `processes` synthetic processes, changing every interval.
-pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source> {
+pub fn synthetic(
+    processes: usize,
+    interval: Duration,
+    panic_after: Option<Duration>,
+) -> std::io::Result<Source> {
     Source::spawn("top-synthetic", interval, move |control, tx, rx| {
+        let started = Instant::now();
         let (pricing, node) = synthetic_node();
         let mut data = Synthetic::new(processes, 0x7a11_7e57);
         let mut profiled = HashSet::new();
@@ -286,6 +291,9 @@ pub fn synthetic(processes: usize, interval: Duration) -> std::io::Result<Source
             });
             if !proceed {
                 return;
+            }
+            if panic_after.is_some_and(|d| started.elapsed() >= d) {
+                panic!("injected by --panic-after: the terminal must be given back");
             }
             let seconds = last.elapsed().as_secs_f64();
             last = Instant::now();

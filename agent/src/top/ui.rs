@@ -13,7 +13,7 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Overlay, Screen, secs_text},
+    app::{App, Grouping, Overlay, Screen, secs_text},
     columns::{self, Column, SourceKind},
     filter::FILTER_FIELDS,
     format::{bytes, count, money, rfc3339},
@@ -494,7 +494,7 @@ impl App {
     /// "processes", "containers", "pods", or "workloads" (remote).
     pub fn grouping_label(&self) -> &'static str {
         match (self.source(), self.grouping) {
-            (SourceKind::Remote, _) => "workloads",
+            (SourceKind::Remote, Grouping::Processes) => "workloads",
             (_, g) => g.name(),
         }
     }

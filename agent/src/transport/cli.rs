@@ -19,7 +19,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
     /// Require a bearer token from this file (`NODE TOKEN` a line, `*` for
-    /// any node; see the README).
+    /// any node; see the README). Followed: a changed file takes effect
+    /// within 5 s; one that does not parse is logged and the old tokens stay.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Accept clients without credentials on a non-loopback address.

@@ -14,6 +14,7 @@
 //! name (a DNS name in its subjectAltName, checked with webpki as a server
 //! name would be), or with a token bound to that node name.
 pub mod cli;
+pub mod reload;
 pub mod tokens;
 
 use std::{
@@ -29,6 +30,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
 };
 
+pub use reload::ReloadingTokens;
 pub use tokens::{TokenFileError, TokenTable};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +124,7 @@ pub struct ServerSecurity {
 #[derive(Debug, Clone)]
 pub struct Guard {
     pub tls: Option<ServerTlsConfig>,
-    tokens: Option<Arc<TokenTable>>,
+    tokens: Option<Arc<ReloadingTokens>>,
     mutual_tls: bool,
 }
 
@@ -149,7 +151,7 @@ impl ServerSecurity {
         let tokens = self
             .token_file
             .as_deref()
-            .map(TokenTable::load)
+            .map(ReloadingTokens::load)
             .transpose()?
             .map(Arc::new);
         let loopback = addr.ip().is_loopback();
@@ -190,7 +192,7 @@ impl Guard {
             None
         };
         match &self.tokens {
-            Some(tokens) => tokens.caller(request),
+            Some(tokens) => tokens.current().caller(request),
             None => Ok(certificate.unwrap_or(Caller::AnyNode)),
         }
     }

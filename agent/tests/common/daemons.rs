@@ -27,14 +27,21 @@ impl Collector {
         Self::start_with(data, listen, &[])
     }
 
-    /// Starts it with more arguments (`--token-file …`).
+    /// Starts it with more arguments (`--token-file …`). Its stderr goes
+    /// to `collector.stderr` in `data` (appended across restarts).
     pub fn start_with(data: &Path, listen: &str, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(data).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("collector.stderr"))
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
             .args(["collector", "--listen", listen, "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -47,8 +54,13 @@ impl Collector {
             }
         });
         let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("collector listening");
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the collector did not start: {}",
+                    std::fs::read_to_string(data.join("collector.stderr")).unwrap_or_default()
+                )
+            });
         Self {
             child,
             addr,
@@ -66,6 +78,21 @@ impl Collector {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("collector.stderr")).unwrap_or_default()
+    }
+
+    /// Its resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
     }
 
     pub fn kill9(&mut self) {

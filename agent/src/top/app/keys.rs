@@ -168,14 +168,13 @@ impl App {
     }
 
     fn cycle_grouping(&mut self) {
-        if self.source() == SourceKind::Remote {
-            self.say("remote rows are workloads: containers, else processes");
-            return;
-        }
-        self.grouping = match self.grouping {
-            Grouping::Processes => Grouping::Containers,
-            Grouping::Containers => Grouping::Pods,
-            Grouping::Pods => Grouping::Processes,
+        // Remote rows are workloads already (containers, else processes):
+        // the next grouping up is the pod.
+        let remote = self.source() == SourceKind::Remote;
+        self.grouping = match (self.grouping, remote) {
+            (Grouping::Processes, false) => Grouping::Containers,
+            (Grouping::Containers, false) | (Grouping::Processes, true) => Grouping::Pods,
+            (Grouping::Pods, _) | (Grouping::Containers, true) => Grouping::Processes,
         };
         // The sort column may not exist for these rows (PID vs PROCS).
         let columns = self.columns();
@@ -192,10 +191,12 @@ impl App {
         self.selected = 0;
         self.selected_id = None;
         self.offset = 0;
-        let note = match self.grouping {
-            Grouping::Containers => "grouped by container (else cgroup)",
-            Grouping::Pods => "grouped by pod (else container, else cgroup)",
-            Grouping::Processes => "one row per process",
+        let note = match (self.grouping, remote) {
+            (Grouping::Containers, _) => "grouped by container (else cgroup)",
+            (Grouping::Pods, false) => "grouped by pod (else container, else cgroup)",
+            (Grouping::Pods, true) => "grouped by pod (else workload)",
+            (Grouping::Processes, false) => "one row per process",
+            (Grouping::Processes, true) => "one row per workload",
         };
         self.say(note);
         self.rebuild();

@@ -396,12 +396,88 @@ fn remote_rows_have_nodes_and_a_node_filter() {
     app.apply_action(Action::CycleNode);
     assert_eq!(app.node, None);
     assert_eq!(app.visible_len(), 3);
-    // The filter's node field, and `c` does not regroup workloads.
+    // The filter's node field.
     app.apply_action(Action::StartFilter);
     for c in "node:node-a".chars() {
         app.apply_action(Action::FilterChar(c));
     }
     assert_eq!(names(&app), ["java/aaaaaaaaaaaa"]);
+}
+
+fn in_pod(mut w: pb::Workload, pod: &str, container: &str) -> pb::Workload {
+    w.pod = Some(pb::PodMetadata {
+        namespace: "shop".into(),
+        pod_name: pod.into(),
+        pod_uid: format!("uid-{pod}"),
+        container_name: container.into(),
+        ..Default::default()
+    });
+    w
+}
+
+#[test]
+fn remote_workloads_group_by_pod() {
+    let w = [
+        in_pod(
+            workload(
+                &"a".repeat(64),
+                "java",
+                "node-a",
+                2.0,
+                pb::VerdictKind::VerdictGcHeavy,
+            ),
+            "checkout-1",
+            "app",
+        ),
+        in_pod(
+            workload(
+                &"b".repeat(64),
+                "envoy",
+                "node-a",
+                0.5,
+                pb::VerdictKind::VerdictSteady,
+            ),
+            "checkout-1",
+            "sidecar",
+        ),
+        workload(
+            &"c".repeat(64),
+            "db",
+            "node-b",
+            1.0,
+            pb::VerdictKind::VerdictSteady,
+        ),
+    ];
+    let mut app = App::new(settings(SourceKind::Remote));
+    app.ingest(crate::top::rows::remote_rows(&w.iter().collect::<Vec<_>>()));
+    // Workloads in a pod are named by it.
+    assert_eq!(
+        names(&app),
+        [
+            "shop/checkout-1/app",
+            "db/cccccccccccc",
+            "shop/checkout-1/sidecar"
+        ]
+    );
+    app.apply_action(Action::CycleGrouping);
+    assert_eq!(app.grouping, Grouping::Pods);
+    assert_eq!(app.grouping_label(), "pods");
+    assert_eq!(names(&app), ["shop/checkout-1", "db/cccccccccccc"]);
+    let pod = app.visible().next().unwrap();
+    assert_eq!(pod.procs, 2);
+    assert!((pod.cpu_pct - 250.0).abs() < 1e-9);
+    // GC share CPU-weighted; the verdict and reasons of the worst container.
+    assert_eq!(pod.verdict, Some(VerdictKind::GcHeavy));
+    assert_eq!(pod.reasons, ["app: GC threads 31% of CPU"]);
+    assert_eq!(pod.node, "node-a");
+    assert!(app.columns().contains(&Column::Procs));
+    // `pod:` filters find the pod by name.
+    app.apply_action(Action::StartFilter);
+    for c in "pod:checkout".chars() {
+        app.apply_action(Action::FilterChar(c));
+    }
+    assert_eq!(names(&app), ["shop/checkout-1"]);
+    // Workloads again, not containers (they are the workloads already).
     app.apply_action(Action::CycleGrouping);
     assert_eq!(app.grouping, Grouping::Processes);
 }

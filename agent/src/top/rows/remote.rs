@@ -1,6 +1,7 @@
 //! Rows of a collector's workloads (remote mode): one per workload, with
 //! the collector's summaries (no per-syscall counts, no threads, no stacks).
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
@@ -8,7 +9,10 @@ use std::{
 use tally_proto as pb;
 
 use super::{Entry, RowId, RowKind, Rows, Stacks, Totals, sanitize, short_id};
-use crate::gc::{self, VerdictKind};
+use crate::{
+    gc::{self, VerdictKind},
+    top::columns::severity,
+};
 
 fn verdict_from_proto(v: Option<&pb::Verdict>) -> Option<gc::Verdict> {
     let v = v?;
@@ -38,10 +42,27 @@ pub fn workload_entry(w: &pb::Workload) -> Option<Entry> {
         }
         WorkloadId::Process { pid, .. } => e.pid = Some(*pid),
     }
-    e.set_name(&crate::workloads::workload_label(w));
+    // Kubernetes names where the collector has them: they are what an SRE
+    // looks for; the runtime's name and container id otherwise.
+    let pod = w.pod.as_ref().filter(|p| !p.pod_name.is_empty());
+    e.pod_name = pod.map(|p| {
+        if p.container_name.is_empty() {
+            format!("{}/{}", p.namespace, p.pod_name)
+        } else {
+            format!("{}/{}/{}", p.namespace, p.pod_name, p.container_name)
+        }
+    });
+    let name = e
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| crate::workloads::workload_label(w));
+    e.set_name(&name);
     e.node = sanitize(&w.nodes.join(","));
     e.cgroup_path = sanitize(&w.cgroup_path);
-    e.pod_uid = crate::enrich::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid);
+    e.pod_uid = pod
+        .map(|p| p.pod_uid.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| crate::enrich::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid));
     e.runtime = crate::collector::workload::runtime_from_proto(w.runtime);
     let secs = w.window_seconds.max(1e-9);
     e.cpu_pct = 100.0 * w.cpu_seconds / secs;
@@ -88,6 +109,7 @@ pub fn remote_rows(workloads: &[&pb::Workload]) -> Rows {
         cost_month: None,
     };
     let at = (newest > 0).then(|| UNIX_EPOCH + Duration::from_millis(newest as u64));
+    let pods = pod_rows(&processes);
     Rows {
         at,
         seconds: workloads
@@ -96,10 +118,109 @@ pub fn remote_rows(workloads: &[&pb::Workload]) -> Rows {
             .fold(0.0, f64::max),
         processes,
         containers: Vec::new(),
-        pods: Vec::new(),
+        pods,
         totals,
         node_label: None,
     }
+}
+
+/// Workloads added up per pod (by UID); a workload outside any pod stays
+/// a row of its own. A pod's verdict is its most severe container's, with
+/// that container's reasons; its GC share is CPU-weighted.
+pub fn pod_rows(workloads: &[Entry]) -> Vec<Entry> {
+    let mut order: Vec<Arc<str>> = Vec::new();
+    let mut members: HashMap<Arc<str>, Vec<&Entry>> = HashMap::new();
+    for e in workloads {
+        let key: Arc<str> = match &e.pod_uid {
+            Some(uid) => Arc::from(uid.as_str()),
+            None => match &e.id {
+                RowId::Workload(k) => Arc::from(format!("workload:{k}")),
+                other => Arc::from(format!("{other:?}")),
+            },
+        };
+        members
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(e);
+    }
+    order
+        .into_iter()
+        .filter_map(|key| {
+            let list = members.remove(&key)?;
+            let first = list[0];
+            let id = match &first.pod_uid {
+                Some(_) => RowId::Pod(key),
+                None => first.id.clone(),
+            };
+            let mut g = Entry::blank(id, RowKind::Group);
+            g.procs = list.len() as u32;
+            // `namespace/pod`, without the container.
+            let pod = first.pod_name.as_ref().map(|n| {
+                let mut parts = n.splitn(3, '/');
+                match (parts.next(), parts.next()) {
+                    (Some(ns), Some(p)) => format!("{ns}/{p}"),
+                    _ => n.clone(),
+                }
+            });
+            g.set_name(pod.as_deref().unwrap_or(&first.name));
+            g.pod_name = pod;
+            g.pod_uid.clone_from(&first.pod_uid);
+            let mut nodes: Vec<&str> = list
+                .iter()
+                .flat_map(|e| e.node.split(','))
+                .filter(|n| !n.is_empty())
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            g.node = nodes.join(",");
+            let busiest = list
+                .iter()
+                .max_by(|a, b| a.cpu_pct.total_cmp(&b.cpu_pct))
+                .copied()
+                .unwrap_or(first);
+            g.runtime = busiest.runtime;
+            g.cpu_pct = list.iter().map(|e| e.cpu_pct).sum();
+            g.gc_pct = if g.cpu_pct > 0.0 {
+                list.iter().map(|e| e.cpu_pct * e.gc_pct).sum::<f64>() / g.cpu_pct
+            } else {
+                0.0
+            };
+            let worst = list
+                .iter()
+                .max_by(|a, b| {
+                    severity(a)
+                        .cmp(&severity(b))
+                        .then(a.cpu_pct.total_cmp(&b.cpu_pct))
+                })
+                .copied()
+                .unwrap_or(first);
+            g.verdict = worst.verdict;
+            g.confidence = worst.confidence;
+            let who = worst
+                .pod_name
+                .as_deref()
+                .and_then(|n| n.rsplit('/').next())
+                .unwrap_or(&worst.name);
+            g.reasons = if list.len() > 1 {
+                worst
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{who}: {r}"))
+                    .collect()
+            } else {
+                worst.reasons.clone()
+            };
+            g.alloc_bps = list.iter().map(|e| e.alloc_bps).sum();
+            g.faults_ps = list.iter().map(|e| e.faults_ps).sum();
+            g.rss = list.iter().map(|e| e.rss).sum();
+            g.stacks = Stacks::Unavailable;
+            g.fill_search();
+            Some(g)
+        })
+        .collect()
 }
 
 /// One point of a workload's history (WorkloadHistory), as charted.
