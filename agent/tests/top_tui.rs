@@ -115,8 +115,43 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // A test that failed half-way leaves `agent top` running in the
+        // pane: end it with the pane (a_closed_terminal_ends_agent_top
+        // checks that it ends by itself).
+        let shell = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "top", "#{pane_pid}"])
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            });
         let _ = self.cmd().arg("kill-server").status();
+        if let Some(shell) = shell {
+            for pid in children_of(shell) {
+                // SAFETY: plain kill(2) of a process this test started.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
     }
+}
+
+/// Processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|p| {
+                    let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                    let after = stat.rsplit(')').next().unwrap_or("");
+                    after.split_whitespace().nth(1).and_then(|s| s.parse().ok()) == Some(parent)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A child killed on drop.
@@ -599,4 +634,56 @@ fn a_panic_gives_the_terminal_back() {
         "the panic message is not in stderr:\n{screen}"
     );
     assert_terminal_restored_after(&tmux, marker, "EXIT=1");
+}
+
+/// The terminal goes away under a running `agent top` (the pane closes,
+/// an SSH session drops): the agent ends within a few seconds instead of
+/// spinning on a terminal that is gone.
+#[test]
+fn a_closed_terminal_ends_agent_top() {
+    let _serial = serial();
+    if !require_tmux("a_closed_terminal_ends_agent_top") {
+        return;
+    }
+    let tmux = Tmux::start(100, 30);
+    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
+        s.contains("tally-e2e$")
+    });
+    let agent = env!("CARGO_BIN_EXE_agent");
+    tmux.type_text(&format!("{agent} top --synthetic 50 --interval 0.5"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the view", Duration::from_secs(10), |s| {
+        s.contains("tally top") && s.contains("CPU%")
+    });
+    let shell = tmux.shell_pid();
+    let pid = *children_of(shell)
+        .first()
+        .expect("agent top runs under the pane's shell");
+    let _ = tmux.cmd().arg("kill-server").status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}/stat")).exists() && Instant::now() < deadline {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|a| a.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = !stat.is_empty()
+        && !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|a| a.trim_start().starts_with('Z'));
+    if alive {
+        // SAFETY: plain kill(2) of the agent this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert!(
+        !alive,
+        "agent top is still running 5 s after its terminal closed"
+    );
 }

@@ -44,6 +44,7 @@ impl Screen {
     pub fn enter() -> io::Result<Self> {
         install_panic_hook();
         install_signal_handlers();
+        watch_for_hangup();
         enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = io::stdout();
@@ -118,6 +119,62 @@ fn install_panic_hook() {
             }
             previous(info);
         }));
+    });
+}
+
+/// How long the terminal may stay hung up (or a quit signal go unheeded)
+/// while the view still owns it, before the process exits on its own.
+const HANGUP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the terminal on stdin hung up (its window closed, the SSH
+/// session dropped).
+fn hung_up() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+/// A thread that ends the process when the view can no longer end itself:
+/// once the terminal hangs up, crossterm's read of it returns nothing,
+/// forever, without an error, and the loop never gets to look at the
+/// SIGHUP (seen: `agent top` left spinning a core after its tmux pane
+/// closed). The kernel detaches the probes when the process exits.
+fn watch_for_hangup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("top-hangup".into())
+            .spawn(|| {
+                let step = std::time::Duration::from_millis(250);
+                let mut hung = std::time::Duration::ZERO;
+                let mut signalled_for = std::time::Duration::ZERO;
+                loop {
+                    std::thread::sleep(step);
+                    if !active() {
+                        hung = std::time::Duration::ZERO;
+                        signalled_for = std::time::Duration::ZERO;
+                        continue;
+                    }
+                    hung = if hung_up() { hung + step } else { std::time::Duration::ZERO };
+                    if signalled().is_some() {
+                        signalled_for += step;
+                    }
+                    if hung >= HANGUP_GRACE || signalled_for >= SIGNAL_GRACE {
+                        restore();
+                        let code = signalled().map_or(1, |s| 128 + s);
+                        std::process::exit(code);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the terminal watch ({e}): a hung-up terminal may leave agent top running");
+        }
     });
 }
 

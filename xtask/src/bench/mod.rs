@@ -4,6 +4,7 @@
 //! Also the plumbing they share: pinning processes to CPUs, tracers run as
 //! children that are always stopped (or killed) before the benchmark moves
 //! on, and the few /proc fields the benchmarks read.
+#[cfg(feature = "ingest-bench")]
 mod ingest;
 mod overhead;
 mod top;
@@ -28,7 +29,17 @@ pub enum Bench {
     Overhead(overhead::Args),
     /// Process windows one collector core stores durably per second, from
     /// simulated agents streaming realistic reports.
+    #[cfg(feature = "ingest-bench")]
     Ingest(ingest::Args),
+    /// Process windows one collector core stores durably per second, from
+    /// simulated agents streaming realistic reports (rebuilds xtask with
+    /// its gRPC client; `--help` there lists the options).
+    #[cfg(not(feature = "ingest-bench"))]
+    #[command(disable_help_flag = true)]
+    Ingest {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Frame time and CPU of the interactive `agent top` with 2,000
     /// synthetic processes at a 1 s refresh.
     Top(top::Args),
@@ -37,7 +48,16 @@ pub enum Bench {
 pub fn run(which: Bench, root: &Path) -> Result<()> {
     match which {
         Bench::Overhead(args) => overhead::run(&args, root),
+        #[cfg(feature = "ingest-bench")]
         Bench::Ingest(args) => ingest::run(&args, root),
+        #[cfg(not(feature = "ingest-bench"))]
+        Bench::Ingest { args } => crate::cmd::run(
+            crate::cmd::cargo()
+                .args(["run", "--quiet", "--package", "xtask", "--features"])
+                .args(["ingest-bench", "--", "bench", "ingest"])
+                .args(args)
+                .current_dir(root),
+        ),
         Bench::Top(args) => top::run(&args, root),
     }
 }
