@@ -460,5 +460,11 @@ fn the_cost_column_and_the_nodes_price() {
         .into_iter()
         .find(|r| r.contains("allocheavy"))
         .unwrap();
-    assert!(!row.contains('$'), "{row}");
+    let unpriced = bare
+        .all_rows()
+        .iter()
+        .find(|e| e.name == "allocheavy")
+        .unwrap();
+    assert_eq!(unpriced.cost_month, None);
+    assert!(!row.contains(&crate::top::format::money(expected)), "{row}");
 }
