@@ -94,8 +94,12 @@ pub enum Job {
 /// Reports one stream may have handed to the writer without an answer yet.
 const IN_FLIGHT_PER_STREAM: usize = 64;
 /// Most reports in one transaction, so one commit never holds the
-/// answers of the first reports for long.
-const MAX_BATCH_REPORTS: usize = 128;
+/// answers of the first reports for long. Under saturation a batch holds
+/// what arrived during the last commit; the larger it is, the more rows of
+/// each workload share one leaf write (`cargo xtask bench ingest`: 128 →
+/// 512 took windows per core from ~225k to ~240k). 512 reports of 200
+/// processes are ~36 MiB of bodies held until their commit.
+const MAX_BATCH_REPORTS: usize = 512;
 
 pub struct IngestService {
     jobs: mpsc::Sender<Job>,

@@ -463,8 +463,12 @@ fn text_str(field: &'static str, s: &str, max: usize) -> Result<(), InvalidRepor
         });
     }
     // Control characters in names break terminals, logs and label
-    // exposition; no kernel, runtime or Kubernetes name carries them.
-    if s.chars().any(char::is_control) {
+    // exposition; no kernel, runtime or Kubernetes name carries them. Names
+    // are nearly always printable ASCII, checked a byte at a time (which
+    // vectorizes); only the others are decoded to chars (C1 controls are
+    // two bytes in UTF-8).
+    let printable_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_ascii && s.chars().any(char::is_control) {
         return Err(InvalidReport::ControlCharacter { field });
     }
     Ok(())

@@ -203,8 +203,24 @@ pub struct Store {
     /// The pod metadata stored for each workload row, so that an unchanged
     /// one is not written again.
     pods: HashMap<i64, pb::PodMetadata>,
-    /// Encoding buffer for `windows.delta`, reused.
-    buf: Vec<u8>,
+    /// The `windows` rows of the batch being written, and their encoded
+    /// `delta`s end to end in `deltas`; both reused from batch to batch.
+    rows: Vec<WindowRow>,
+    deltas: Vec<u8>,
+}
+
+/// One `windows` row, held until the batch's rows are sorted.
+struct WindowRow {
+    workload_id: i64,
+    window_end_unix_ms: i64,
+    report_id: i64,
+    node_id: i64,
+    window_seconds: f64,
+    runtime: i32,
+    processes: u32,
+    rss_bytes: u64,
+    /// The encoded delta: `deltas[delta.0..delta.1]`.
+    delta: (usize, usize),
 }
 
 /// The database file inside the data directory.
@@ -268,7 +284,8 @@ impl Store {
             workloads: HashMap::new(),
             agents: HashMap::new(),
             pods: HashMap::new(),
-            buf: Vec::with_capacity(256),
+            rows: Vec::new(),
+            deltas: Vec::new(),
         };
         store.load_ids()?;
         Ok(store)
@@ -395,6 +412,9 @@ impl Store {
         agents_before: &mut Vec<(String, Option<AgentState>)>,
         ends_before: &mut Vec<(WorkloadId, i64)>,
     ) -> Result<Vec<Outcome>, StoreError> {
+        // A failed batch may have left rows behind.
+        self.rows.clear();
+        self.deltas.clear();
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         {
@@ -535,25 +555,48 @@ impl Store {
                         ])?;
                         self.pods.insert(workload_id, pod.clone());
                     }
-                    self.buf.clear();
+                    let start = self.deltas.len();
                     // Encoding into a Vec cannot fail.
-                    let _ = w.delta.encode(&mut self.buf);
-                    insert_window.execute(params![
+                    let _ = w.delta.encode(&mut self.deltas);
+                    self.rows.push(WindowRow {
                         workload_id,
-                        node_id,
+                        window_end_unix_ms: r.window_end_unix_ms,
                         report_id,
-                        r.window_end_unix_ms,
+                        node_id,
                         window_seconds,
-                        runtime_to_proto(w.runtime) as i32,
-                        w.processes,
-                        sql_u64(w.rss_bytes),
-                        &self.buf[..],
-                    ])?;
+                        runtime: runtime_to_proto(w.runtime) as i32,
+                        processes: w.processes,
+                        rss_bytes: w.rss_bytes,
+                        delta: (start, self.deltas.len()),
+                    });
                 }
                 outcomes.push(Outcome::Stored {
                     last_stored_sequence: r.sequence,
                 });
             }
+            // In key order: a batch holds several reports of each node, so
+            // a workload's rows go into its leaf one after the other, and the
+            // leaves are visited in order, not at random, once per batch.
+            self.rows.sort_unstable_by_key(|w| {
+                (w.workload_id, w.window_end_unix_ms, w.report_id)
+            });
+            let inserted = self.rows.drain(..).try_for_each(|w| {
+                insert_window
+                    .execute(params![
+                        w.workload_id,
+                        w.node_id,
+                        w.report_id,
+                        w.window_end_unix_ms,
+                        w.window_seconds,
+                        w.runtime,
+                        w.processes,
+                        sql_u64(w.rss_bytes),
+                        &self.deltas[w.delta.0..w.delta.1],
+                    ])
+                    .map(drop)
+            });
+            self.deltas.clear();
+            inserted?;
         }
         tx.commit()?;
         Ok(outcomes)
