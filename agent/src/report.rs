@@ -1,7 +1,10 @@
 //! From a collection tick to the `NodeReport` an agent streams: each
 //! process's window (deltas), its cumulative totals since the agent first
 //! saw it, its runtime, threads and verdict.
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use tally_proto as pb;
 
@@ -27,6 +30,7 @@ pub struct NodeIdentity {
 pub fn node_report(tick: &Tick, node: &NodeIdentity, agent: pb::AgentStats) -> pb::NodeReport {
     let end = unix_ms(tick.at);
     let start = end - (tick.seconds * 1000.0).round() as i64;
+    let mut pods = PodTable::default();
     pb::NodeReport {
         node: Some(pb::NodeIdentity {
             node_name: node.node_name.clone(),
@@ -44,9 +48,31 @@ pub fn node_report(tick: &Tick, node: &NodeIdentity, agent: pb::AgentStats) -> p
         processes: tick
             .windows
             .iter()
-            .map(|w| process_window(w, tick.sample_period_ns))
+            .map(|w| {
+                let mut p = process_window(w, tick.sample_period_ns);
+                p.pod_ref = w.pod.as_deref().map_or(0, |pod| pods.refer(pod));
+                p
+            })
             .collect(),
         agent: Some(agent),
+        pods: pods.table,
+    }
+}
+
+/// A report's pods, each once: a container's windows name the same pod.
+#[derive(Default)]
+struct PodTable<'a> {
+    table: Vec<pb::PodMetadata>,
+    refs: HashMap<&'a PodInfo, u32>,
+}
+
+impl<'a> PodTable<'a> {
+    /// The 1-based `pod_ref` of `pod`, added to the table if new.
+    fn refer(&mut self, pod: &'a PodInfo) -> u32 {
+        *self.refs.entry(pod).or_insert_with(|| {
+            self.table.push(pod_metadata(pod));
+            u32::try_from(self.table.len()).unwrap_or(u32::MAX)
+        })
     }
 }
 
@@ -91,8 +117,8 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
                 gc: g.gc,
             })
             .collect(),
-        pod: w.pod.as_deref().map(pod_metadata),
-        // Stacks are added by `profile::wire::attach` when recorded.
+        // `pod_ref` is set by `node_report`, which keeps the report's pod
+        // table; stacks are added by `profile::wire::attach` when recorded.
         ..Default::default()
     }
 }
@@ -199,5 +225,39 @@ pub fn self_usage(clock_ticks: u64, page_size: u64) -> (f64, u64) {
             s.rss_pages * page_size,
         ),
         Err(_) => (0.0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::kube::{Resources, Source};
+
+    fn pod(name: &str, container: &str) -> PodInfo {
+        PodInfo {
+            namespace: "shop".into(),
+            pod: name.into(),
+            pod_uid: format!("uid-{name}"),
+            container: Some(container.into()),
+            labels: [("app".to_owned(), name.to_owned())].into(),
+            owner: None,
+            qos_class: Some("Burstable".into()),
+            resources: Resources::default(),
+            source: Source::ApiServer,
+        }
+    }
+
+    /// Equal pods share one entry; another container is another entry.
+    #[test]
+    fn each_pod_goes_into_the_table_once() {
+        let (a, a_again, b) = (pod("web", "app"), pod("web", "app"), pod("web", "sidecar"));
+        let mut t = PodTable::default();
+        assert_eq!(
+            [t.refer(&a), t.refer(&a_again), t.refer(&b), t.refer(&a)],
+            [1, 1, 2, 1]
+        );
+        assert_eq!(t.table.len(), 2);
+        assert_eq!(t.table[0], pod_metadata(&a));
+        assert_eq!(t.table[1].container_name, "sidecar");
     }
 }

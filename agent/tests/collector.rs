@@ -150,6 +150,7 @@ fn report(
         window_end_unix_ms: end,
         processes,
         agent: Some(pb::AgentStats::default()),
+        pods: Vec::new(),
     }
 }
 

@@ -66,6 +66,7 @@ fn report(node: &str, instance: &str, seq: u64) -> pb::NodeReport {
             ..Default::default()
         }],
         agent: None,
+        pods: Vec::new(),
     }
 }
 

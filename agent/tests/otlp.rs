@@ -529,6 +529,7 @@ fn collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint() {
                     ..Default::default()
                 }],
                 agent: Some(tally_proto::AgentStats::default()),
+                pods: Vec::new(),
             }
         })
         .collect();

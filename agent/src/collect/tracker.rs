@@ -117,10 +117,27 @@ impl Tracker {
     /// previous tick. `seconds` is the length of the window.
     pub fn tick(&mut self, live: &[LiveProc], exits: &[ExitReport], seconds: f64) -> Vec<Window> {
         self.tick += 1;
-        let mut windows = Vec::new();
+        let mut windows: Vec<Window> = Vec::new();
+        // A process's exit can come in several reports (a straggler thread
+        // reports after its group died); two in one tick make one window: a
+        // report naming a process twice is refused whole by the collector.
+        let mut exited: HashMap<ProcKey, usize> = HashMap::new();
         for exit in exits {
             if let Some(w) = self.apply_exit(exit, seconds) {
-                windows.push(w);
+                match exited.get(&w.key) {
+                    Some(&i) => {
+                        let earlier = &mut windows[i];
+                        let delta = earlier.delta.add(&w.delta);
+                        let cpu_seconds = earlier.cpu_seconds + w.cpu_seconds;
+                        *earlier = w;
+                        earlier.delta = delta;
+                        earlier.cpu_seconds = cpu_seconds;
+                    }
+                    None => {
+                        exited.insert(w.key, windows.len());
+                        windows.push(w);
+                    }
+                }
             }
         }
         for proc in live {
@@ -376,6 +393,21 @@ mod tests {
         let w2 = t.tick(&[], &[exit(k, 0, 0, 20)], 1.0);
         assert_eq!(w2[0].delta.cpu_samples, 10);
         assert!(w2[0].exited);
+    }
+
+    /// Both exit reports in one tick: one window, their sum.
+    #[test]
+    fn exit_reports_of_one_process_in_one_tick_make_one_window() {
+        let mut t = Tracker::new(ATTACH, PERIOD);
+        let k = key(15, ATTACH + 1);
+        t.tick(&[live(k, 10, 0, 50)], &[], 1.0);
+        let w = t.tick(&[], &[exit(k, 12, 3, 40), exit(k, 1, 1, 20)], 1.0);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].delta.cpu_samples, 10);
+        assert_eq!(w[0].delta.minor_faults, 3);
+        assert_eq!(w[0].delta.mmap_calls, 4);
+        assert_eq!(w[0].total.cpu_samples, 60);
+        assert!(w[0].exited);
     }
 
     #[test]

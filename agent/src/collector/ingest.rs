@@ -59,8 +59,8 @@ pub fn prepare(
     caller: &Caller,
     now_ms: i64,
 ) -> Result<Prepared, Refusal> {
+    validate::check(&received, limits, now_ms)?;
     let report = &received.view;
-    validate::check(report, limits, now_ms)?;
     let node = report.node.as_ref().ok_or(InvalidReport::NoNode)?;
     if !caller.may_write(&node.node_name) {
         return Err(Refusal::WrongNode {
@@ -69,7 +69,7 @@ pub fn prepare(
     }
     let node_name: Arc<str> = Arc::from(node.node_name.as_str());
     Ok(Prepared {
-        windows: workload_windows(&node_name, report),
+        windows: workload_windows(&node_name, &received),
         node_name,
         agent_instance: node.agent_instance.clone(),
         agent_start_unix_ms: node.agent_start_unix_ms,
@@ -407,6 +407,7 @@ mod tests {
                 ..Default::default()
             }],
             agent: None,
+            pods: Vec::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use tally_proto::{
     self as pb,
-    received::{ProcessView, ReportView},
+    received::{ProcessView, ReceivedReport},
 };
 
 /// What an operator may tune; the defaults fit a 16k-process node with
@@ -136,7 +136,8 @@ const MAX_BYTES_FIELD: u64 = 1 << 50;
 
 /// Checks everything in `report` against `limits` and the collector's
 /// clock `now_ms`.
-pub fn check(report: &ReportView, limits: &Limits, now_ms: i64) -> Result<(), InvalidReport> {
+pub fn check(received: &ReceivedReport, limits: &Limits, now_ms: i64) -> Result<(), InvalidReport> {
+    let report = &received.view;
     let node = report.node.as_ref().ok_or(InvalidReport::NoNode)?;
     check_node(node)?;
     if report.sequence == 0 {
@@ -199,8 +200,21 @@ pub fn check(report: &ReportView, limits: &Limits, now_ms: i64) -> Result<(), In
     let mut keys = HashSet::with_capacity(processes);
     let mut containers: HashSet<&[u8]> = HashSet::new();
     let mut bare_processes = 0usize;
-    for p in &report.processes {
-        check_process(p, limits, max_cpu_seconds)?;
+    if received.pods.len() > limits.max_processes_per_report {
+        return Err(InvalidReport::Limit {
+            limit: "max-processes-per-report",
+            max: limits.max_processes_per_report,
+            actual: received.pods.len(),
+        });
+    }
+    for (index, p) in report.processes.iter().enumerate() {
+        check_process(p, max_cpu_seconds)?;
+        if received.pod_ref_dangles(index) {
+            return Err(InvalidReport::OutOfRange {
+                field: "process.pod_ref",
+                value: f64::from(p.pod_ref),
+            });
+        }
         let key = p.key.unwrap_or_default();
         if !keys.insert((key.pid, key.start_ticks)) {
             return Err(InvalidReport::DuplicateProcess {
@@ -213,6 +227,10 @@ pub fn check(report: &ReportView, limits: &Limits, now_ms: i64) -> Result<(), In
         } else {
             containers.insert(&p.container_id[..]);
         }
+    }
+    // Each distinct pod once: a container's processes name the same one.
+    for pod in &received.pods {
+        check_pod(pod, limits)?;
     }
     let workloads = bare_processes + containers.len();
     if workloads > limits.max_workloads_per_report {
@@ -246,7 +264,7 @@ fn check_node(node: &pb::NodeIdentity) -> Result<(), InvalidReport> {
     Ok(())
 }
 
-fn check_process(p: &ProcessView, limits: &Limits, max_cpu: f64) -> Result<(), InvalidReport> {
+fn check_process(p: &ProcessView, max_cpu: f64) -> Result<(), InvalidReport> {
     let key = p.key.ok_or(InvalidReport::NoProcessKey)?;
     if key.pid > PID_MAX_LIMIT {
         return Err(InvalidReport::BadPid(key.pid));
@@ -288,9 +306,6 @@ fn check_process(p: &ProcessView, limits: &Limits, max_cpu: f64) -> Result<(), I
     for g in &p.thread_groups {
         text_bytes("process.thread_groups.name", &g.name, MAX_COMM)?;
         finite_non_negative("process.thread_groups.cpu_seconds", g.cpu_seconds, max_cpu)?;
-    }
-    if let Some(pod) = &p.pod {
-        check_pod(pod, limits)?;
     }
     check_stacks(p)
 }

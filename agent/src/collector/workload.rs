@@ -7,7 +7,7 @@ use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc};
 use bytes::Bytes;
 use tally_proto::{
     self as pb,
-    received::{ProcessView, ReportView},
+    received::{ProcessView, ReceivedReport},
 };
 
 use crate::gc::{GcSignals, Runtime};
@@ -136,12 +136,14 @@ pub struct WorkloadWindow {
 
 /// Sums a report's process windows per workload, in the order workloads
 /// first appear in the report.
-pub fn workload_windows(node: &Arc<str>, report: &ReportView) -> Vec<WorkloadWindow> {
+pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<WorkloadWindow> {
+    let report = &received.view;
     let mut out: Vec<WorkloadWindow> = Vec::with_capacity(report.processes.len());
     // Only containers need grouping; a process outside one is its own
     // workload, so the map stays as small as the number of containers.
     let mut containers: HashMap<&[u8], usize> = HashMap::new();
-    for p in &report.processes {
+    for (index, p) in report.processes.iter().enumerate() {
+        let pod = received.pod(index);
         let delta = p.delta.unwrap_or_default();
         let runtime = runtime_from_proto(p.runtime);
         if !p.container_id.is_empty() {
@@ -151,8 +153,10 @@ pub fn workload_windows(node: &Arc<str>, report: &ReportView) -> Vec<WorkloadWin
                 w.rss_bytes = w.rss_bytes.saturating_add(p.rss_bytes);
                 w.processes += 1;
                 w.runtime = Runtime::merge(w.runtime, runtime);
-                if w.pod.as_ref().is_none_or(|m| m.container_name.is_empty()) && p.pod.is_some() {
-                    w.pod.clone_from(&p.pod);
+                if w.pod.as_ref().is_none_or(|m| m.container_name.is_empty())
+                    && let Some(pod) = pod
+                {
+                    w.pod = Some(pod.clone());
                 }
                 continue;
             }
@@ -166,7 +170,7 @@ pub fn workload_windows(node: &Arc<str>, report: &ReportView) -> Vec<WorkloadWin
             processes: 1,
             delta,
             rss_bytes: p.rss_bytes,
-            pod: p.pod.clone(),
+            pod: pod.cloned(),
         });
     }
     out
@@ -280,7 +284,6 @@ mod tests {
 
     use bytes::Bytes;
     use prost::Message as _;
-    use tally_proto::received::ReceivedReport;
 
     fn process(pid: u32, container: &str, cpu: f64, mmap: u64) -> pb::ProcessWindow {
         pb::ProcessWindow {
@@ -334,7 +337,7 @@ mod tests {
         };
         report.processes[2].runtime = pb::Runtime::Jvm as i32;
         let received = ReceivedReport::decode(Bytes::from(report.encode_to_vec())).unwrap();
-        let w = workload_windows(&Arc::from("n1"), &received.view);
+        let w = workload_windows(&Arc::from("n1"), &received);
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].id, WorkloadId::Container(Arc::from("c1")));
         assert_eq!(w[0].processes, 2);

@@ -4,7 +4,8 @@
 //! The collector (`target/release/agent collector`, default settings, so
 //! `--sync full`: every commit fsynced) runs pinned to one CPU; simulated
 //! agents, tonic clients in this process on the other CPU, stream realistic
-//! reports (200 processes each by default, a mix of containers and host
+//! reports (200 processes each by default, a mix of containers, with their
+//! pods' metadata, and host
 //! processes, long kubepods cgroup paths, delta and total counters, thread
 //! groups for the GC'd ones) as fast as the collector acknowledges them.
 //! Reports are assembled from pre-encoded parts so that this debug-built
@@ -243,17 +244,17 @@ impl Node {
             .collect();
         let procs: Vec<Proc> = (0..args.processes)
             .map(|i| {
-                Proc::new(
-                    i,
-                    containers.get(i / 4).filter(|_| i < in_containers),
-                    &mut rng,
-                )
+                let container = (i < in_containers).then_some(i / 4);
+                Proc::new(i, container.map(|c| (c, &containers[c])), &mut rng)
             })
             .collect();
         let variants = (0..8)
             .map(|v| {
                 let r = pb::NodeReport {
                     processes: procs.iter().map(|p| p.window(v, &mut rng)).collect(),
+                    // As an agent sends them: each container's pod once,
+                    // its processes referring to it.
+                    pods: containers.iter().map(|id| pod(id)).collect(),
                     ..Default::default()
                 };
                 Bytes::from(r.encode_to_vec())
@@ -286,6 +287,7 @@ impl Node {
             window_start_unix_ms: end - 1000,
             window_end_unix_ms: end,
             processes: Vec::new(),
+            pods: Vec::new(),
             agent: Some(pb::AgentStats {
                 cpu_seconds: 0.002,
                 rss_bytes: 7 << 20,
@@ -310,10 +312,13 @@ struct Proc {
     container: Option<String>,
     cgroup_path: String,
     cores: f64,
+    /// Its container's pod in the report's table (1-based; 0 for none), as
+    /// an agent with the API server in reach sends it.
+    pod_ref: u32,
 }
 
 impl Proc {
-    fn new(i: usize, container: Option<&String>, rng: &mut Rng) -> Self {
+    fn new(i: usize, container: Option<(usize, &String)>, rng: &mut Rng) -> Self {
         const KINDS: [(&str, pb::Runtime); 6] = [
             ("java", pb::Runtime::Jvm),
             ("server", pb::Runtime::Go),
@@ -324,7 +329,7 @@ impl Proc {
         ];
         let (comm, runtime) = KINDS[i % KINDS.len()];
         let cgroup_path = match container {
-            Some(id) => format!(
+            Some((_, id)) => format!(
                 "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{:08x}_{:04x}_{:04x}.slice/cri-containerd-{id}.scope",
                 rng.next() as u32,
                 rng.next() as u16,
@@ -337,9 +342,10 @@ impl Proc {
             start_ticks: 50_000 + rng.below(1_000_000),
             comm,
             runtime,
-            container: container.cloned(),
+            container: container.map(|(_, id)| id.clone()),
             cgroup_path,
             cores: [0.01, 0.05, 0.2, 0.8][rng.below(4) as usize],
+            pod_ref: container.map_or(0, |(c, _)| c as u32 + 1),
         }
     }
 
@@ -425,9 +431,42 @@ impl Proc {
                 reasons: vec![format!("{:.2} cores", cpu)],
             }),
             thread_groups,
-            pod: None,
+            pod_ref: self.pod_ref,
             ..Default::default()
         }
+    }
+}
+
+/// A container's pod, named from its id as a Deployment's would be: the same
+/// for each of the container's processes, as an agent sends it.
+fn pod(container_id: &str) -> pb::PodMetadata {
+    let app = format!("svc-{}", &container_id[..6]);
+    pb::PodMetadata {
+        namespace: "payments".into(),
+        pod_name: format!("{app}-7d9f8b6c4-{}", &container_id[6..11]),
+        pod_uid: format!(
+            "{}-{}-{}-{}-{}",
+            &container_id[..8],
+            &container_id[8..12],
+            &container_id[12..16],
+            &container_id[16..20],
+            &container_id[20..32]
+        ),
+        container_name: "app".into(),
+        owner_kind: "Deployment".into(),
+        owner_name: app.clone(),
+        labels: [
+            ("app.kubernetes.io/name".to_owned(), app.clone()),
+            ("app".to_owned(), app),
+        ]
+        .into_iter()
+        .collect(),
+        qos_class: "Burstable".into(),
+        cpu_request_millicores: 500,
+        cpu_limit_millicores: 2000,
+        memory_request_bytes: 512 << 20,
+        memory_limit_bytes: 2 << 30,
+        source: "api-server".into(),
     }
 }
 

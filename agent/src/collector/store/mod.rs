@@ -577,9 +577,8 @@ impl Store {
             // In key order: a batch holds several reports of each node, so
             // a workload's rows go into its leaf one after the other, and the
             // leaves are visited in order, not at random, once per batch.
-            self.rows.sort_unstable_by_key(|w| {
-                (w.workload_id, w.window_end_unix_ms, w.report_id)
-            });
+            self.rows
+                .sort_unstable_by_key(|w| (w.workload_id, w.window_end_unix_ms, w.report_id));
             let inserted = self.rows.drain(..).try_for_each(|w| {
                 insert_window
                     .execute(params![

@@ -29,12 +29,13 @@ fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[u32]) -> Pr
             })
             .collect(),
         agent: None,
+        pods: Vec::new(),
     };
     let body = Bytes::from(report.encode_to_vec());
     let received = ReceivedReport::decode(body.clone()).unwrap();
     let node: Arc<str> = Arc::from(node);
     Prepared {
-        windows: workload_windows(&node, &received.view),
+        windows: workload_windows(&node, &received),
         node_name: node,
         agent_instance: instance.into(),
         agent_start_unix_ms: 0,
@@ -281,12 +282,13 @@ fn pod_report(seq: u64, end_ms: i64, owner: &str) -> Prepared {
             ..Default::default()
         }],
         agent: None,
+        pods: Vec::new(),
     };
     let body = Bytes::from(report.encode_to_vec());
     let received = ReceivedReport::decode(body.clone()).unwrap();
     let node: Arc<str> = Arc::from("n");
     Prepared {
-        windows: workload_windows(&node, &received.view),
+        windows: workload_windows(&node, &received),
         node_name: node,
         agent_instance: "i".into(),
         agent_start_unix_ms: 0,

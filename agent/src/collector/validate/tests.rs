@@ -64,6 +64,7 @@ fn valid() -> pb::NodeReport {
             rss_bytes: 10 << 20,
             ..Default::default()
         }),
+        pods: Vec::new(),
     }
 }
 
@@ -73,7 +74,7 @@ fn check_report(r: &pb::NodeReport) -> Result<(), InvalidReport> {
 
 fn check_with(r: &pb::NodeReport, limits: &Limits) -> Result<(), InvalidReport> {
     let received = ReceivedReport::decode(Bytes::from(r.encode_to_vec())).unwrap();
-    check(&received.view, limits, NOW)
+    check(&received, limits, NOW)
 }
 
 /// Applies `edit` to a valid report and returns the refusal.
@@ -253,7 +254,7 @@ fn non_utf8_text_is_refused() {
     bytes[at] = 0xff;
     let received = ReceivedReport::decode(Bytes::from(bytes)).unwrap();
     assert_eq!(
-        check(&received.view, &Limits::default(), NOW),
+        check(&received, &Limits::default(), NOW),
         Err(InvalidReport::NotUtf8("process.comm"))
     );
 }
@@ -296,6 +297,68 @@ fn pod_fields_and_label_limits() {
             max: 16,
             actual: 17
         }
+    );
+}
+
+/// The same checks hold for a pod in the report's table (`pod_ref`), and a
+/// reference past the table is refused.
+#[test]
+fn table_pods_are_checked_and_refs_must_land() {
+    let to_table = |r: &mut pb::NodeReport| {
+        let pod = process(r).pod.take().unwrap();
+        r.pods.push(pod);
+        process(r).pod_ref = 1;
+    };
+    check_report(&{
+        let mut r = valid();
+        to_table(&mut r);
+        r
+    })
+    .expect("a report with a pod table passes");
+    assert!(matches!(
+        refused(|r| {
+            to_table(r);
+            r.pods[0].namespace = "n".repeat(64);
+        }),
+        InvalidReport::TooLong {
+            field: "pod.namespace",
+            ..
+        }
+    ));
+    assert_eq!(
+        refused(|r| {
+            to_table(r);
+            process(r).pod_ref = 2;
+        }),
+        InvalidReport::OutOfRange {
+            field: "process.pod_ref",
+            value: 2.0
+        }
+    );
+    // An inline pod after the table does not make a dangling ref land.
+    assert_eq!(
+        refused(|r| {
+            process(r).pod_ref = 1;
+        }),
+        InvalidReport::OutOfRange {
+            field: "process.pod_ref",
+            value: 1.0
+        }
+    );
+    let mut r = valid();
+    process(&mut r).pod = None;
+    r.pods = vec![pb::PodMetadata::default(); 11];
+    let limits = Limits {
+        max_processes_per_report: 10,
+        ..Limits::default()
+    };
+    assert_eq!(
+        check_with(&r, &limits),
+        Err(InvalidReport::Limit {
+            limit: "max-processes-per-report",
+            max: 10,
+            actual: 11
+        })
     );
 }
 
