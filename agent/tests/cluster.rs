@@ -23,8 +23,22 @@ fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// An `agent run` daemon, killed if the test fails before stopping it.
-struct AgentRun(Child);
+/// An `agent run` daemon, killed if the test fails before stopping it, and
+/// where its stderr goes.
+struct AgentRun(Child, PathBuf);
+
+impl AgentRun {
+    /// What the agent said about its reports (refusals, drops), for a
+    /// failure message.
+    fn report_lines(&self) -> String {
+        std::fs::read_to_string(&self.1)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("refused") || l.contains("dropped") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
 
 impl Drop for AgentRun {
     fn drop(&mut self) {
@@ -34,6 +48,7 @@ impl Drop for AgentRun {
 }
 
 fn agent_run(url: &str, node: &str) -> AgentRun {
+    let log = tmp().join(common::unique(&format!("cluster-{node}.stderr")));
     let child = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args([
             "run",
@@ -45,10 +60,10 @@ fn agent_run(url: &str, node: &str) -> AgentRun {
             node,
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    AgentRun(child)
+    AgentRun(child, log)
 }
 
 struct KillOnDrop(Child);
@@ -154,13 +169,18 @@ fn two_real_agents_a_gc_heavy_container_and_a_collector_restart() {
     drop(collector);
     let instances = stored(&data);
     assert_eq!(instances.len(), 2, "one instance per agent: {instances:?}");
+    let said = format!(
+        "node-a said:\n{}\nnode-b said:\n{}",
+        agents[0].report_lines(),
+        agents[1].report_lines()
+    );
     for (instance, seqs) in instances {
         let n = *seqs.last().expect("reports stored");
         assert!(n >= 15, "{instance}: only {n} reports");
         assert_eq!(
             seqs,
             (1..=n).collect::<Vec<_>>(),
-            "{instance}: every report once, none missing"
+            "{instance}: every report once, none missing\n{said}"
         );
     }
 }

@@ -70,6 +70,17 @@ fn report(node: &str, instance: &str, seq: u64) -> pb::NodeReport {
     }
 }
 
+/// `request` with `token` as its bearer token, if any.
+fn authorized<T>(mut request: tonic::Request<T>, token: Option<&str>) -> tonic::Request<T> {
+    if let Some(t) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
+        );
+    }
+    request
+}
+
 /// Sends `reports` on one stream with an optional bearer token; returns
 /// the acks, or the status that ended the stream.
 async fn send(
@@ -84,13 +95,7 @@ async fn send(
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut client = pb::ingest_client::IngestClient::new(channel);
-    let mut request = tonic::Request::new(tokio_stream::iter(reports));
-    if let Some(t) = token {
-        request.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
-        );
-    }
+    let request = authorized(tonic::Request::new(tokio_stream::iter(reports)), token);
     let mut acks = client.stream(request).await?.into_inner();
     let mut got = Vec::new();
     while got.len() < n {
@@ -106,13 +111,10 @@ async fn nodes_listed(url: &str, token: Option<&str>) -> Result<Vec<String>, ton
     let mut client = pb::query_client::QueryClient::connect(url.to_owned())
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut request = tonic::Request::new(pb::ListWorkloadsRequest::default());
-    if let Some(t) = token {
-        request.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
-        );
-    }
+    let request = authorized(
+        tonic::Request::new(pb::ListWorkloadsRequest::default()),
+        token,
+    );
     let list = client.list_workloads(request).await?.into_inner();
     let mut nodes: Vec<String> = list.workloads.into_iter().flat_map(|w| w.nodes).collect();
     nodes.sort();

@@ -45,6 +45,12 @@ const TARGETS: &[DistTarget] = &[
         // symbol) and drives the link against rustc's self-contained musl.
         env: &[
             ("CC_aarch64_unknown_linux_musl", "aarch64-linux-gnu-gcc"),
+            // glibc's headers turn open/stat/pread… into open64/stat64/
+            // pread64 when a file asks for 64-bit offsets, as SQLite does;
+            // musl (1.2.4 on) has no such symbols, and the link fails. On a
+            // 64-bit target off_t is 64 bits anyway, so SQLite loses nothing
+            // without its large-file switch.
+            ("CFLAGS_aarch64_unknown_linux_musl", "-DSQLITE_DISABLE_LFS"),
             ("AR_aarch64_unknown_linux_musl", "aarch64-linux-gnu-ar"),
             (
                 "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER",
