@@ -9,20 +9,16 @@ use crate::{
     collector::workload::WorkloadId,
     cost::live::{Pricing, usage_usd_per_month},
     enrich::node::UNKNOWN,
-    stream::error_chain,
-    transport::{ClientSecurity, TransportError},
+    transport::{
+        ClientSecurity,
+        query::{self, QueryError},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadsError {
     #[error(transparent)]
-    Url(#[from] TransportError),
-    #[error("cannot reach the collector at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("the collector at {url} answered: {status}")]
-    Query { url: String, status: String },
-    #[error("cannot start the client runtime: {0}")]
-    Runtime(std::io::Error),
+    Query(#[from] QueryError),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -68,44 +64,30 @@ pub struct Row {
 
 /// Calls ListWorkloads and prints the result on stdout.
 pub fn run(opts: &WorkloadsOptions, pricing: &Pricing) -> Result<(), WorkloadsError> {
-    let endpoint = opts
-        .security
-        .endpoint(&opts.collector)?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(WorkloadsError::Runtime)?;
-    let url = opts.collector.clone();
-    let workloads = runtime.block_on(async {
-        let channel = crate::transport::connect(&endpoint, &opts.security)
-            .await
-            .map_err(|e| WorkloadsError::Unreachable {
-                url: url.clone(),
-                reason: error_chain(&e),
-            })?;
-        let mut client = pb::query_client::QueryClient::new(channel);
-        let resp = client
-            .list_workloads(pb::ListWorkloadsRequest {
-                node_name: opts.node.clone().unwrap_or_default(),
-            })
-            .await
-            .map_err(|s| WorkloadsError::Query {
-                url: url.clone(),
-                status: format!("{:?}: {}", s.code(), s.message()),
-            })?;
-        // Node identities price the rows; an older collector without
-        // ListNodes still lists, unpriced.
-        let nodes = match client.list_nodes(pb::ListNodesRequest {}).await {
-            Ok(r) => r.into_inner().nodes,
-            Err(s) => {
-                tracing::debug!("ListNodes: {}", s.message());
-                Vec::new()
-            }
-        };
-        Ok::<_, WorkloadsError>((resp.into_inner().workloads, nodes))
-    })?;
+    let workloads = query::run(
+        &opts.collector,
+        &opts.security,
+        Duration::from_secs(30),
+        |mut client| async move {
+            let workloads = client
+                .list_workloads(pb::ListWorkloadsRequest {
+                    node_name: opts.node.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .workloads;
+            // Node identities price the rows; an older collector without
+            // ListNodes still lists, unpriced.
+            let nodes = match client.list_nodes(pb::ListNodesRequest {}).await {
+                Ok(r) => r.into_inner().nodes,
+                Err(s) => {
+                    tracing::debug!("ListNodes: {}", s.message());
+                    Vec::new()
+                }
+            };
+            Ok((workloads, nodes))
+        },
+    )?;
     let (workloads, nodes) = workloads;
     let mut rows = priced_rows(&workloads, &nodes, pricing);
     sort(&mut rows);

@@ -14,6 +14,7 @@
 //! name (a DNS name in its subjectAltName, checked with webpki as a server
 //! name would be), or with a token bound to that node name.
 pub mod cli;
+pub mod query;
 pub mod reload;
 pub mod tokens;
 

@@ -17,8 +17,10 @@ use tally_proto as pb;
 use crate::{
     collector::ingest::now_unix_ms,
     cost::PriceTable,
-    stream::error_chain,
-    transport::{ClientSecurity, TransportError},
+    transport::{
+        ClientSecurity,
+        query::{self, QueryError},
+    },
 };
 
 pub use build::{CostReport, NodeDefaults};
@@ -26,13 +28,7 @@ pub use build::{CostReport, NodeDefaults};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Url(#[from] TransportError),
-    #[error("cannot reach the collector at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("the collector at {url} answered: {status}")]
-    Query { url: String, status: String },
-    #[error("cannot start the client runtime: {0}")]
-    Runtime(std::io::Error),
+    Query(#[from] QueryError),
     #[error(transparent)]
     Pricing(#[from] PricingError),
     #[error("cannot write the output: {0}")]
@@ -74,61 +70,42 @@ pub fn price_table(opts: &ReportOptions) -> Result<PriceTable, ReportError> {
 /// Fetches, builds and returns the report.
 pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
     let table = price_table(opts)?;
-    let endpoint = opts
-        .security
-        .endpoint(&opts.collector)?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ReportError::Runtime)?;
-    let url = opts.collector.clone();
     let now_ms = now_unix_ms();
     let since_ms = now_ms - i64::try_from(opts.since.as_millis()).unwrap_or(i64::MAX);
-    let query = |status: tonic::Status| ReportError::Query {
-        url: url.clone(),
-        status: status.message().to_string(),
-    };
-    let (nodes, histories) = runtime.block_on(async {
-        let channel = crate::transport::connect(&endpoint, &opts.security)
-            .await
-            .map_err(|e| ReportError::Unreachable {
-                url: url.clone(),
-                reason: error_chain(&e),
-            })?;
-        let mut client = pb::query_client::QueryClient::new(channel);
-        let nodes = client
-            .list_nodes(pb::ListNodesRequest {})
-            .await
-            .map_err(query)?
-            .into_inner()
-            .nodes;
-        let workloads = client
-            .list_workloads(pb::ListWorkloadsRequest::default())
-            .await
-            .map_err(query)?
-            .into_inner()
-            .workloads;
-        let mut histories = Vec::with_capacity(workloads.len());
-        for workload in workloads {
-            let history = client
-                .workload_history(pb::WorkloadHistoryRequest {
-                    key: workload.key.clone(),
-                    since_unix_ms: since_ms,
-                })
-                .await
-                .map_err(query)?
-                .into_inner();
-            if !history.points.is_empty() {
-                histories.push(build::WorkloadHistory {
-                    workload: history.workload.unwrap_or(workload),
-                    points: history.points,
-                });
+    let (nodes, histories) = query::run(
+        &opts.collector,
+        &opts.security,
+        Duration::from_secs(60),
+        |mut client| async move {
+            let nodes = client
+                .list_nodes(pb::ListNodesRequest {})
+                .await?
+                .into_inner()
+                .nodes;
+            let workloads = client
+                .list_workloads(pb::ListWorkloadsRequest::default())
+                .await?
+                .into_inner()
+                .workloads;
+            let mut histories = Vec::with_capacity(workloads.len());
+            for workload in workloads {
+                let history = client
+                    .workload_history(pb::WorkloadHistoryRequest {
+                        key: workload.key.clone(),
+                        since_unix_ms: since_ms,
+                    })
+                    .await?
+                    .into_inner();
+                if !history.points.is_empty() {
+                    histories.push(build::WorkloadHistory {
+                        workload: history.workload.unwrap_or(workload),
+                        points: history.points,
+                    });
+                }
             }
-        }
-        Ok::<_, ReportError>((nodes, histories))
-    })?;
+            Ok((nodes, histories))
+        },
+    )?;
     Ok(build::build(
         &nodes,
         &histories,
