@@ -4,6 +4,7 @@
 //! same `gc` library the agent uses); and [`query`] answers ListWorkloads,
 //! WorkloadHistory and Watch.
 pub mod fleet;
+mod framing;
 pub mod ingest;
 pub mod listener;
 pub mod query;
@@ -248,7 +249,7 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
             // Headers are a few hundred bytes; 16 KiB bounds a hostile
             // client's HPACK tables and header lists.
             .http2_max_header_list_size(Some(16 << 10))
-            .add_service(ingest)
+            .add_service(framing::FramingChecked(ingest))
             .add_service(query)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
