@@ -88,6 +88,18 @@ impl Tmux {
 
     /// Waits until the screen satisfies `ok`; panics with the screen if not.
     #[track_caller]
+    /// A pane at its shell's prompt that has echoed `marker`: the line
+    /// the screen must show again once `agent top` gives the terminal back.
+    fn at_prompt_with(width: u16, height: u16, marker: &str) -> Self {
+        let tmux = Self::start(width, height);
+        tmux.wait_for("the shell", Duration::from_secs(10), |s| {
+            s.contains("tally-e2e$")
+        });
+        tmux.type_text(&format!("echo {marker}"));
+        tmux.keys(&["Enter"]);
+        tmux
+    }
+
     fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
@@ -302,13 +314,8 @@ fn top_in_tmux_sort_filter_detail_quit() {
     let cgroup = TestCgroup::create(&unique("tally-top-e2e"));
     let spinner = start_spinner(&cgroup);
     let pid = spinner.0.id();
-    let tmux = Tmux::start(140, 40);
-    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
-        s.contains("tally-e2e$")
-    });
     let marker = "BEFORE-AGENT-TOP";
-    tmux.type_text(&format!("echo {marker}"));
-    tmux.keys(&["Enter"]);
+    let tmux = Tmux::at_prompt_with(140, 40, marker);
     tmux.wait_for("the marker", Duration::from_secs(5), |s| {
         s.lines().any(|l| l.trim() == marker)
     });
@@ -424,13 +431,8 @@ fn sigterm_gives_the_terminal_back() {
     if !require_root("sigterm_gives_the_terminal_back") || !require_tmux("top_tui") {
         return;
     }
-    let tmux = Tmux::start(100, 30);
-    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
-        s.contains("tally-e2e$")
-    });
     let marker = "BEFORE-SIGTERM";
-    tmux.type_text(&format!("echo {marker}"));
-    tmux.keys(&["Enter"]);
+    let tmux = Tmux::at_prompt_with(100, 30, marker);
     let agent = env!("CARGO_BIN_EXE_agent");
     tmux.type_text(&format!("{agent} top --interval 0.5; echo EXIT=$?"));
     tmux.keys(&["Enter"]);
@@ -461,13 +463,8 @@ fn ctrl_c_gives_the_terminal_back() {
         return;
     }
     // Synthetic processes: Ctrl-C is a key in raw mode whatever the source.
-    let tmux = Tmux::start(80, 24);
-    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
-        s.contains("tally-e2e$")
-    });
     let marker = "BEFORE-CTRL-C";
-    tmux.type_text(&format!("echo {marker}"));
-    tmux.keys(&["Enter"]);
+    let tmux = Tmux::at_prompt_with(80, 24, marker);
     let agent = env!("CARGO_BIN_EXE_agent");
     tmux.type_text(&format!("{agent} top --synthetic 300; echo EXIT=$?"));
     tmux.keys(&["Enter"]);
@@ -607,13 +604,8 @@ fn a_panic_gives_the_terminal_back() {
     if !require_tmux("a_panic_gives_the_terminal_back") {
         return;
     }
-    let tmux = Tmux::start(100, 30);
-    tmux.wait_for("the shell", Duration::from_secs(10), |s| {
-        s.contains("tally-e2e$")
-    });
     let marker = "BEFORE-PANIC";
-    tmux.type_text(&format!("echo {marker}"));
-    tmux.keys(&["Enter"]);
+    let tmux = Tmux::at_prompt_with(100, 30, marker);
     let agent = env!("CARGO_BIN_EXE_agent");
     tmux.type_text(&format!(
         "{agent} top --synthetic 200 --interval 0.2 --panic-after 2 2>/tmp/tally-panic-$$.log; echo EXIT=$?; grep -c 'injected by --panic-after' /tmp/tally-panic-$$.log; rm -f /tmp/tally-panic-$$.log"

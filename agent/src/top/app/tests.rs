@@ -372,8 +372,7 @@ fn remote_rows_have_nodes_and_a_node_filter() {
             pb::VerdictKind::VerdictSteady,
         ),
     ];
-    let mut app = App::new(settings(SourceKind::Remote));
-    app.ingest(crate::top::rows::remote_rows(&w.iter().collect::<Vec<_>>()));
+    let mut app = remote_app(&w);
     assert!(app.columns().contains(&Column::Node));
     assert!(
         !app.columns().contains(&Column::Mmap),
@@ -448,8 +447,7 @@ fn remote_workloads_group_by_pod() {
             pb::VerdictKind::VerdictSteady,
         ),
     ];
-    let mut app = App::new(settings(SourceKind::Remote));
-    app.ingest(crate::top::rows::remote_rows(&w.iter().collect::<Vec<_>>()));
+    let mut app = remote_app(&w);
     // Workloads in a pod are named by it.
     assert_eq!(
         names(&app),
@@ -480,4 +478,13 @@ fn remote_workloads_group_by_pod() {
     // Workloads again, not containers (they are the workloads already).
     app.apply_action(Action::CycleGrouping);
     assert_eq!(app.grouping, Grouping::Processes);
+}
+
+/// The view of a collector's `workloads`.
+fn remote_app(workloads: &[pb::Workload]) -> App {
+    let mut app = App::new(settings(SourceKind::Remote));
+    app.ingest(crate::top::rows::remote_rows(
+        &workloads.iter().collect::<Vec<_>>(),
+    ));
+    app
 }
