@@ -36,12 +36,18 @@ pub fn ingest(data: &[u8]) {
     };
     let now = 1_800_000_000_000;
     let caller = Caller::Node("node-a".into());
-    if let Ok(prepared) = ingest::prepare(received, &Limits::default(), &caller, now) {
+    let processes = received.view.processes.len();
+    if let Ok((prepared, refused)) = ingest::prepare(received, &Limits::default(), &caller, now) {
         assert_eq!(
             &*prepared.node_name, "node-a",
             "a report for another node passed"
         );
         assert!(prepared.sequence >= 1);
+        // What is kept and what is refused add up to what came.
+        assert_eq!(
+            prepared.processes as usize + refused.processes as usize,
+            processes
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::{
     collect::threads::ThreadGroup,
     enrich::{cgroup::CgroupInfo, container::ContainerInfo, kube::PodInfo},
-    gc::{GcSignals, Runtime, Verdict},
+    gc::{GcSight, GcSignals, Runtime, Verdict},
 };
 
 /// A process: tgid plus its start time, so a reused pid is a new process.
@@ -188,6 +188,8 @@ pub struct Window {
     pub gc_stack_samples: u64,
     /// Threads grouped by name, busiest first.
     pub threads: Vec<ThreadGroup>,
+    /// Whether its GC could be seen in this window.
+    pub gc_sight: GcSight,
     pub verdict: Option<Verdict>,
 }
 
@@ -200,6 +202,13 @@ impl Window {
             runtime: self.runtime,
             window_seconds: self.seconds,
             cpu_seconds: self.cpu_seconds,
+            cpu_samples: d.cpu_samples,
+            gc_blind_cpu_seconds: if self.gc_sight.is_blind() && self.runtime.has_gc() {
+                self.cpu_seconds
+            } else {
+                0.0
+            },
+            gc_blind: (self.gc_sight.is_blind() && self.runtime.has_gc()).then_some(self.gc_sight),
             gc_thread_cpu_seconds: secs(self.gc_thread_samples),
             gc_stack_cpu_seconds: secs(self.gc_stack_samples),
             gc_cycles: d.gc_cycles,

@@ -11,7 +11,7 @@ use tally_proto as pb;
 use crate::{
     collect::Tick,
     enrich::kube::PodInfo,
-    gc::{Runtime, VerdictKind},
+    gc::Runtime,
     model::{Counters, Window},
 };
 
@@ -83,6 +83,7 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
     delta.gc_thread_cpu_seconds = signals.gc_thread_cpu_seconds;
     delta.gc_stack_cpu_seconds = signals.gc_stack_cpu_seconds;
     delta.gc_cpu_seconds = signals.gc_cpu_seconds();
+    delta.gc_blind_cpu_seconds = signals.gc_blind_cpu_seconds;
     let container = w.cgroup.as_ref().and_then(|c| c.container.as_ref());
     pb::ProcessWindow {
         key: Some(pb::ProcessKey {
@@ -103,7 +104,7 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
         rss_bytes: w.rss_bytes,
         exited: w.exited,
         verdict: w.verdict.as_ref().map(|v| pb::Verdict {
-            kind: verdict_kind(v.kind) as i32,
+            kind: v.kind.to_proto() as i32,
             confidence: v.confidence,
             reasons: v.reasons.clone(),
         }),
@@ -196,15 +197,6 @@ pub fn runtime(r: Runtime) -> pb::Runtime {
         Runtime::Python => pb::Runtime::Python,
         Runtime::Native => pb::Runtime::Native,
         Runtime::Unknown => pb::Runtime::Unknown,
-    }
-}
-
-pub fn verdict_kind(k: VerdictKind) -> pb::VerdictKind {
-    match k {
-        VerdictKind::GcHeavy => pb::VerdictKind::VerdictGcHeavy,
-        VerdictKind::AllocChurn => pb::VerdictKind::VerdictAllocChurn,
-        VerdictKind::Steady => pb::VerdictKind::VerdictSteady,
-        VerdictKind::Idle => pb::VerdictKind::VerdictIdle,
     }
 }
 

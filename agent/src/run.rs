@@ -94,8 +94,13 @@ pub fn run(opts: &RunOptions, mut collector: Collector) -> Result<(), RunError> 
             .as_ref()
             .map_or_else(|| opts.node.clone(), |i| i.get());
         if let Some(exporter) = exporter.as_mut() {
-            let dropped = streamer.as_ref().map_or(0, Streamer::dropped_reports);
-            exporter.on_tick(&tick, &node, cpu, rss, dropped);
+            let stream = streamer.as_ref().map_or_else(Default::default, |s| {
+                crate::export::series::StreamTotals {
+                    dropped_reports: s.dropped_reports(),
+                    refused_processes: s.refused_processes(),
+                }
+            });
+            exporter.on_tick(&tick, &node, cpu, rss, stream);
         }
         if opts.json {
             let mut windows = tick.windows.clone();

@@ -165,23 +165,13 @@ pub fn workload_label(w: &pb::Workload) -> String {
     }
 }
 
-fn verdict_name(v: Option<&pb::Verdict>) -> &'static str {
-    match v.map(pb::Verdict::kind) {
-        Some(pb::VerdictKind::VerdictGcHeavy) => "gc-heavy",
-        Some(pb::VerdictKind::VerdictAllocChurn) => "alloc-churn",
-        Some(pb::VerdictKind::VerdictSteady) => "steady",
-        Some(pb::VerdictKind::VerdictIdle) => "idle",
-        _ => "unknown",
-    }
-}
-
 pub fn row(w: &pb::Workload) -> Row {
     let runtime = crate::collector::workload::runtime_from_proto(w.runtime);
     Row {
         workload: workload_label(w),
         node: w.nodes.join(","),
         runtime: runtime.name().to_owned(),
-        verdict: verdict_name(w.verdict.as_ref()).to_owned(),
+        verdict: crate::gc::VerdictKind::name_of(w.verdict.as_ref()).to_owned(),
         confidence: w.verdict.as_ref().map_or(0.0, |v| v.confidence),
         gc_cpu_share: w.gc_cpu_share,
         cpu_seconds: w.cpu_seconds,
@@ -221,9 +211,10 @@ fn sort(rows: &mut [Row]) {
     let rank = |v: &str| match v {
         "gc-heavy" => 0,
         "alloc-churn" => 1,
-        "steady" => 2,
-        "idle" => 3,
-        _ => 4,
+        "gc-unobservable" => 2,
+        "steady" => 3,
+        "idle" => 4,
+        _ => 5,
     };
     rows.sort_by(|a, b| {
         rank(&a.verdict)

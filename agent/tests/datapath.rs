@@ -240,6 +240,87 @@ fn missing_tracepoint_warns_and_the_rest_works() {
     );
 }
 
+/// `agent top --batch` in a mount namespace of its own where tracefs is
+/// not mounted, as on a host that booted without it (util-linux's unshare
+/// and setpriv; `setpriv` also drops capabilities from the bounding set).
+fn top_without_tracefs(drop_caps: &str) -> std::process::Output {
+    let script = format!(
+        "umount -l /sys/kernel/debug/tracing 2>/dev/null; umount -l /sys/kernel/tracing 2>/dev/null; \
+         if grep -q ' - tracefs ' /proc/self/mountinfo; then echo 'tracefs still mounted' >&2; exit 99; fi; \
+         exec setpriv --bounding-set={drop_caps} \"$0\" top --batch -n 2 --interval 0.5"
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(env!("CARGO_BIN_EXE_agent"))
+        .env("TALLY_LOG", "info")
+        .output()
+        .expect("unshare runs")
+}
+
+/// A host without tracefs: the agent mounts it for itself, privately, and
+/// every hook attaches; the host's mounts are left as they were.
+#[test]
+fn every_hook_attaches_on_a_host_without_tracefs() {
+    if !common::require_root("every_hook_attaches_on_a_host_without_tracefs") {
+        return;
+    }
+    let _serial = common::serial();
+    let tracefs_mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" - tracefs "))
+            .count()
+    };
+    let before = tracefs_mounts();
+    // -cap_wake_alarm: a no-op drop, so the agent keeps what root has.
+    let out = top_without_tracefs("-wake_alarm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mounted it in the agent's own mount namespace"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("probes attached (8 of 8 hooks)"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("HOOKS MISSING"), "{stdout}");
+    assert_eq!(tracefs_mounts(), before, "the host's mounts changed");
+}
+
+/// Without CAP_SYS_ADMIN the agent cannot mount tracefs: the warning says
+/// why and what to do, and the table's header counts the missing hooks.
+#[test]
+fn without_tracefs_or_cap_sys_admin_the_header_says_hooks_are_missing() {
+    if !common::require_root("without_tracefs_or_cap_sys_admin_the_header_says_hooks_are_missing") {
+        return;
+    }
+    let _serial = common::serial();
+    let out = top_without_tracefs("-sys_admin");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("sys_exit_mmap"))
+        .unwrap_or_else(|| panic!("no warning for sys_exit_mmap: {stderr}"));
+    assert!(
+        warning.contains("could not mount it") && warning.contains("CAP_SYS_ADMIN"),
+        "{warning}"
+    );
+    assert!(
+        stderr.contains("probes attached (1 of 8 hooks)"),
+        "{stderr}"
+    );
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("HOOKS MISSING 7 of 8 (see warnings)"),
+        "{stdout}"
+    );
+}
+
 /// Without root or CAP_BPF/CAP_PERFMON: one line naming what is missing, exit 2.
 #[test]
 fn without_privileges_one_line_and_exit_2() {

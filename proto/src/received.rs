@@ -169,6 +169,28 @@ impl ReceivedReport {
         self.pods.get(i as usize)
     }
 
+    /// The index in [`Self::pods`] of the pod of the process at `index`.
+    pub fn pod_index(&self, index: usize) -> Option<usize> {
+        let i = (*self.pod_of.get(index)?)?;
+        (i != u32::MAX).then_some(i as usize)
+    }
+
+    /// The same report without the processes at `drop` (indexes into
+    /// `view.processes`): encoded anew, so that what is stored is exactly
+    /// what was taken. Everything else, the pod table included, stays.
+    pub fn without_processes(&self, drop: &[usize]) -> Result<Self, prost::DecodeError> {
+        // The view, not `NodeReport`: a refused process's text need not
+        // be UTF-8, and the view holds every field of the report.
+        let mut full = ReportView::decode(self.bytes.clone())?;
+        let mut index = 0;
+        full.processes.retain(|_| {
+            let keep = !drop.contains(&index);
+            index += 1;
+            keep
+        });
+        Self::decode(Bytes::from(full.encode_to_vec()))
+    }
+
     /// Whether the process at `index` names a pod past the report's table.
     pub fn pod_ref_dangles(&self, index: usize) -> bool {
         matches!(self.pod_of.get(index), Some(Some(u32::MAX)))

@@ -3,6 +3,7 @@
 pub mod driver;
 pub mod procfs;
 pub mod runtimes;
+pub mod sight;
 pub mod stacks;
 pub mod threads;
 pub mod tracker;
@@ -97,6 +98,7 @@ pub struct Collector {
     drops: [u64; drop_kind::COUNT as usize],
     last_tick: Instant,
     runtimes: Runtimes,
+    sight: sight::SightTracker,
     threads: ThreadTracker,
     stacks: StackSampler,
     /// This tick's `THREADS` entries, for `threads`.
@@ -133,6 +135,7 @@ impl Collector {
             drops: [0; drop_kind::COUNT as usize],
             last_tick: Instant::now(),
             runtimes: Runtimes::new(uprobes),
+            sight: sight::SightTracker::default(),
             threads: ThreadTracker::default(),
             stacks: StackSampler::new(opts.stack_sampling != crate::probes::StackSampling::Off),
             thread_entries: Vec::new(),
@@ -245,6 +248,7 @@ impl Collector {
         let live_keys: HashSet<ProcKey> = live.iter().map(|p| p.key).collect();
         self.runtimes
             .retain(|k| live_keys.contains(k), &mut self.stacks);
+        self.sight.retain(|k| live_keys.contains(k));
         Ok(Tick {
             at: SystemTime::now(),
             seconds,
@@ -269,15 +273,28 @@ impl Collector {
             .stacks
             .tick(&mut self.probes, &gc_tids, |tgid| runtimes.of_tgid(tgid))?;
         let period = self.probes.sample_period_ns;
+        self.sight.next_tick();
         for w in windows.iter_mut() {
             w.runtime = self.runtimes.get(&w.key);
             if let Some(t) = threads.get(&w.key.tgid) {
                 w.gc_thread_samples = t.gc_samples;
                 w.threads.clone_from(&t.groups);
             }
-            if let Some(st) = stacks.get(&w.key.tgid) {
+            let st = stacks.get(&w.key.tgid);
+            if let Some(st) = st {
                 w.gc_stack_samples = st.gc_samples;
             }
+            w.gc_sight = self.sight.sight(
+                &self.proc_root,
+                w.key,
+                w.runtime,
+                sight::Evidence {
+                    gc_thread_samples: w.gc_thread_samples,
+                    cpu_samples: w.delta.cpu_samples,
+                    stacks_sampled: self.stacks.samples_stacks_of(w.key.tgid),
+                    stacks: st,
+                },
+            );
             w.verdict = Some(crate::gc::classify(&w.gc_signals(period)));
         }
         Ok(())
@@ -320,22 +337,25 @@ impl Collector {
                 .filter(|r| ticks_from_ns(r.start_ns, self.clock_ticks) == stat.starttime);
             let sum = threads.get(&stat.pid).copied().unwrap_or_default();
             let execd = execs.contains(&stat.pid);
-            let proc = self.live_proc(key, stat, record, sum, execd);
+            let cgroup_id = self.cgroup_id(key, stat, record, sum, execd);
+            // Detection before the counters are read: a JVM already running
+            // when the agent starts has its whole life's collections in
+            // its hsperfdata, which belong in its baseline, not in the
+            // delta of its first window.
             if execd || !self.runtimes.knows(&key) {
-                let path = proc
-                    .cgroup_id
+                let path = cgroup_id
                     .and_then(|id| self.cgroups.resolve(id))
                     .map(|c| c.path.clone());
                 self.runtimes.detect(
                     &self.proc_root,
                     key,
-                    &proc.comm,
+                    &comm_string(&stat.comm),
                     path.as_deref(),
                     &mut self.probes,
                     &mut self.stacks,
                 );
             }
-            live.push(proc);
+            live.push(self.live_proc(key, stat, record, sum.samples, cgroup_id));
         }
         let swept = self.sweep_orphans(&records, &live_keys)?;
         // Tests read this to check that the maps shrink as processes exit.
@@ -350,16 +370,40 @@ impl Collector {
         Ok((live, swept))
     }
 
-    fn live_proc(
+    /// The kernel's cgroup id where the programs saw the process; else
+    /// /proc/<pid>/cgroup, on first sight and after an exec.
+    fn cgroup_id(
         &mut self,
         key: ProcKey,
         stat: &Stat,
         record: Option<&ProcRecord>,
         sum: ThreadSum,
         execd: bool,
+    ) -> Option<u64> {
+        let kernel_id = [sum.cgroup_id, record.map_or(0, |r| r.cgroup_id)]
+            .into_iter()
+            .find(|&id| id != 0);
+        kernel_id.or_else(|| {
+            (execd || !self.tracker.knows(&key))
+                .then(|| {
+                    self.cgroups
+                        .resolve_pid(&self.proc_root, stat.pid)
+                        .map(|c| c.id)
+                })
+                .flatten()
+        })
+    }
+
+    fn live_proc(
+        &self,
+        key: ProcKey,
+        stat: &Stat,
+        record: Option<&ProcRecord>,
+        samples: u64,
+        cgroup_id: Option<u64>,
     ) -> LiveProc {
         let mut counters = Counters {
-            cpu_samples: sum.samples + record.map_or(0, |r| r.exited.cpu_samples),
+            cpu_samples: samples + record.map_or(0, |r| r.exited.cpu_samples),
             minor_faults: stat.minflt,
             major_faults: stat.majflt,
             cpu_ticks: stat.cpu_ticks,
@@ -374,20 +418,6 @@ impl Collector {
             counters.gc_cycles = collections;
             counters.gc_pause_ns = gc_ns;
         }
-        // The kernel's cgroup id where the programs saw the process; else
-        // /proc/<pid>/cgroup, on first sight and after an exec.
-        let kernel_id = [sum.cgroup_id, record.map_or(0, |r| r.cgroup_id)]
-            .into_iter()
-            .find(|&id| id != 0);
-        let cgroup_id = kernel_id.or_else(|| {
-            (execd || !self.tracker.knows(&key))
-                .then(|| {
-                    self.cgroups
-                        .resolve_pid(&self.proc_root, stat.pid)
-                        .map(|c| c.id)
-                })
-                .flatten()
-        });
         let dead_before_attach = (!self.tracker.knows(&key) && self.tracker.predates_attach(&key))
             .then(|| {
                 let (minor, major) =

@@ -40,13 +40,28 @@ pub struct StackWindow {
     /// Of those, samples with a GC frame, in threads not already counted
     /// as GC threads by name.
     pub gc_samples: u64,
+    /// Samples (outside GC threads) with a frame symbolized as the
+    /// runtime's own code: where there are samples but none of these, the
+    /// stacks cannot show GC either (a stripped binary).
+    pub runtime_samples: u64,
 }
 
-/// Addresses whose symbols are GC code, per process; their names too
-/// while the process is profiled.
+/// What a symbolized address is, for a process's runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// GC code (`gc::symbols::is_gc_symbol`).
+    Gc,
+    /// The runtime's other code (`gc::symbols::is_runtime_symbol`).
+    Runtime,
+    /// Anything else, or no symbol.
+    Other,
+}
+
+/// What each address of a process is; their names too while the process
+/// is profiled.
 #[derive(Default)]
 struct ProcessSymbols {
-    gc: HashMap<u64, bool>,
+    frames: HashMap<u64, Frame>,
     names: HashMap<u64, Arc<str>>,
 }
 
@@ -249,8 +264,10 @@ impl StackSampler {
             let (own, gc_threads): (Vec<_>, Vec<_>) = stacks
                 .into_iter()
                 .partition(|(key, _, _)| !gc_tids.contains(&key.tid));
-            let gc = self.classify(tgid, runtime, &own, profiled);
-            windows.entry(tgid).or_default().gc_samples += gc;
+            let (gc, runtime_samples) = self.classify(tgid, runtime, &own, profiled);
+            let window = windows.entry(tgid).or_default();
+            window.gc_samples += gc;
+            window.runtime_samples += runtime_samples;
             if profiled {
                 self.classify(tgid, runtime, &gc_threads, true);
                 self.record(tgid, runtime, own.iter().chain(&gc_threads));
@@ -300,7 +317,7 @@ impl StackSampler {
                 })
                 .collect();
             for (ip, name) in ips.iter().rev().zip(&frames) {
-                if cache.gc.get(ip).copied().unwrap_or(false) && !folded.gc_frames.contains(name) {
+                if cache.frames.get(ip) == Some(&Frame::Gc) && !folded.gc_frames.contains(name) {
                     folded.gc_frames.insert(name.clone());
                 }
             }
@@ -314,15 +331,15 @@ impl StackSampler {
         }
     }
 
-    /// GC samples among `stacks` of one process; with `names`, keeps the
-    /// frames' names too.
+    /// GC samples among `stacks` of one process, and samples that show the
+    /// runtime's code at all; with `names`, keeps the frames' names too.
     fn classify(
         &mut self,
         tgid: u32,
         runtime: Runtime,
         stacks: &[(StackKey, u64, Vec<u64>)],
         names: bool,
-    ) -> u64 {
+    ) -> (u64, u64) {
         let cache = self.symbols.entry(tgid).or_default();
         let unknown: Vec<u64> = {
             let mut seen = HashSet::new();
@@ -330,7 +347,7 @@ impl StackSampler {
                 .iter()
                 .flat_map(|(_, _, ips)| ips.iter().copied())
                 .filter(|ip| {
-                    (!cache.gc.contains_key(ip) || (names && !cache.names.contains_key(ip)))
+                    (!cache.frames.contains_key(ip) || (names && !cache.names.contains_key(ip)))
                         && seen.insert(*ip)
                 })
                 .collect()
@@ -344,13 +361,11 @@ impl StackSampler {
             match self.symbolizer.symbolize(&source, Input::AbsAddr(&unknown)) {
                 Ok(symbols) => {
                     for (ip, sym) in unknown.iter().zip(symbols) {
-                        let (is_gc, name) = match &sym {
-                            Symbolized::Sym(s) => {
-                                (gc::symbols::is_gc_symbol(runtime, &s.name), Some(&s.name))
-                            }
-                            Symbolized::Unknown(_) => (false, None),
+                        let (frame, name) = match &sym {
+                            Symbolized::Sym(s) => (frame_of(runtime, &s.name), Some(&s.name)),
+                            Symbolized::Unknown(_) => (Frame::Other, None),
                         };
-                        cache.gc.insert(*ip, is_gc);
+                        cache.frames.insert(*ip, frame);
                         if names {
                             let name = name.map_or(Arc::from(UNKNOWN_FRAME), |n| Arc::from(&**n));
                             cache.names.insert(*ip, name);
@@ -360,14 +375,20 @@ impl StackSampler {
                 Err(err) => tracing::debug!(tgid, "symbolization failed: {err}"),
             }
         }
-        stacks
-            .iter()
-            .filter(|(_, _, ips)| {
-                ips.iter()
-                    .any(|ip| cache.gc.get(ip).copied().unwrap_or(false))
-            })
-            .map(|(_, count, _)| count)
-            .sum()
+        let has = |ips: &[u64], kinds: &[Frame]| {
+            ips.iter()
+                .any(|ip| cache.frames.get(ip).is_some_and(|f| kinds.contains(f)))
+        };
+        let (mut gc, mut seen) = (0, 0);
+        for (_, count, ips) in stacks {
+            if has(ips, &[Frame::Gc]) {
+                gc += count;
+            }
+            if has(ips, &[Frame::Gc, Frame::Runtime]) {
+                seen += count;
+            }
+        }
+        (gc, seen)
     }
 
     /// Starts sampling `tgid`'s stacks and keeping them for its profile.
@@ -386,9 +407,24 @@ impl StackSampler {
             })
     }
 
+    /// Whether `tgid`'s user stacks are sampled.
+    pub fn samples_stacks_of(&self, tgid: u32) -> bool {
+        self.enabled && self.sampled.contains(&tgid)
+    }
+
     /// Addresses cached, for the memory figure of the benchmark.
     pub fn cached_addresses(&self) -> usize {
-        self.symbols.values().map(|s| s.gc.len()).sum()
+        self.symbols.values().map(|s| s.frames.len()).sum()
+    }
+}
+
+fn frame_of(runtime: Runtime, symbol: &str) -> Frame {
+    if gc::symbols::is_gc_symbol(runtime, symbol) {
+        Frame::Gc
+    } else if gc::symbols::is_runtime_symbol(runtime, symbol) {
+        Frame::Runtime
+    } else {
+        Frame::Other
     }
 }
 

@@ -205,7 +205,13 @@ impl Tracker {
         let period = self.sample_period_ns;
         let tick = self.tick;
         let state = self.states.entry(exit.key).or_insert_with(|| ProcState {
-            comm: exit.comm.clone(),
+            // A process never seen alive whose exit event was lost (a full
+            // ring buffer) is known only by its kernel record: no name.
+            comm: if exit.comm.is_empty() {
+                UNNAMED.to_owned()
+            } else {
+                exit.comm.clone()
+            },
             cgroup_id: exit.cgroup_id,
             reported: Counters::default(),
             dead_before_attach: (0, 0),
@@ -234,6 +240,10 @@ impl Tracker {
     }
 }
 
+/// The `comm` of a process the agent never saw alive and whose exit it
+/// learned from its kernel record alone.
+pub const UNNAMED: &str = "[unnamed]";
+
 fn window(
     key: ProcKey,
     state: &ProcState,
@@ -259,6 +269,7 @@ fn window(
         gc_thread_samples: 0,
         gc_stack_samples: 0,
         threads: Vec::new(),
+        gc_sight: Default::default(),
         verdict: None,
     }
 }
@@ -408,6 +419,23 @@ mod tests {
         assert_eq!(w[0].delta.mmap_calls, 4);
         assert_eq!(w[0].total.cpu_samples, 60);
         assert!(w[0].exited);
+    }
+
+    #[test]
+    fn a_process_known_only_by_its_swept_record_is_named_unnamed() {
+        let mut t = Tracker::new(ATTACH, PERIOD);
+        let never_seen = key(19, ATTACH + 5);
+        let mut swept = exit(never_seen, 3, 2, 1);
+        swept.comm = String::new();
+        let w = t.tick(&[], &[swept], 1.0);
+        assert_eq!(w[0].comm, UNNAMED);
+        // One seen alive keeps its name when its record is swept.
+        let seen = key(20, ATTACH + 6);
+        t.tick(&[live(seen, 1, 0, 0)], &[], 1.0);
+        let mut swept = exit(seen, 3, 2, 1);
+        swept.comm = String::new();
+        let w = t.tick(&[], &[swept], 1.0);
+        assert_eq!(w[0].comm, "w");
     }
 
     #[test]

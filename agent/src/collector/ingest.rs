@@ -58,8 +58,13 @@ pub fn prepare(
     limits: &Limits,
     caller: &Caller,
     now_ms: i64,
-) -> Result<Prepared, Refusal> {
-    validate::check(&received, limits, now_ms)?;
+) -> Result<(Prepared, Refused), Refusal> {
+    let refused = validate::check(&received, limits, now_ms)?;
+    let received = if refused.is_empty() {
+        received
+    } else {
+        refuse_processes(received, &refused)?
+    };
     let report = &received.view;
     let node = report.node.as_ref().ok_or(InvalidReport::NoNode)?;
     if !caller.may_write(&node.node_name) {
@@ -68,7 +73,7 @@ pub fn prepare(
         });
     }
     let node_name: Arc<str> = Arc::from(node.node_name.as_str());
-    Ok(Prepared {
+    let prepared = Prepared {
         windows: workload_windows(&node_name, &received),
         node_name,
         agent_instance: node.agent_instance.clone(),
@@ -78,14 +83,64 @@ pub fn prepare(
         window_end_unix_ms: report.window_end_unix_ms,
         processes: u32::try_from(report.processes.len()).unwrap_or(u32::MAX),
         body: received.bytes,
-    })
+    };
+    Ok((prepared, Refused::of(&refused)))
+}
+
+/// The processes of a report refused alone, as the ack tells the agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Refused {
+    pub processes: u32,
+    /// Why the first one was, naming the process and the field.
+    pub first: String,
+}
+
+impl Refused {
+    fn of(refused: &[validate::RefusedProcess]) -> Self {
+        Self {
+            processes: u32::try_from(refused.len()).unwrap_or(u32::MAX),
+            first: refused
+                .first()
+                .map(|r| format!("process #{}: {}", r.index, r.why))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Drops the refused processes from the report, logging each (the one
+/// place a refused process is seen by an operator).
+fn refuse_processes(
+    received: ReceivedReport,
+    refused: &[validate::RefusedProcess],
+) -> Result<ReceivedReport, Refusal> {
+    let node = received
+        .view
+        .node
+        .as_ref()
+        .map_or("", |n| n.node_name.as_str());
+    for r in refused {
+        let p = &received.view.processes[r.index];
+        let key = p.key.unwrap_or_default();
+        tracing::warn!(
+            node,
+            pid = key.pid,
+            start_ticks = key.start_ticks,
+            "refused one process of a report (the rest is stored): {}",
+            r.why
+        );
+    }
+    let drop: Vec<usize> = refused.iter().map(|r| r.index).collect();
+    received
+        .without_processes(&drop)
+        .map_err(|e| Refusal::Invalid(InvalidReport::Undecodable(e.to_string())))
 }
 
 /// Work for the writer thread.
 pub enum Job {
     Write {
         report: Prepared,
-        reply: oneshot::Sender<Result<Outcome, Status>>,
+        refused: Refused,
+        reply: Reply,
     },
     /// Delete history that ended before this time (ms since the epoch).
     Retain { cutoff_unix_ms: i64 },
@@ -158,7 +213,10 @@ impl Throttle {
     }
 }
 
-type Answer = oneshot::Receiver<Result<Outcome, Status>>;
+/// What the writer answers for one report: how it was stored, and the
+/// processes refused before (which the ack names).
+type Reply = oneshot::Sender<Result<(Outcome, Refused), Status>>;
+type Answer = oneshot::Receiver<Result<(Outcome, Refused), Status>>;
 
 #[tonic::async_trait]
 impl pb::received::server::ingest_server::Ingest for IngestService {
@@ -211,8 +269,13 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
                 };
                 let (reply, answer) = oneshot::channel();
                 match prepare(report, &limits, &caller, now_unix_ms()) {
-                    Ok(report) => {
-                        if jobs.send(Job::Write { report, reply }).await.is_err() {
+                    Ok((report, refused)) => {
+                        let job = Job::Write {
+                            report,
+                            refused,
+                            reply,
+                        };
+                        if jobs.send(job).await.is_err() {
                             break; // shutting down
                         }
                     }
@@ -232,8 +295,10 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
         tokio::spawn(async move {
             while let Some(answer) = answers_rx.recv().await {
                 let ack = match answer.await {
-                    Ok(Ok(outcome)) => Ok(pb::IngestAck {
+                    Ok(Ok((outcome, refused))) => Ok(pb::IngestAck {
                         last_stored_sequence: outcome.last_stored_sequence(),
+                        refused_processes: refused.processes,
+                        refusal: refused.first,
                     }),
                     Ok(Err(status)) => Err(status),
                     Err(_) => Err(Status::unavailable("collector is shutting down")),
@@ -276,16 +341,20 @@ fn writer_loop(
     profiles: Option<&FleetProfiles>,
 ) {
     let mut reports: Vec<Prepared> = Vec::new();
-    let mut replies: Vec<oneshot::Sender<Result<Outcome, Status>>> = Vec::new();
+    let mut replies: Vec<(Reply, Refused)> = Vec::new();
     let mut retain: Option<i64> = None;
     while let Some(first) = jobs.blocking_recv() {
         // Group commit: whatever arrived while the last commit ran.
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write { report, reply } => {
+                Job::Write {
+                    report,
+                    refused,
+                    reply,
+                } => {
                     reports.push(report);
-                    replies.push(reply);
+                    replies.push((reply, refused));
                 }
                 Job::Retain { cutoff_unix_ms } => retain = Some(cutoff_unix_ms),
             }
@@ -331,7 +400,7 @@ fn lock(fleet: &Mutex<Fleet>) -> std::sync::MutexGuard<'_, Fleet> {
 fn write(
     store: &mut Store,
     reports: &mut Vec<Prepared>,
-    replies: &mut Vec<oneshot::Sender<Result<Outcome, Status>>>,
+    replies: &mut Vec<(Reply, Refused)>,
     fleet: &Mutex<Fleet>,
     watch: &broadcast::Sender<Arc<pb::WatchEvent>>,
 ) -> Vec<(Arc<str>, Bytes)> {
@@ -365,14 +434,14 @@ fn write(
                     }
                 }
             }
-            for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+            for ((reply, refused), outcome) in replies.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok((outcome, refused)));
             }
         }
         Err(err) => {
             tracing::error!("cannot store {} reports: {err}", reports.len());
             reports.clear();
-            for reply in replies.drain(..) {
+            for (reply, _) in replies.drain(..) {
                 let _ = reply.send(Err(Status::unavailable(format!(
                     "collector could not store the report: {err}"
                 ))));
@@ -412,7 +481,7 @@ mod tests {
     }
 
     fn prepare_as(r: &pb::NodeReport, caller: &Caller) -> Result<Prepared, Refusal> {
-        prepare(received(r), &Limits::default(), caller, NOW)
+        prepare(received(r), &Limits::default(), caller, NOW).map(|(p, _)| p)
     }
 
     const NOW: i64 = 1_800_000_000_000;
@@ -434,6 +503,47 @@ mod tests {
         let invalid = prepare_as(&r, &Caller::AnyNode).unwrap_err();
         assert_eq!(invalid, Refusal::Invalid(InvalidReport::ZeroSequence));
         assert_eq!(invalid.status().code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn one_bad_process_is_refused_alone() {
+        let mut r = valid();
+        let good = |pid: u32| pb::ProcessWindow {
+            key: Some(pb::ProcessKey {
+                pid,
+                start_ticks: 9,
+            }),
+            comm: format!("p{pid}"),
+            delta: Some(pb::Counters {
+                cpu_seconds: 0.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.processes = vec![good(1), good(2), good(3)];
+        // A JVM's whole-life pause total in one window: past what one
+        // window can hold on this node.
+        r.processes[1].delta.as_mut().unwrap().gc_pause_seconds = 1e6;
+        let (p, refused) =
+            prepare(received(&r), &Limits::default(), &Caller::AnyNode, NOW).unwrap();
+        assert_eq!(p.processes, 2);
+        let stored = pb::NodeReport::decode(&p.body[..]).unwrap();
+        let pids: Vec<u32> = stored
+            .processes
+            .iter()
+            .map(|p| p.key.unwrap().pid)
+            .collect();
+        assert_eq!(pids, [1, 3]);
+        assert_eq!(refused.processes, 1);
+        assert!(
+            refused.first.contains("process #1") && refused.first.contains("gc_pause_seconds"),
+            "{refused:?}"
+        );
+        // The workloads are summed from what is kept.
+        assert_eq!(p.windows.len(), 2);
+        // A report-level fault still refuses the whole report.
+        r.sequence = 0;
+        assert!(prepare(received(&r), &Limits::default(), &Caller::AnyNode, NOW).is_err());
     }
 
     #[tokio::test(start_paused = true)]

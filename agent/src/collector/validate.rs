@@ -1,13 +1,16 @@
 //! Every field of a received report is checked here before the report is
 //! stored or classified: lengths, ranges, timestamps, sequence numbers, and
-//! the limits an operator sets ([`Limits`]). A report that fails is refused
-//! whole, with an error that names the field or the limit, so the agent's
-//! log says what to fix.
+//! the limits an operator sets ([`Limits`]). Each refusal names the field or
+//! the limit, so the agent's log says what to fix.
+//!
+//! What is refused is as small as the fault: a report whose identity,
+//! window or size is wrong is refused whole; a process whose own numbers or
+//! names are wrong is refused alone ([`RefusedProcess`]) and the rest of the
+//! report is stored, so one odd process never costs its node's interval.
 //!
 //! Ranges refuse only what no real agent can send (a negative or NaN CPU
 //! time, more CPU than the node's cores in the window, a timestamp from
-//! another decade): a refused report is dropped by the agent, so a check
-//! that is too tight would lose real data.
+//! another decade): a check that is too tight would lose real data.
 use std::collections::HashSet;
 
 use bytes::Bytes;
@@ -50,7 +53,7 @@ impl Default for Limits {
 }
 
 /// Why a report was refused.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum InvalidReport {
     #[error("report without node identity")]
     NoNode,
@@ -100,6 +103,15 @@ pub enum InvalidReport {
     },
     #[error("qos_class `{0}` is not Guaranteed, Burstable or BestEffort")]
     BadQosClass(String),
+    #[error("the report could not be encoded again without its refused processes: {0}")]
+    Undecodable(String),
+}
+
+/// A process of a report refused alone: its index in the report, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedProcess {
+    pub index: usize,
+    pub why: InvalidReport,
 }
 
 /// Linux's PID_MAX_LIMIT (4M): no pid is larger.
@@ -135,8 +147,13 @@ const EARLIEST_MS: i64 = 1_577_836_800_000;
 const MAX_BYTES_FIELD: u64 = 1 << 50;
 
 /// Checks everything in `report` against `limits` and the collector's
-/// clock `now_ms`.
-pub fn check(received: &ReceivedReport, limits: &Limits, now_ms: i64) -> Result<(), InvalidReport> {
+/// clock `now_ms`. `Err` refuses the whole report; `Ok` lists the processes
+/// refused alone, in report order (empty when all is well).
+pub fn check(
+    received: &ReceivedReport,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<Vec<RefusedProcess>, InvalidReport> {
     let report = &received.view;
     let node = report.node.as_ref().ok_or(InvalidReport::NoNode)?;
     check_node(node)?;
@@ -207,20 +224,28 @@ pub fn check(received: &ReceivedReport, limits: &Limits, now_ms: i64) -> Result<
             actual: received.pods.len(),
         });
     }
+    let mut refused = Vec::new();
     for (index, p) in report.processes.iter().enumerate() {
-        check_process(p, max_cpu_seconds)?;
-        if received.pod_ref_dangles(index) {
-            return Err(InvalidReport::OutOfRange {
-                field: "process.pod_ref",
-                value: f64::from(p.pod_ref),
-            });
-        }
-        let key = p.key.unwrap_or_default();
-        if !keys.insert((key.pid, key.start_ticks)) {
-            return Err(InvalidReport::DuplicateProcess {
-                pid: key.pid,
-                start_ticks: key.start_ticks,
-            });
+        let checked = check_process(p, max_cpu_seconds).and_then(|()| {
+            if received.pod_ref_dangles(index) {
+                return Err(InvalidReport::OutOfRange {
+                    field: "process.pod_ref",
+                    value: f64::from(p.pod_ref),
+                });
+            }
+            // The first of two windows of one process is kept.
+            let key = p.key.unwrap_or_default();
+            if !keys.insert((key.pid, key.start_ticks)) {
+                return Err(InvalidReport::DuplicateProcess {
+                    pid: key.pid,
+                    start_ticks: key.start_ticks,
+                });
+            }
+            Ok(())
+        });
+        if let Err(why) = checked {
+            refused.push(RefusedProcess { index, why });
+            continue;
         }
         if p.container_id.is_empty() {
             bare_processes += 1;
@@ -229,8 +254,27 @@ pub fn check(received: &ReceivedReport, limits: &Limits, now_ms: i64) -> Result<
         }
     }
     // Each distinct pod once: a container's processes name the same one.
-    for pod in &received.pods {
-        check_pod(pod, limits)?;
+    // A bad pod refuses the processes that name it.
+    let bad_pods: Vec<(usize, InvalidReport)> = received
+        .pods
+        .iter()
+        .enumerate()
+        .filter_map(|(i, pod)| check_pod(pod, limits).err().map(|e| (i, e)))
+        .collect();
+    if !bad_pods.is_empty() {
+        for index in 0..report.processes.len() {
+            if refused.iter().any(|r| r.index == index) {
+                continue;
+            }
+            let pod = received.pod_index(index);
+            if let Some((_, why)) = bad_pods.iter().find(|(i, _)| Some(*i) == pod) {
+                refused.push(RefusedProcess {
+                    index,
+                    why: why.clone(),
+                });
+            }
+        }
+        refused.sort_by_key(|r| r.index);
     }
     let workloads = bare_processes + containers.len();
     if workloads > limits.max_workloads_per_report {
@@ -244,7 +288,7 @@ pub fn check(received: &ReceivedReport, limits: &Limits, now_ms: i64) -> Result<
         finite_non_negative("agent.cpu_seconds", agent.cpu_seconds, max_cpu_seconds)?;
         bytes_field("agent.rss_bytes", agent.rss_bytes)?;
     }
-    Ok(())
+    Ok(refused)
 }
 
 fn check_node(node: &pb::NodeIdentity) -> Result<(), InvalidReport> {
@@ -393,6 +437,7 @@ fn counters(c: &pb::Counters, max_cpu: f64) -> Result<(), InvalidReport> {
     finite_non_negative("gc_pause_seconds", c.gc_pause_seconds, max_cpu)?;
     finite_non_negative("gc_thread_cpu_seconds", c.gc_thread_cpu_seconds, max_cpu)?;
     finite_non_negative("gc_stack_cpu_seconds", c.gc_stack_cpu_seconds, max_cpu)?;
+    finite_non_negative("gc_blind_cpu_seconds", c.gc_blind_cpu_seconds, max_cpu)?;
     for (name, v) in [
         ("mmap_bytes", c.mmap_bytes),
         ("munmap_bytes", c.munmap_bytes),

@@ -214,6 +214,10 @@ pub fn signals(
         runtime,
         window_seconds,
         cpu_seconds: delta.cpu_seconds,
+        cpu_samples: delta.cpu_samples,
+        gc_blind_cpu_seconds: delta.gc_blind_cpu_seconds,
+        // The wire carries how much CPU was blind, not why.
+        gc_blind: None,
         gc_thread_cpu_seconds: delta.gc_thread_cpu_seconds,
         gc_stack_cpu_seconds: delta.gc_stack_cpu_seconds,
         gc_cycles: delta.gc_cycles,
@@ -264,15 +268,8 @@ pub fn runtime_to_proto(r: Runtime) -> pb::Runtime {
 }
 
 pub fn verdict_to_proto(v: &crate::gc::Verdict) -> pb::Verdict {
-    use crate::gc::VerdictKind as K;
-    let kind = match v.kind {
-        K::GcHeavy => pb::VerdictKind::VerdictGcHeavy,
-        K::AllocChurn => pb::VerdictKind::VerdictAllocChurn,
-        K::Steady => pb::VerdictKind::VerdictSteady,
-        K::Idle => pb::VerdictKind::VerdictIdle,
-    };
     pb::Verdict {
-        kind: kind as i32,
+        kind: v.kind.to_proto() as i32,
         confidence: v.confidence,
         reasons: v.reasons.clone(),
     }

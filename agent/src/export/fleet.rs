@@ -187,14 +187,7 @@ fn gauges(w: &pb::Workload) -> [(&'static str, &'static str, &'static str, &'sta
 
 fn verdict(w: &pb::Workload) -> (&'static str, f64) {
     let v = w.verdict.as_ref();
-    let kind = v.map_or(pb::VerdictKind::VerdictUnspecified, |v| v.kind());
-    let name = match kind {
-        pb::VerdictKind::VerdictGcHeavy => "gc-heavy",
-        pb::VerdictKind::VerdictAllocChurn => "alloc-churn",
-        pb::VerdictKind::VerdictSteady => "steady",
-        pb::VerdictKind::VerdictIdle => "idle",
-        pb::VerdictKind::VerdictUnspecified => "unknown",
-    };
+    let name = crate::gc::VerdictKind::name_of(v);
     (name, v.map_or(0.0, |v| v.confidence))
 }
 

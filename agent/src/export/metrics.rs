@@ -276,7 +276,16 @@ pub fn self_points(s: &Snapshot, extra: &[SelfPoint]) -> Vec<SelfPoint> {
         kind: Kind::Counter,
         help: "Reports dropped from the buffer for the collector (unreachable too long).",
         attrs: Vec::new(),
-        value: Value::Int(a.dropped_reports),
+        value: Value::Int(a.stream.dropped_reports),
+    });
+    out.push(SelfPoint {
+        prom: "tally_stream_refused_processes_total",
+        otlp: "tally.stream.refused_processes",
+        unit: "{process}",
+        kind: Kind::Counter,
+        help: "Processes the collector refused from stored reports (a number out of range, a bad name; see the agent's log).",
+        attrs: Vec::new(),
+        value: Value::Int(a.stream.refused_processes),
     });
     out.push(SelfPoint {
         prom: "tally_exporter_dropped_series_total",

@@ -110,19 +110,19 @@ impl NodeExporter {
     }
 
     /// Takes one tick. `agent_cpu_seconds` is the agent's CPU since it
-    /// started; `dropped_reports` the streamer's total.
+    /// started; `stream` the streamer's totals.
     pub fn on_tick(
         &mut self,
         tick: &Tick,
         node: &NodeIdentity,
         agent_cpu_seconds: f64,
         agent_rss_bytes: u64,
-        dropped_reports: u64,
+        stream: series::StreamTotals,
     ) {
         self.state.set_node(node);
         self.state.update(tick);
         self.state
-            .set_agent(agent_cpu_seconds, agent_rss_bytes, dropped_reports);
+            .set_agent(agent_cpu_seconds, agent_rss_bytes, stream);
         let snapshot = Arc::new(self.state.snapshot(tick.at, tick.seconds));
         if let Some(otlp) = &self.otlp {
             otlp.push(snapshot.clone());

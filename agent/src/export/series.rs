@@ -92,14 +92,25 @@ pub struct Entity {
 }
 
 /// The agent's own numbers, cumulative since it started.
+/// What the streamer lost, in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamTotals {
+    /// Reports dropped from its buffer (collector unreachable too long).
+    pub dropped_reports: u64,
+    /// Processes the collector refused alone, the rest of their reports
+    /// stored.
+    pub refused_processes: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AgentTotals {
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
     /// Kernel-side updates lost, by `drop_kind` (see `collect::DROP_NAMES`).
     pub lost_updates: Vec<(&'static str, u64)>,
-    /// Reports the streamer dropped (collector unreachable too long).
-    pub dropped_reports: u64,
+    /// Reports the streamer dropped (collector unreachable too long), and
+    /// processes the collector refused alone.
+    pub stream: StreamTotals,
     /// Series dropped by the cardinality cap.
     pub dropped_series: u64,
     /// Windows (ticks) completed.
@@ -266,10 +277,10 @@ impl SeriesState {
     }
 
     /// Sets the agent's own figures for the next snapshot.
-    pub fn set_agent(&mut self, cpu_seconds: f64, rss_bytes: u64, dropped_reports: u64) {
+    pub fn set_agent(&mut self, cpu_seconds: f64, rss_bytes: u64, stream: StreamTotals) {
         self.agent.cpu_seconds = cpu_seconds;
         self.agent.rss_bytes = rss_bytes;
-        self.agent.dropped_reports = dropped_reports;
+        self.agent.stream = stream;
     }
 
     /// Everything exported now.

@@ -99,6 +99,36 @@ pub fn is_gc_symbol(runtime: Runtime, symbol: &str) -> bool {
     }
 }
 
+/// True if a frame with this symbol is the runtime's own code (GC or not):
+/// a process whose stacks show such frames would show its GC frames too
+/// when it collects, so its GC is observable by stack. A stripped binary
+/// shows none (every frame unknown), nor does one whose unwinding fails.
+pub fn is_runtime_symbol(runtime: Runtime, symbol: &str) -> bool {
+    match runtime {
+        // Every goroutine's stack ends in runtime.goexit, runtime.main or
+        // runtime.mstart; GC workers run in runtime code.
+        Runtime::Go => symbol.starts_with("runtime."),
+        // The engine, its embedded builtins, node's own code and libuv.
+        Runtime::Node => {
+            symbol.starts_with("Builtins_")
+                || symbol.contains("v8::")
+                || symbol.starts_with("node::")
+                || symbol.starts_with("uv_")
+                || symbol.starts_with("_ZN2v8")
+                || symbol.starts_with("_ZN4node")
+        }
+        // HotSpot's C++ (demangled or not) and its exported entry points.
+        Runtime::Jvm => {
+            symbol.starts_with("JVM_")
+                || symbol.starts_with("JNI_")
+                || symbol.contains("::")
+                || symbol.starts_with("_ZN")
+        }
+        Runtime::Dotnet => symbol.contains("WKS::") || symbol.contains("SVR::"),
+        Runtime::Python | Runtime::Native | Runtime::Unknown => false,
+    }
+}
+
 // ---------------------------------------------------------------- Go
 
 /// The GC functions of package runtime that the prefix rules below miss.

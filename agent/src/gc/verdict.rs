@@ -1,21 +1,37 @@
-//! From [`GcSignals`] to a [`Verdict`]: `gc-heavy`, `alloc-churn`, `steady`
-//! or `idle`, with a confidence and the reasons that decided it.
+//! From [`GcSignals`] to a [`Verdict`]: `gc-heavy`, `alloc-churn`, `steady`,
+//! `idle` or `gc-unobservable`, with a confidence and the reasons that
+//! decided it.
 //!
 //! The rules, in order (the README explains the thresholds):
 //! 1. **idle**: under 2% of a core, and no allocator or fault activity worth
 //!    naming.
-//! 2. **gc-heavy**: a garbage-collected runtime spending at least
+//! 2. **gc-unobservable**: a garbage-collected runtime whose GC Tally cannot
+//!    see for most of its CPU ([`GcSight`](super::GcSight)): no GC thread by
+//!    name and no symbolized stacks. Its GC share is unknown, not zero, so
+//!    no claim is made about its GC or its churn: confidence 0, and the
+//!    reasons say why.
+//! 3. **Too few samples** ([`MIN_SAMPLES`]): a share or a per-CPU rate drawn
+//!    from a handful of cpu-clock samples says nothing. Such a window is
+//!    `steady` with a confidence that says how little it saw; a process
+//!    that ran for a moment (a shell's child between fork and exec) never
+//!    becomes `alloc-churn` from a few calls divided by almost no CPU.
+//! 4. **gc-heavy**: a garbage-collected runtime spending at least
 //!    [`GC_HEAVY_SHARE`] of its CPU in GC, and at least [`GC_HEAVY_MIN_CORES`]
 //!    of a core. A GC that burns a tenth of a service's CPU is worth tuning:
 //!    that is where GOGC/GOMEMLIMIT, heap sizing or a different collector pay.
-//! 3. **alloc-churn**: heavy traffic through the allocator syscalls and the
+//! 5. **alloc-churn**: heavy traffic through the allocator syscalls and the
 //!    fault path for the CPU used, without GC to blame: a C or Rust program
 //!    churning malloc, or a GC'd one whose collector is not the problem.
-//! 4. **steady**: everything else.
+//! 6. **steady**: everything else.
 //!
 //! Churn and faults are supporting evidence only: they raise the confidence
 //! of gc-heavy and appear in its reasons, but never make a verdict gc-heavy.
+//!
+//! [`classify_after`] adds hysteresis for a verdict over history (the
+//! collector's): a workload keeps its previous verdict until the signals are
+//! clearly past the threshold the other way ([`HYSTERESIS`]).
 use serde::Serialize;
+use tally_proto as pb;
 
 use super::GcSignals;
 
@@ -33,6 +49,19 @@ pub const CHURN_BYTES_PER_CPU_SECOND: f64 = 256.0 * 1024.0 * 1024.0;
 pub const CHURN_CALLS_PER_CPU_SECOND: f64 = 2_000.0;
 /// Minor faults per CPU-second above which a process churns the fault path.
 pub const CHURN_FAULTS_PER_CPU_SECOND: f64 = 50_000.0;
+/// cpu-clock samples a GC share or a per-CPU rate needs before it decides
+/// anything. With n samples a share p is known to about ±sqrt(p(1-p)/n):
+/// at 30 samples and p = 10% that is ±5.5 points, enough to tell 30% from
+/// 3%, not enough to tell 9% from 11% — which is what a collector's history
+/// of several windows is for. 30 samples is 0.3 s of CPU at 99 Hz.
+pub const MIN_SAMPLES: u64 = 30;
+/// Share of a workload's CPU whose GC must be unseen for the verdict to be
+/// gc-unobservable (a blind sidecar does not blind its container).
+pub const BLIND_SHARE: f64 = 0.5;
+/// How far past a threshold (as a fraction of it) the signals must move to
+/// leave the previous verdict: gc-heavy stays gc-heavy down to 75% of
+/// [`GC_HEAVY_SHARE`]; steady becomes gc-heavy only at [`GC_HEAVY_SHARE`].
+pub const HYSTERESIS: f64 = 0.25;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,6 +70,8 @@ pub enum VerdictKind {
     AllocChurn,
     Steady,
     Idle,
+    /// A GC'd runtime whose GC cannot be seen: nothing is claimed.
+    GcUnobservable,
 }
 
 impl VerdictKind {
@@ -50,7 +81,50 @@ impl VerdictKind {
             VerdictKind::AllocChurn => "alloc-churn",
             VerdictKind::Steady => "steady",
             VerdictKind::Idle => "idle",
+            VerdictKind::GcUnobservable => "gc-unobservable",
         }
+    }
+
+    /// Every kind, in the order of the README.
+    pub const ALL: [VerdictKind; 5] = [
+        VerdictKind::GcHeavy,
+        VerdictKind::AllocChurn,
+        VerdictKind::Steady,
+        VerdictKind::Idle,
+        VerdictKind::GcUnobservable,
+    ];
+
+    /// The kind named `name` ([`VerdictKind::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The wire's kind; `None` for unspecified (or a newer agent's kind).
+    pub fn from_proto(k: pb::VerdictKind) -> Option<Self> {
+        Some(match k {
+            pb::VerdictKind::VerdictGcHeavy => VerdictKind::GcHeavy,
+            pb::VerdictKind::VerdictAllocChurn => VerdictKind::AllocChurn,
+            pb::VerdictKind::VerdictSteady => VerdictKind::Steady,
+            pb::VerdictKind::VerdictIdle => VerdictKind::Idle,
+            pb::VerdictKind::VerdictGcUnobservable => VerdictKind::GcUnobservable,
+            pb::VerdictKind::VerdictUnspecified => return None,
+        })
+    }
+
+    pub fn to_proto(self) -> pb::VerdictKind {
+        match self {
+            VerdictKind::GcHeavy => pb::VerdictKind::VerdictGcHeavy,
+            VerdictKind::AllocChurn => pb::VerdictKind::VerdictAllocChurn,
+            VerdictKind::Steady => pb::VerdictKind::VerdictSteady,
+            VerdictKind::Idle => pb::VerdictKind::VerdictIdle,
+            VerdictKind::GcUnobservable => pb::VerdictKind::VerdictGcUnobservable,
+        }
+    }
+
+    /// The name of a wire verdict's kind; "unknown" where it has none.
+    pub fn name_of(v: Option<&pb::Verdict>) -> &'static str {
+        v.and_then(|v| Self::from_proto(v.kind()))
+            .map_or("unknown", Self::name)
     }
 }
 
@@ -58,7 +132,7 @@ impl VerdictKind {
 pub struct Verdict {
     pub kind: VerdictKind,
     /// 0..1: how far the deciding signal is past its threshold, and how
-    /// many signals agree.
+    /// many signals agree; 0 for gc-unobservable.
     pub confidence: f64,
     pub reasons: Vec<String>,
 }
@@ -97,20 +171,82 @@ fn rates(s: &GcSignals) -> Rates {
 
 /// Decides the verdict of one window's signals.
 pub fn classify(s: &GcSignals) -> Verdict {
-    let r = rates(s);
-    let churn_reasons = churn_reasons(&r);
+    classify_after(s, None)
+}
 
-    if r.cores < IDLE_MAX_CORES && churn_reasons.is_empty() {
+/// Decides the verdict of a history's signals, given the verdict the same
+/// workload had before (`prior`): each threshold it would have to cross to
+/// leave that verdict moves [`HYSTERESIS`] of the way against it.
+pub fn classify_after(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
+    let r = rates(s);
+    // Leaving `kind` is harder than entering it.
+    let stay = |kind: VerdictKind| {
+        if prior == Some(kind) {
+            1.0 - HYSTERESIS
+        } else {
+            1.0
+        }
+    };
+    let enough_samples = s.cpu_samples >= MIN_SAMPLES;
+    let churn_reasons = if enough_samples {
+        churn_reasons(&r, stay(VerdictKind::AllocChurn))
+    } else {
+        Vec::new()
+    };
+
+    let idle_max = IDLE_MAX_CORES * (2.0 - stay(VerdictKind::Idle));
+    if r.cores < idle_max && churn_reasons.is_empty() {
         return Verdict {
             kind: VerdictKind::Idle,
-            confidence: (1.0 - r.cores / IDLE_MAX_CORES).clamp(0.5, 1.0),
+            confidence: (1.0 - r.cores / idle_max).clamp(0.5, 1.0),
             reasons: vec![format!("{:.1}% of a core", 100.0 * r.cores)],
         };
     }
 
-    if s.runtime.has_gc() && r.share >= GC_HEAVY_SHARE && r.gc_cores >= GC_HEAVY_MIN_CORES {
-        let mut reasons = vec![gc_share_reason(s, &r)];
-        let mut confidence = 0.6 + ((r.share - GC_HEAVY_SHARE) / GC_HEAVY_SHARE).min(1.0) * 0.25;
+    if s.runtime.has_gc() && s.blind_share() >= BLIND_SHARE {
+        let why = s.gc_blind.map_or(
+            "GC unobservable: no GC threads by name and no symbolized stacks",
+            super::GcSight::why,
+        );
+        let mut reasons = vec![why.to_string(), format!("{:.2} cores", r.cores)];
+        if s.gc_cycles > 0 {
+            reasons.push(format!(
+                "{:.1} GC cycles/s (the runtime's count; its CPU is unseen)",
+                r.cycles_per_s
+            ));
+        }
+        reasons.extend(churn_reasons);
+        return Verdict {
+            kind: VerdictKind::GcUnobservable,
+            confidence: 0.0,
+            reasons,
+        };
+    }
+
+    if !enough_samples {
+        let mut reasons = vec![
+            format!("{:.2} cores", r.cores),
+            format!(
+                "only {} CPU samples: too few to judge GC or churn (needs {MIN_SAMPLES})",
+                s.cpu_samples
+            ),
+        ];
+        if s.runtime.has_gc() {
+            reasons.push(format!("GC {}", gc_share_text(s, &r)));
+        }
+        return Verdict {
+            kind: VerdictKind::Steady,
+            confidence: 0.5 * s.cpu_samples as f64 / MIN_SAMPLES as f64,
+            reasons,
+        };
+    }
+
+    let heavy_share = GC_HEAVY_SHARE * stay(VerdictKind::GcHeavy);
+    let heavy_cores = GC_HEAVY_MIN_CORES * stay(VerdictKind::GcHeavy);
+    if s.runtime.has_gc() && r.share >= heavy_share && r.gc_cores >= heavy_cores {
+        let mut reasons = vec![format!("GC {}", gc_share_text(s, &r))];
+        let mut confidence =
+            0.6 + ((r.share - GC_HEAVY_SHARE) / GC_HEAVY_SHARE).clamp(0.0, 1.0) * 0.25;
         if s.gc_cycles > 0 {
             reasons.push(format!("{:.1} GC cycles/s", r.cycles_per_s));
             confidence += 0.1;
@@ -142,7 +278,7 @@ pub fn classify(s: &GcSignals) -> Verdict {
         .fold(0.0, f64::max);
         let mut reasons = churn_reasons;
         if s.runtime.has_gc() {
-            reasons.push(format!("GC only {}", gc_share_reason(s, &r)));
+            reasons.push(format!("GC only {}", gc_share_text(s, &r)));
         }
         return Verdict {
             kind: VerdictKind::AllocChurn,
@@ -153,7 +289,7 @@ pub fn classify(s: &GcSignals) -> Verdict {
 
     let mut reasons = vec![format!("{:.2} cores", r.cores)];
     if s.runtime.has_gc() {
-        reasons.push(gc_share_reason(s, &r));
+        reasons.push(format!("GC {}", gc_share_text(s, &r)));
     }
     Verdict {
         kind: VerdictKind::Steady,
@@ -167,7 +303,9 @@ pub fn classify(s: &GcSignals) -> Verdict {
     }
 }
 
-fn gc_share_reason(s: &GcSignals, r: &Rates) -> String {
+/// "33% of CPU (stacks 33%)": the share and its parts; the caller says
+/// whether it is "GC" or "GC only".
+fn gc_share_text(s: &GcSignals, r: &Rates) -> String {
     let mut parts = Vec::new();
     if s.gc_thread_cpu_seconds > 0.0 {
         parts.push(format!(
@@ -182,27 +320,28 @@ fn gc_share_reason(s: &GcSignals, r: &Rates) -> String {
         ));
     }
     if parts.is_empty() {
-        format!("GC {:.0}% of CPU", 100.0 * r.share)
+        format!("{:.0}% of CPU", 100.0 * r.share)
     } else {
-        format!("GC {:.0}% of CPU ({})", 100.0 * r.share, parts.join(", "))
+        format!("{:.0}% of CPU ({})", 100.0 * r.share, parts.join(", "))
     }
 }
 
-fn churn_reasons(r: &Rates) -> Vec<String> {
+/// What churns; `factor` scales the thresholds (hysteresis).
+fn churn_reasons(r: &Rates, factor: f64) -> Vec<String> {
     let mut reasons = Vec::new();
-    if r.churn_bytes_per_cpu_s >= CHURN_BYTES_PER_CPU_SECOND {
+    if r.churn_bytes_per_cpu_s >= CHURN_BYTES_PER_CPU_SECOND * factor {
         reasons.push(format!(
             "{}/s through mmap/munmap/madvise",
             human_bytes(r.churn_bytes_per_s)
         ));
     }
-    if r.calls_per_cpu_s >= CHURN_CALLS_PER_CPU_SECOND {
+    if r.calls_per_cpu_s >= CHURN_CALLS_PER_CPU_SECOND * factor {
         reasons.push(format!(
             "{:.0} allocation syscalls per CPU-second",
             r.calls_per_cpu_s
         ));
     }
-    if r.faults_per_cpu_s >= CHURN_FAULTS_PER_CPU_SECOND {
+    if r.faults_per_cpu_s >= CHURN_FAULTS_PER_CPU_SECOND * factor {
         reasons.push(format!("{:.0} page faults/s", r.faults_per_s));
     }
     reasons
@@ -222,17 +361,118 @@ fn human_bytes(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gc::Runtime;
+    use crate::gc::{GcSight, Runtime};
 
     fn signals(runtime: Runtime, cpu: f64, gc_threads: f64, gc_stacks: f64) -> GcSignals {
         GcSignals {
             runtime,
             window_seconds: 1.0,
             cpu_seconds: cpu,
+            // 99 Hz, the default sampling rate.
+            cpu_samples: (cpu * 99.0).round() as u64,
             gc_thread_cpu_seconds: gc_threads,
             gc_stack_cpu_seconds: gc_stacks,
             ..GcSignals::default()
         }
+    }
+
+    #[test]
+    fn a_gc_runtime_whose_gc_is_unseen_is_gc_unobservable_not_steady() {
+        // A stripped Go binary: busy, churning, and no GC seen at all.
+        let mut s = signals(Runtime::Go, 1.0, 0.0, 0.0);
+        s.gc_blind_cpu_seconds = 1.0;
+        s.gc_blind = Some(GcSight::NoSymbols);
+        s.alloc_calls = 30_000;
+        s.gc_cycles = 15;
+        let v = classify(&s);
+        assert_eq!(v.kind, VerdictKind::GcUnobservable);
+        assert_eq!(v.confidence, 0.0);
+        assert!(v.reasons[0].contains("no symbols"), "{v:?}");
+        assert!(v.reasons.iter().any(|r| r.contains("15.0 GC cycles/s")));
+        // A blind sidecar does not blind its container.
+        let mut container = signals(Runtime::Jvm, 2.0, 0.5, 0.0);
+        container.merge(&s);
+        assert_eq!(classify(&container).kind, VerdictKind::GcHeavy);
+        // Idle stays idle: nothing to see is nothing to claim.
+        let mut quiet = signals(Runtime::Go, 0.001, 0.0, 0.0);
+        quiet.gc_blind_cpu_seconds = 0.001;
+        assert_eq!(classify(&quiet).kind, VerdictKind::Idle);
+        // A native program has no GC to be blind to.
+        let mut native = signals(Runtime::Native, 1.0, 0.0, 0.0);
+        native.gc_blind_cpu_seconds = 1.0;
+        assert_eq!(classify(&native).kind, VerdictKind::Steady);
+    }
+
+    #[test]
+    fn a_few_samples_decide_nothing() {
+        // Half of 10 samples in GC: a share, but not a finding.
+        let v = classify(&signals(Runtime::Go, 0.1, 0.0, 0.05));
+        assert_eq!(v.kind, VerdictKind::Steady);
+        assert!(v.confidence < 0.2, "{v:?}");
+        assert!(v.reasons.iter().any(|r| r.contains("too few")), "{v:?}");
+    }
+
+    #[test]
+    fn a_short_process_is_never_alloc_churn() {
+        // A shell's child between fork and exec: a window's worth of time,
+        // a millisecond of CPU, a handful of mmaps.
+        let mut s = signals(Runtime::Native, 0.001, 0.0, 0.0);
+        s.cpu_samples = 0;
+        s.alloc_calls = 40;
+        s.alloc_bytes = 8 << 20;
+        s.minor_faults = 300;
+        assert_eq!(classify(&s).kind, VerdictKind::Idle);
+        let mut busy_moment = signals(Runtime::Native, 0.05, 0.0, 0.0);
+        busy_moment.alloc_calls = 2_000;
+        assert_ne!(classify(&busy_moment).kind, VerdictKind::AllocChurn);
+    }
+
+    #[test]
+    fn a_churning_gc_runtime_says_its_gc_share_plainly() {
+        let mut s = signals(Runtime::Go, 1.0, 0.0, 0.0);
+        s.alloc_calls = 30_000;
+        let v = classify(&s);
+        assert_eq!(v.kind, VerdictKind::AllocChurn);
+        assert!(
+            v.reasons.contains(&"GC only 0% of CPU".to_string()),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_verdict_over_history_does_not_flap_at_its_threshold() {
+        let near = signals(Runtime::Jvm, 1.0, 0.085, 0.0);
+        assert_eq!(classify(&near).kind, VerdictKind::Steady);
+        assert_eq!(
+            classify_after(&near, Some(VerdictKind::GcHeavy)).kind,
+            VerdictKind::GcHeavy
+        );
+        assert_eq!(
+            classify_after(&near, Some(VerdictKind::Steady)).kind,
+            VerdictKind::Steady
+        );
+        // Clearly past the threshold, the verdict changes.
+        let low = signals(Runtime::Jvm, 1.0, 0.05, 0.0);
+        assert_eq!(
+            classify_after(&low, Some(VerdictKind::GcHeavy)).kind,
+            VerdictKind::Steady
+        );
+        let high = signals(Runtime::Jvm, 1.0, 0.12, 0.0);
+        assert_eq!(
+            classify_after(&high, Some(VerdictKind::Steady)).kind,
+            VerdictKind::GcHeavy
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for k in VerdictKind::ALL {
+            assert_eq!(VerdictKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(
+            VerdictKind::from_name("gc-unobservable"),
+            Some(VerdictKind::GcUnobservable)
+        );
     }
 
     #[test]

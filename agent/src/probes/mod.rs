@@ -6,6 +6,7 @@
 pub mod btf;
 mod map_access;
 pub mod offsets;
+pub mod tracefs;
 pub mod uprobes;
 
 use std::{io, path::Path};
@@ -174,6 +175,8 @@ pub struct Probes {
     /// Nanoseconds of CPU time one sample stands for.
     pub sample_period_ns: u64,
     pub missing: Vec<MissingHook>,
+    /// How tracefs was had for the tracepoint attaches.
+    pub tracefs: tracefs::Tracefs,
     attached: uprobes::Attached,
 }
 
@@ -191,6 +194,7 @@ impl Probes {
             ebpf,
             sample_period_ns,
             missing: Vec::new(),
+            tracefs: tracefs::Tracefs::Unavailable(String::new()),
             attached: uprobes::Attached::default(),
         };
         probes.load_uprobes();
@@ -201,16 +205,42 @@ impl Probes {
 
     fn attach_all(&mut self) -> Result<(), ProbeError> {
         let fault = std::env::var(FAULT_MISSING_HOOK_ENV).ok();
+        let (results, how) = tracefs::with_tracefs(|| {
+            HOOKS
+                .iter()
+                .map(|hook| {
+                    self.attach(hook, fault.as_deref())
+                        .map_err(|e| describe(&e))
+                })
+                .collect::<Vec<_>>()
+        });
+        match &how {
+            tracefs::Tracefs::Mounted(path) => tracing::debug!("tracefs at {path}"),
+            tracefs::Tracefs::MountedPrivately => {
+                tracing::info!(
+                    "tracefs was not mounted: mounted it in the agent's own mount namespace"
+                )
+            }
+            tracefs::Tracefs::Unavailable(why) => tracing::debug!("{why}"),
+        }
         let mut attached = 0;
-        for hook in HOOKS {
-            match self.attach(hook, fault.as_deref()) {
+        for (hook, result) in HOOKS.iter().zip(results) {
+            match result {
                 Ok(()) => attached += 1,
-                Err(err) => self.missing.push(MissingHook {
-                    hook: *hook,
-                    reason: describe(&err),
-                }),
+                Err(reason) => {
+                    // "tracefs not found" says nothing of why or what to do.
+                    let reason = match (hook.attach, how.unavailable()) {
+                        (Attach::Tracepoint(..), Some(why)) => why.to_string(),
+                        _ => reason,
+                    };
+                    self.missing.push(MissingHook {
+                        hook: *hook,
+                        reason,
+                    })
+                }
             }
         }
+        self.tracefs = how;
         if attached == 0 {
             let first = self
                 .missing

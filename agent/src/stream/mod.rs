@@ -97,6 +97,8 @@ struct Shared {
     buffer: Mutex<ReportBuffer>,
     next_sequence: AtomicU64,
     acked: AtomicU64,
+    /// Processes the collector refused one by one from acked reports.
+    refused_processes: AtomicU64,
     connected: AtomicBool,
     /// A report was pushed.
     wake: Notify,
@@ -142,6 +144,7 @@ impl Streamer {
             )),
             next_sequence: AtomicU64::new(1),
             acked: AtomicU64::new(0),
+            refused_processes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             wake: Notify::new(),
             retry_now: Notify::new(),
@@ -211,6 +214,12 @@ impl Streamer {
     /// `AgentStats.dropped_reports`).
     pub fn dropped_reports(&self) -> u64 {
         self.shared.buffer().dropped()
+    }
+
+    /// Processes the collector refused alone (the rest of their reports
+    /// stored), in total.
+    pub fn refused_processes(&self) -> u64 {
+        self.shared.refused_processes.load(Ordering::Relaxed)
     }
 
     /// Reports not yet acknowledged.
@@ -353,6 +362,17 @@ impl Task {
                         tracing::debug!(acked = ack.last_stored_sequence, "collector stored reports");
                         self.shared.buffer().ack(ack.last_stored_sequence);
                         self.shared.acked.fetch_max(ack.last_stored_sequence, Ordering::Relaxed);
+                        if ack.refused_processes > 0 {
+                            self.shared
+                                .refused_processes
+                                .fetch_add(u64::from(ack.refused_processes), Ordering::Relaxed);
+                            tracing::warn!(
+                                "collector stored report {} without {} of its processes: {}",
+                                ack.last_stored_sequence,
+                                ack.refused_processes,
+                                ack.refusal
+                            );
+                        }
                     }
                     Ok(None) => return (acked_any, Err(SessionError::Closed)),
                     // The report can never be stored: refused by

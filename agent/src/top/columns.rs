@@ -238,8 +238,10 @@ impl Column {
 /// gc-heavy is the most severe: it sorts first when descending.
 pub fn severity(e: &Entry) -> u8 {
     match e.verdict {
-        Some(VerdictKind::GcHeavy) => 4,
-        Some(VerdictKind::AllocChurn) => 3,
+        Some(VerdictKind::GcHeavy) => 5,
+        Some(VerdictKind::AllocChurn) => 4,
+        // Worth a look: nothing is known of its GC.
+        Some(VerdictKind::GcUnobservable) => 3,
         Some(VerdictKind::Steady) => 2,
         Some(VerdictKind::Idle) => 1,
         None => 0,

@@ -42,16 +42,6 @@ fn runtime(name: &str) -> Runtime {
     }
 }
 
-fn verdict_kind(name: &str) -> Option<VerdictKind> {
-    Some(match name {
-        "gc-heavy" => VerdictKind::GcHeavy,
-        "alloc-churn" => VerdictKind::AllocChurn,
-        "steady" => VerdictKind::Steady,
-        "idle" => VerdictKind::Idle,
-        _ => return None,
-    })
-}
-
 fn u(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or(0)
 }
@@ -136,18 +126,19 @@ pub fn recorded_ticks() -> Vec<Tick> {
         let gc_threads: u64 = w.threads.iter().filter(|t| t.gc).map(|t| t.samples).sum();
         w.gc_thread_samples = gc_threads;
         w.gc_stack_samples = samples(f(&v, "gc_cpu_seconds")).saturating_sub(gc_threads);
-        w.verdict = verdict_kind(v["verdict"].as_str().unwrap_or_default()).map(|kind| Verdict {
-            kind,
-            confidence: f(&v, "verdict_confidence"),
-            reasons: v["verdict_reasons"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|r| r.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
+        w.verdict =
+            VerdictKind::from_name(v["verdict"].as_str().unwrap_or_default()).map(|kind| Verdict {
+                kind,
+                confidence: f(&v, "verdict_confidence"),
+                reasons: v["verdict_reasons"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|r| r.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
         ticks.last_mut().expect("a tick").1.windows.push(w);
     }
     ticks.into_iter().map(|(_, t)| t).collect()

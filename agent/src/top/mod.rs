@@ -59,10 +59,11 @@ pub fn run_batch(
         collector.set_pods(pods.resolver());
     }
     driver::announce(&collector, opts.interval);
+    let missing_hooks = collector.probes().missing.len();
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
     driver::run(&mut collector, opts.interval, |tick| {
-        if write_tick(&mut stdout, tick, opts).is_err() {
+        if write_tick(&mut stdout, tick, opts, missing_hooks).is_err() {
             return ControlFlow::Break(()); // stdout closed (`| head`): stop quietly
         }
         printed += 1;
@@ -74,7 +75,12 @@ pub fn run_batch(
     })
 }
 
-fn write_tick(out: &mut impl io::Write, tick: Tick, opts: &BatchOptions) -> io::Result<()> {
+fn write_tick(
+    out: &mut impl io::Write,
+    tick: Tick,
+    opts: &BatchOptions,
+    missing_hooks: usize,
+) -> io::Result<()> {
     let mut windows = tick.windows;
     if !opts.pids.is_empty() {
         windows.retain(|w| opts.pids.contains(&w.key.tgid));
@@ -90,7 +96,7 @@ fn write_tick(out: &mut impl io::Write, tick: Tick, opts: &BatchOptions) -> io::
         writeln!(
             out,
             "{}",
-            table::table(&windows, tick.at, tick.seconds, lost)
+            table::table(&windows, tick.at, tick.seconds, lost, missing_hooks)
         )?;
     }
     out.flush()
@@ -139,6 +145,7 @@ mod test_support {
             gc_thread_samples: 0,
             gc_stack_samples: 0,
             threads: Vec::new(),
+            gc_sight: Default::default(),
             verdict: None,
         }
     }

@@ -171,10 +171,21 @@ pub fn local(
                 return;
             }
         };
-        for missing in &collector.probes().missing {
-            tracing::warn!("{}", missing.warning());
+        let missing = &collector.probes().missing;
+        for m in missing {
+            tracing::warn!("{}", m.warning());
         }
-        let _ = tx.send(Update::State(String::new()));
+        // Stays in the header: the columns those hooks feed read 0.
+        let state = match missing.first() {
+            None => String::new(),
+            Some(first) => format!(
+                "HOOKS MISSING {} of {}: {}",
+                missing.len(),
+                crate::probes::HOOKS.len(),
+                first.warning()
+            ),
+        };
+        let _ = tx.send(Update::State(state));
         let stacks_on = load.stack_sampling != StackSampling::Off;
         let cpus = thread::available_parallelism().map_or(0, |n| n.get());
         let mut profiled: HashSet<u32> = HashSet::new();

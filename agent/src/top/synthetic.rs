@@ -421,6 +421,7 @@ impl Synthetic {
                 gc_thread_samples: thread_gc,
                 gc_stack_samples: stack_gc,
                 threads,
+                gc_sight: Default::default(),
                 verdict: None,
             };
             w.verdict = Some(gc::classify(&w.gc_signals(SAMPLE_PERIOD_NS)));

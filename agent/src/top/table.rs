@@ -6,8 +6,15 @@ use crate::model::Window;
 
 /// The table of one tick, with a header line of node totals.
 /// `lost` is the number of kernel-side updates lost in this window (full
-/// maps or ring buffer); the header shows it when it is not zero.
-pub fn table(windows: &[Window], at: SystemTime, seconds: f64, lost: u64) -> String {
+/// maps or ring buffer); the header shows it when it is not zero, and the
+/// hooks that could not attach (`missing_hooks`), whose columns then read 0.
+pub fn table(
+    windows: &[Window],
+    at: SystemTime,
+    seconds: f64,
+    lost: u64,
+    missing_hooks: usize,
+) -> String {
     let secs = seconds.max(1e-9);
     let rate = |v: u64| v as f64 / secs;
     let sum = |f: fn(&Window) -> u64| windows.iter().map(f).sum::<u64>();
@@ -27,6 +34,13 @@ pub fn table(windows: &[Window], at: SystemTime, seconds: f64, lost: u64) -> Str
         out.insert_str(
             out.len() - 1,
             &format!("  LOST {lost} updates (see warnings)"),
+        );
+    }
+    if missing_hooks > 0 {
+        let hooks = crate::probes::HOOKS.len();
+        out.insert_str(
+            out.len() - 1,
+            &format!("  HOOKS MISSING {missing_hooks} of {hooks} (see warnings)"),
         );
     }
     let _ = writeln!(
@@ -97,6 +111,7 @@ mod tests {
             SystemTime::UNIX_EPOCH,
             2.0,
             0,
+            0,
         );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
@@ -107,7 +122,8 @@ mod tests {
         assert!(!lines[3].contains('\u{7}'));
         assert!(lines[2].contains(" 50.0 "), "{}", lines[2]); // 1 s of CPU in 2 s
         assert!(!lines[0].contains("LOST"));
-        let lossy = table(&[window(1, "x", "/a")], SystemTime::UNIX_EPOCH, 1.0, 7);
+        assert!(!lines[0].contains("HOOKS"));
+        let lossy = table(&[window(1, "x", "/a")], SystemTime::UNIX_EPOCH, 1.0, 7, 0);
         assert!(
             lossy
                 .lines()
@@ -115,6 +131,15 @@ mod tests {
                 .unwrap()
                 .ends_with("LOST 7 updates (see warnings)"),
             "{lossy}"
+        );
+        let blind = table(&[window(1, "x", "/a")], SystemTime::UNIX_EPOCH, 1.0, 0, 7);
+        assert!(
+            blind
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("HOOKS MISSING 7 of 8 (see warnings)"),
+            "{blind}"
         );
     }
 }

@@ -99,6 +99,7 @@ impl Theme {
             (Some(VerdictKind::GcHeavy), false) => Style::new().add_modifier(Modifier::BOLD),
             (Some(VerdictKind::AllocChurn), true) => Style::new().fg(Color::Yellow),
             (Some(VerdictKind::Steady), true) => Style::new().fg(Color::Green),
+            (Some(VerdictKind::GcUnobservable), true) => Style::new().fg(Color::Magenta),
             (Some(VerdictKind::Idle) | None, _) => self.dim(),
             _ => Style::new(),
         }

@@ -648,8 +648,9 @@ impl Store {
         Ok(removed)
     }
 
-    /// Rebuilds the latest state: for every workload, its latest window on
-    /// each node, and every node's latest window end.
+    /// Rebuilds the recent state: for every workload, its recent windows on
+    /// each node (what its verdict reads), and every node's latest window
+    /// end.
     pub fn load_fleet(&self) -> Result<Fleet, StoreError> {
         let mut fleet = Fleet::new();
         let mut node_names: HashMap<i64, Arc<str>> = HashMap::new();
@@ -668,12 +669,12 @@ impl Store {
         let mut names = self
             .conn
             .prepare_cached("SELECT name, cgroup_path FROM workloads WHERE id = ?1")?;
-        // The newest windows of one workload: a container runs on one node
-        // at a time, so the latest few rows hold every node's latest.
+        // The newest windows of one workload, enough for two verdict
+        // horizons of 1 s windows (the fleet drops what is older).
         let mut latest = self.conn.prepare_cached(
             "SELECT node_id, window_end_unix_ms, window_seconds, runtime, rss_bytes, delta
              FROM windows WHERE workload_id = ?1
-             ORDER BY window_end_unix_ms DESC LIMIT 32",
+             ORDER BY window_end_unix_ms DESC LIMIT 256",
         )?;
         for (wid, row) in &self.workloads {
             let Some((name, cgroup_path)) = names

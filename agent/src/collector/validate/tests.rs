@@ -72,9 +72,53 @@ fn check_report(r: &pb::NodeReport) -> Result<(), InvalidReport> {
     check_with(r, &Limits::default())
 }
 
+/// The report's refusal, or its first process's: every field must be
+/// refused one way or the other.
 fn check_with(r: &pb::NodeReport, limits: &Limits) -> Result<(), InvalidReport> {
     let received = ReceivedReport::decode(Bytes::from(r.encode_to_vec())).unwrap();
-    check(&received, limits, NOW)
+    match check(&received, limits, NOW)?.into_iter().next() {
+        Some(refused) => Err(refused.why),
+        None => Ok(()),
+    }
+}
+
+/// Which processes are refused alone, and the report-level refusal.
+fn refused_processes(r: &pb::NodeReport) -> Result<Vec<usize>, InvalidReport> {
+    let received = ReceivedReport::decode(Bytes::from(r.encode_to_vec())).unwrap();
+    Ok(check(&received, &Limits::default(), NOW)?
+        .into_iter()
+        .map(|p| p.index)
+        .collect())
+}
+
+#[test]
+fn a_process_fault_refuses_that_process_a_report_fault_the_report() {
+    let mut r = valid();
+    let second = r.processes[0].clone();
+    r.processes.push(second.clone());
+    r.processes[1].key = Some(pb::ProcessKey {
+        pid: 43,
+        start_ticks: 7,
+    });
+    assert_eq!(refused_processes(&r), Ok(vec![]));
+    // Process faults: a number out of range, a name, a duplicate.
+    r.processes[1].delta.as_mut().unwrap().gc_pause_seconds = f64::NAN;
+    assert_eq!(refused_processes(&r), Ok(vec![1]));
+    r.processes[0].comm = "bad\u{1b}[2J".into();
+    assert_eq!(refused_processes(&r), Ok(vec![0, 1]));
+    let mut dup = valid();
+    dup.processes.push(dup.processes[0].clone());
+    assert_eq!(refused_processes(&dup), Ok(vec![1]));
+    // A bad pod refuses the processes that name it.
+    let mut pods = valid();
+    pods.processes[0].pod.as_mut().unwrap().qos_class = "Platinum".into();
+    assert_eq!(refused_processes(&pods), Ok(vec![0]));
+    // Report faults: identity, window.
+    r.window_end_unix_ms = r.window_start_unix_ms - 1;
+    assert!(matches!(
+        refused_processes(&r),
+        Err(InvalidReport::WindowReversed { .. })
+    ));
 }
 
 /// Applies `edit` to a valid report and returns the refusal.
@@ -255,8 +299,15 @@ fn non_utf8_text_is_refused() {
     let received = ReceivedReport::decode(Bytes::from(bytes)).unwrap();
     assert_eq!(
         check(&received, &Limits::default(), NOW),
-        Err(InvalidReport::NotUtf8("process.comm"))
+        Ok(vec![RefusedProcess {
+            index: 0,
+            why: InvalidReport::NotUtf8("process.comm")
+        }])
     );
+    // The report without it still encodes and decodes.
+    let kept = received.without_processes(&[0]).unwrap();
+    assert!(kept.view.processes.is_empty());
+    assert_eq!(kept.view.sequence, received.view.sequence);
 }
 
 fn pod(r: &mut pb::NodeReport) -> &mut pb::PodMetadata {

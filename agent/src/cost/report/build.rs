@@ -88,6 +88,11 @@ pub struct WorkloadCostLine {
     pub cpu_seconds: f64,
     pub gc_cpu_seconds: f64,
     pub gc_cpu_share: f64,
+    /// Share of its CPU whose GC the agents could not see (a stripped
+    /// binary, a JVM without named GC threads): past
+    /// [`gc::verdict::BLIND_SHARE`](crate::gc::verdict::BLIND_SHARE) its GC
+    /// share is unknown and no GC tax is claimed.
+    pub gc_blind_share: f64,
     pub gc_cycles: u64,
     pub rss_avg_bytes: u64,
     pub rss_peak_bytes: u64,
@@ -360,6 +365,12 @@ fn line(
     };
     let cpu_seconds = delta(|d| d.cpu_seconds);
     let gc_cpu_seconds = delta(|d| d.gc_cpu_seconds).min(cpu_seconds);
+    let gc_blind_share = if cpu_seconds > 0.0 {
+        (delta(|d| d.gc_blind_cpu_seconds) / cpu_seconds).min(1.0)
+    } else {
+        0.0
+    };
+    let gc_unobservable = runtime.has_gc() && gc_blind_share >= crate::gc::verdict::BLIND_SHARE;
     let gc_cycles: u64 = points
         .iter()
         .filter_map(|p| p.delta.as_ref())
@@ -412,7 +423,10 @@ fn line(
         _ => 0,
     };
     let headroom_confidence: Option<Confidence> = Some(headroom.confidence);
-    let tax = rates.map(|r| gc_tax(gc_cpu_seconds, window_seconds, headroom, &r));
+    // A GC that could not be seen has an unknown cost, not a zero one.
+    let tax = rates
+        .filter(|_| !gc_unobservable)
+        .map(|r| gc_tax(gc_cpu_seconds, window_seconds, headroom, &r));
     let gc_tax_usd_per_month = tax.as_ref().map_or(0.0, GcTax::monthly);
     let recommendations = match (rates, node_cost) {
         (Some(rates), Some(n)) => {
@@ -473,6 +487,7 @@ fn line(
         } else {
             0.0
         },
+        gc_blind_share,
         gc_cycles,
         rss_avg_bytes: rss_avg,
         rss_peak_bytes: rss_peak,

@@ -122,12 +122,12 @@ pub fn html(report: &CostReport) -> String {
     for w in &report.workloads {
         let _ = write!(
             o,
-            "<tr class=\"workload\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}%</td><td class=\"n\">{}{}</td><td class=\"n\">{}</td></tr>",
+            "<tr class=\"workload\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}{}</td><td class=\"n\">{}</td></tr>",
             escape(&w.workload),
             w.runtime.name(),
             escape(&w.node),
             usd(w.cost_usd_per_month),
-            w.gc_cpu_share * 100.0,
+            super::render::gc_share_cell(w),
             usd(w.gc_tax_usd_per_month),
             if w.gc_tax_worth_naming {
                 ""

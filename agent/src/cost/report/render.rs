@@ -56,7 +56,23 @@ pub fn node_line(n: &NodeCost) -> String {
     }
 }
 
+/// The GC share as a table shows it: "unseen" where the agents could not
+/// see the GC of most of the workload's CPU.
+pub fn gc_share_cell(w: &WorkloadCostLine) -> String {
+    if w.runtime.has_gc() && w.gc_blind_share >= crate::gc::verdict::BLIND_SHARE {
+        "unseen".to_string()
+    } else {
+        format!("{:.0}%", w.gc_cpu_share * 100.0)
+    }
+}
+
 pub fn tax_line(w: &WorkloadCostLine) -> String {
+    if w.runtime.has_gc() && w.gc_blind_share >= crate::gc::verdict::BLIND_SHARE {
+        return format!(
+            "GC tax: not claimed (its GC was unobservable for {:.0}% of its CPU: stripped binary, or no GC threads by name)",
+            w.gc_blind_share * 100.0
+        );
+    }
     match &w.gc_tax {
         Some(t) => format!(
             "GC tax {}/month (GC CPU {:.1} s = {:.0}% of CPU, {}; headroom {} via {:?}, {} confidence: {})",
@@ -155,12 +171,12 @@ pub fn markdown(report: &CostReport) -> String {
     for w in &report.workloads {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {:.0}% | {}{} | {} |",
+            "| {} | {} | {} | {} | {} | {}{} | {} |",
             w.workload,
             w.runtime.name(),
             w.node,
             usd(w.cost_usd_per_month),
-            w.gc_cpu_share * 100.0,
+            gc_share_cell(w),
             usd(w.gc_tax_usd_per_month),
             if w.gc_tax_worth_naming {
                 ""

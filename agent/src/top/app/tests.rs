@@ -180,7 +180,9 @@ fn grouping_cycles_processes_containers_pods() {
         .expect("the Go container is a row");
     assert_eq!(go.name, "allocheavy/9f86d081884c");
     assert_eq!(go.procs, 1);
-    assert_eq!(go.verdict, Some(VerdictKind::GcHeavy));
+    // Its last recorded window has 12 CPU samples: too few to call it
+    // gc-heavy (gc::verdict::MIN_SAMPLES), whatever share they show.
+    assert_eq!(go.verdict, Some(VerdictKind::Steady));
     assert!(
         app.visible()
             .any(|e| matches!(&e.id, RowId::Cgroup(p) if &**p == "/")),

@@ -16,13 +16,7 @@ use crate::{
 
 fn verdict_from_proto(v: Option<&pb::Verdict>) -> Option<gc::Verdict> {
     let v = v?;
-    let kind = match v.kind() {
-        pb::VerdictKind::VerdictGcHeavy => VerdictKind::GcHeavy,
-        pb::VerdictKind::VerdictAllocChurn => VerdictKind::AllocChurn,
-        pb::VerdictKind::VerdictSteady => VerdictKind::Steady,
-        pb::VerdictKind::VerdictIdle => VerdictKind::Idle,
-        pb::VerdictKind::VerdictUnspecified => return None,
-    };
+    let kind = VerdictKind::from_proto(v.kind())?;
     Some(gc::Verdict {
         kind,
         confidence: v.confidence,
