@@ -292,7 +292,11 @@ pub fn table(rows: &[Row]) -> String {
                 r.runtime.clone(),
                 r.verdict.clone(),
                 format!("{:.2}", r.confidence),
-                format!("{:.1}", 100.0 * r.gc_cpu_share),
+                if r.verdict == crate::gc::VerdictKind::GcUnobservable.name() {
+                    "?".to_string()
+                } else {
+                    format!("{:.1}", 100.0 * r.gc_cpu_share)
+                },
                 format!("{:.2}", r.cpu_seconds),
                 human(
                     r.alloc_bytes_per_second,

@@ -144,7 +144,7 @@ fn gauges(w: &pb::Workload) -> [(&'static str, &'static str, &'static str, &'sta
             "tally_workload_gc_cpu_share",
             "tally.workload.gc.cpu.share",
             "1",
-            "Share of the workload's CPU spent in GC, latest window (merged over its nodes).",
+            "Share of the workload's CPU spent in GC over the last minute (merged over its nodes); 0 and meaningless where its verdict is gc-unobservable.",
             w.gc_cpu_share,
         ),
         (
@@ -251,7 +251,7 @@ pub fn render(workloads: &[pb::Workload], max: usize, extra: &[SelfPoint]) -> St
     let mut text = prom::Text::new();
     text.family(
         "tally_workload_verdict",
-        "1 for the workload's current verdict (gc-heavy, alloc-churn, steady, idle), with its runtime.",
+        "1 for the workload's current verdict (gc-heavy, alloc-churn, steady, idle, gc-unobservable), with its runtime.",
         Kind::Gauge,
     );
     for (w, l) in kept.iter().zip(&rendered) {

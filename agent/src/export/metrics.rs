@@ -167,8 +167,11 @@ pub fn points(e: &Entity) -> Vec<Point> {
     let mut out = vec![
         p(&CPU, &[], Value::Double(e.totals.cpu_seconds)),
         p(&GC_CPU, &[], Value::Double(e.totals.gc_cpu_seconds)),
-        p(&GC_SHARE, &[], Value::Double(e.gc_cpu_share)),
     ];
+    // An unseen GC has no share, not a zero one (verdict gc-unobservable).
+    if let Some(share) = e.gc_cpu_share {
+        out.push(p(&GC_SHARE, &[], Value::Double(share)));
+    }
     for (syscall, calls) in [
         ("mmap", c.mmap_calls),
         ("munmap", c.munmap_calls),

@@ -81,7 +81,8 @@ pub struct Entity {
     pub totals: Totals,
     /// Gauges of the latest window with activity.
     pub rss_bytes: u64,
-    pub gc_cpu_share: f64,
+    /// `None` where the GC could not be seen: no share is exported.
+    pub gc_cpu_share: Option<f64>,
     pub runtime: Runtime,
     pub verdict: Option<Verdict>,
     /// End of the latest window with activity.
@@ -203,7 +204,7 @@ impl SeriesState {
                     start: self.instance_start,
                     totals: Totals::default(),
                     rss_bytes: 0,
-                    gc_cpu_share: 0.0,
+                    gc_cpu_share: None,
                     runtime: Runtime::Unknown,
                     verdict: None,
                     last_active: now,
@@ -215,7 +216,7 @@ impl SeriesState {
             e.totals
                 .add(&c.delta, signals.cpu_seconds, signals.gc_cpu_seconds());
             e.rss_bytes = signals.rss_bytes;
-            e.gc_cpu_share = signals.gc_cpu_share();
+            e.gc_cpu_share = signals.observed_gc_share();
             e.runtime = signals.runtime;
             e.verdict = Some(c.verdict.clone());
             e.last_active = now;
@@ -237,7 +238,7 @@ impl SeriesState {
             start,
             totals: Totals::default(),
             rss_bytes: 0,
-            gc_cpu_share: 0.0,
+            gc_cpu_share: None,
             runtime: Runtime::Unknown,
             verdict: None,
             last_active: now,
@@ -250,7 +251,7 @@ impl SeriesState {
         e.totals
             .add(&w.delta, signals.cpu_seconds, signals.gc_cpu_seconds());
         e.rss_bytes = w.rss_bytes;
-        e.gc_cpu_share = signals.gc_cpu_share();
+        e.gc_cpu_share = signals.observed_gc_share();
         e.runtime = w.runtime;
         e.verdict.clone_from(&w.verdict);
         e.last_active = now;

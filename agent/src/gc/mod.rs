@@ -114,6 +114,14 @@ impl GcSignals {
         self.rss_bytes = rss;
     }
 
+    /// The GC share where it is known: `None` for a GC'd runtime whose GC
+    /// could not be seen for most of its CPU (its share is unknown, and
+    /// outputs say so instead of printing 0).
+    pub fn observed_gc_share(&self) -> Option<f64> {
+        (!(self.runtime.has_gc() && self.blind_share() >= verdict::BLIND_SHARE))
+            .then(|| self.gc_cpu_share())
+    }
+
     /// Share of the CPU spent in GC, 0..1; 0 without CPU.
     pub fn gc_cpu_share(&self) -> f64 {
         if self.cpu_seconds <= 0.0 {

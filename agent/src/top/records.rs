@@ -47,7 +47,8 @@ pub struct WindowRecord<'a> {
     /// "process"; container lines say "container".
     pub kind: &'static str,
     pub runtime: &'static str,
-    pub gc_cpu_share: f64,
+    /// `null` where the GC could not be seen (`gc-unobservable`).
+    pub gc_cpu_share: Option<f64>,
     pub gc_cpu_seconds: f64,
     pub gc_cycles: u64,
     pub gc_pause_seconds: f64,
@@ -151,7 +152,7 @@ impl<'a> WindowRecord<'a> {
             qos_class: container.and_then(|c| c.qos).map(qos_name),
             kind: "process",
             runtime: w.runtime.name(),
-            gc_cpu_share: round_to(signals.gc_cpu_share(), 4),
+            gc_cpu_share: signals.observed_gc_share().map(|s| round_to(s, 4)),
             gc_cpu_seconds: round_to(signals.gc_cpu_seconds(), 6),
             gc_cycles: d.gc_cycles,
             gc_pause_seconds: round_to(signals.gc_pause_seconds, 6),
@@ -206,7 +207,8 @@ pub struct ContainerRecord<'a> {
     pub minor_faults: u64,
     pub major_faults: u64,
     pub rss_bytes: u64,
-    pub gc_cpu_share: f64,
+    /// `null` where the GC could not be seen (`gc-unobservable`).
+    pub gc_cpu_share: Option<f64>,
     pub gc_cpu_seconds: f64,
     pub gc_cycles: u64,
     pub gc_pause_seconds: f64,
@@ -246,7 +248,7 @@ impl<'a> ContainerRecord<'a> {
             minor_faults: d.minor_faults,
             major_faults: d.major_faults,
             rss_bytes: c.signals.rss_bytes,
-            gc_cpu_share: round_to(c.signals.gc_cpu_share(), 4),
+            gc_cpu_share: c.signals.observed_gc_share().map(|s| round_to(s, 4)),
             gc_cpu_seconds: round_to(c.signals.gc_cpu_seconds(), 6),
             gc_cycles: c.signals.gc_cycles,
             gc_pause_seconds: round_to(c.signals.gc_pause_seconds, 6),
