@@ -8,12 +8,20 @@
 //! Symbols are cached per process and address; a process's cache goes when
 //! the process does.
 //!
+//! Stripped Go binaries (`-ldflags="-s -w"`) have no symbol table, so
+//! blazesym names none of their frames; for those the binary's pclntab
+//! names them ([`gc::gopclntab`]). The file is read through
+//! `/proc/<pid>/map_files/` (the very file mapped, in a container or
+//! deleted meanwhile), parsed once per file (device, inode) however many
+//! processes run it, and dropped with the last of them.
+//!
 //! For CPU profiles ([`StackSampler::record_profiles`]) the same drain also
 //! keeps folded stacks (function names, root first) with their sample
 //! counts, per process, bounded in memory, until taken.
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, PoisonError},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::Duration,
 };
 
@@ -28,7 +36,7 @@ use blazesym::{
 };
 
 use crate::{
-    gc::{self, Runtime},
+    gc::{self, Runtime, gopclntab::GoFuncTable},
     probes::{ProbeError, Probes},
 };
 
@@ -48,6 +56,135 @@ pub struct StackWindow {
 struct ProcessSymbols {
     gc: HashMap<u64, bool>,
     names: HashMap<u64, Arc<str>>,
+    /// The pclntabs of the files this process maps, by (device, inode);
+    /// `None`: the file has none (or could not be read), not tried again.
+    go_tables: HashMap<FileId, Option<Arc<GoFuncTable>>>,
+}
+
+/// A mapped file: (device, inode) as `/proc/<pid>/maps` shows them.
+type FileId = (u64, u64);
+
+/// Parsed pclntabs by file. Processes own them; the last process of a file
+/// to go takes its table with it.
+#[derive(Default)]
+struct GoTables(HashMap<FileId, Weak<GoFuncTable>>);
+
+impl GoTables {
+    /// The table of the file mapped at `mapping` of `pid`, parsing it if no
+    /// live process has it already.
+    fn get(&mut self, pid: u32, mapping: &Mapping) -> Option<Arc<GoFuncTable>> {
+        if let Some(table) = self.0.get(&mapping.file).and_then(Weak::upgrade) {
+            return Some(table);
+        }
+        let parsed = mapping
+            .readable_paths(pid)
+            .into_iter()
+            .map(|path| GoFuncTable::read(&path))
+            .find(|r| !matches!(r, Err(gc::gopclntab::PclntabError::Io { .. })))?;
+        match parsed {
+            Ok(table) => {
+                let table = Arc::new(table);
+                self.0.insert(mapping.file, Arc::downgrade(&table));
+                Some(table)
+            }
+            Err(err) => {
+                tracing::debug!(pid, "no Go function table in {}: {err}", mapping.path);
+                None
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        self.0.retain(|_, w| w.strong_count() > 0);
+    }
+}
+
+/// One file-backed line of `/proc/<pid>/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mapping {
+    start: u64,
+    end: u64,
+    offset: u64,
+    file: FileId,
+    path: String,
+}
+
+impl Mapping {
+    /// `start-end perms offset dev inode path`; `None` for anonymous ones.
+    fn parse(line: &str) -> Option<Self> {
+        let mut f = line.splitn(6, ' ');
+        let (range, _perms, offset, dev, inode) =
+            (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        let path = f.next()?.trim_start();
+        let inode: u64 = inode.parse().ok()?;
+        if inode == 0 || !path.starts_with('/') {
+            return None;
+        }
+        let (start, end) = range.split_once('-')?;
+        let (major, minor) = dev.split_once(':')?;
+        let hex = |s| u64::from_str_radix(s, 16).ok();
+        Some(Self {
+            start: hex(start)?,
+            end: hex(end)?,
+            offset: hex(offset)?,
+            file: ((hex(major)? << 20) | hex(minor)?, inode),
+            path: path.to_string(),
+        })
+    }
+
+    /// Where the agent can open the mapped file, best first: the mapping
+    /// itself (the file the process has, whatever its mount namespace or
+    /// the path now holds), else the path through the process's root.
+    fn readable_paths(&self, pid: u32) -> Vec<PathBuf> {
+        let proc = Path::new("/proc").join(pid.to_string());
+        let mut paths = vec![
+            proc.join("map_files")
+                .join(format!("{:x}-{:x}", self.start, self.end)),
+        ];
+        let path = self.path.strip_suffix(" (deleted)").unwrap_or(&self.path);
+        if path.len() == self.path.len() {
+            paths.push(proc.join("root").join(path.trim_start_matches('/')));
+        }
+        paths
+    }
+}
+
+/// The file-backed mappings of `pid`, sorted by address.
+fn file_mappings(pid: u32) -> Vec<Mapping> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|maps| maps.lines().filter_map(Mapping::parse).collect())
+        .unwrap_or_default()
+}
+
+/// Names from Go pclntabs for the addresses of `pid` without a name yet.
+fn go_names(
+    pid: u32,
+    ips: &[u64],
+    names: &mut [Option<Arc<str>>],
+    own: &mut HashMap<FileId, Option<Arc<GoFuncTable>>>,
+    shared: &mut GoTables,
+) {
+    let mappings = file_mappings(pid);
+    for (ip, name) in ips.iter().zip(names.iter_mut()) {
+        if name.is_some() {
+            continue;
+        }
+        let i = mappings.partition_point(|m| m.start <= *ip);
+        let Some(m) = i
+            .checked_sub(1)
+            .map(|i| &mappings[i])
+            .filter(|m| *ip < m.end)
+        else {
+            continue;
+        };
+        let table = own.entry(m.file).or_insert_with(|| shared.get(pid, m));
+        let Some(table) = table else { continue };
+        let file_offset = ip - m.start + m.offset;
+        *name = table
+            .vaddr_of_file_offset(file_offset)
+            .and_then(|vaddr| table.name_at(vaddr))
+            .map(Arc::from);
+    }
 }
 
 /// Whose folded stacks are kept for profiles.
@@ -120,6 +257,7 @@ struct ProfileRecorder {
 pub struct StackSampler {
     symbolizer: Symbolizer,
     symbols: HashMap<u32, ProcessSymbols>,
+    go_tables: GoTables,
     /// Processes whose stacks are sampled (mirrors `STACK_TGIDS`).
     sampled: HashSet<u32>,
     /// False with `--stack-sampling off`: no process is ever added.
@@ -137,6 +275,7 @@ impl StackSampler {
                 .enable_demangling(true)
                 .build(),
             symbols: HashMap::new(),
+            go_tables: GoTables::default(),
             sampled: HashSet::new(),
             enabled,
             profiles: None,
@@ -198,6 +337,7 @@ impl StackSampler {
             let _ = self
                 .symbolizer
                 .evict(&Evict::Process(evict::Process::new(Pid::from(tgid))));
+            self.go_tables.prune();
         }
     }
 
@@ -341,23 +481,46 @@ impl StackSampler {
             process.perf_map = false;
             process.vdso = false;
             let source = Source::Process(process);
-            match self.symbolizer.symbolize(&source, Input::AbsAddr(&unknown)) {
-                Ok(symbols) => {
-                    for (ip, sym) in unknown.iter().zip(symbols) {
-                        let (is_gc, name) = match &sym {
-                            Symbolized::Sym(s) => {
-                                (gc::symbols::is_gc_symbol(runtime, &s.name), Some(&s.name))
-                            }
-                            Symbolized::Unknown(_) => (false, None),
-                        };
-                        cache.gc.insert(*ip, is_gc);
-                        if names {
-                            let name = name.map_or(Arc::from(UNKNOWN_FRAME), |n| Arc::from(&**n));
-                            cache.names.insert(*ip, name);
-                        }
+            // After a failed symbolization, addresses still unnamed are
+            // tried again next time.
+            let mut retry = false;
+            let mut found: Vec<Option<Arc<str>>> =
+                match self.symbolizer.symbolize(&source, Input::AbsAddr(&unknown)) {
+                    Ok(symbols) => symbols
+                        .iter()
+                        .map(|sym| match sym {
+                            Symbolized::Sym(s) => Some(Arc::from(&*s.name)),
+                            Symbolized::Unknown(_) => None,
+                        })
+                        .collect(),
+                    Err(err) => {
+                        tracing::debug!(tgid, "symbolization failed: {err}");
+                        retry = true;
+                        vec![None; unknown.len()]
                     }
+                };
+            // A stripped Go binary: blazesym finds no symbol table.
+            if runtime == Runtime::Go && found.iter().any(Option::is_none) {
+                go_names(
+                    tgid,
+                    &unknown,
+                    &mut found,
+                    &mut cache.go_tables,
+                    &mut self.go_tables,
+                );
+            }
+            for (ip, name) in unknown.iter().zip(found) {
+                if retry && name.is_none() {
+                    continue;
                 }
-                Err(err) => tracing::debug!(tgid, "symbolization failed: {err}"),
+                let is_gc = name
+                    .as_deref()
+                    .is_some_and(|n| gc::symbols::is_gc_symbol(runtime, n));
+                cache.gc.insert(*ip, is_gc);
+                if names {
+                    let name = name.unwrap_or_else(|| Arc::from(UNKNOWN_FRAME));
+                    cache.names.insert(*ip, name);
+                }
             }
         }
         stacks
@@ -412,4 +575,45 @@ fn drain(probes: &mut Probes) -> Result<Vec<(StackKey, u64)>, ProbeError> {
         let _ = counts.remove(&key);
     }
     Ok(drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines() {
+        let line = "00464000-004d8000 r--p 00064000 fe:01 10052336                           /tmp/gcw/go alloc";
+        assert_eq!(
+            Mapping::parse(line),
+            Some(Mapping {
+                start: 0x464000,
+                end: 0x4d8000,
+                offset: 0x64000,
+                file: ((0xfe << 20) | 1, 10052336),
+                path: "/tmp/gcw/go alloc".into(),
+            })
+        );
+        let deleted = "7f00-7f01 r-xp 00000000 fe:00 12 /srv/app (deleted)";
+        let m = Mapping::parse(deleted).unwrap();
+        // Only the mapping itself reaches a deleted file.
+        assert_eq!(
+            m.readable_paths(42),
+            vec![PathBuf::from("/proc/42/map_files/7f00-7f01")]
+        );
+        assert_eq!(
+            Mapping::parse("7f00-7f01 r-xp 00000000 fe:00 12 /srv/app")
+                .unwrap()
+                .readable_paths(42)[1],
+            PathBuf::from("/proc/42/root/srv/app")
+        );
+        for anonymous in [
+            "c000000000-c013e00000 rw-p 00000000 00:00 0 ",
+            "7ffd0000-7ffd1000 rw-p 00000000 00:00 0                          [stack]",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(Mapping::parse(anonymous), None, "{anonymous}");
+        }
+    }
 }

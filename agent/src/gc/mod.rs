@@ -8,6 +8,7 @@
 //!   on ordinary threads (Go);
 //! - GC cycles and pauses from the runtime itself (uprobes, USDT, hsperfdata);
 //! - allocator churn and faults, as supporting evidence only.
+pub mod gopclntab;
 pub mod hsperf;
 pub mod runtime;
 pub mod stapsdt;
