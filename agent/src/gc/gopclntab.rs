@@ -245,7 +245,8 @@ fn scan_for_table(bytes: &[u8], big: bool, text_addr: Option<u64>) -> Option<GoF
             let table = parse_table(&bytes[at..], big, text_addr).ok()?;
             // A stray magic with a plausible header must also name its
             // functions in UTF-8.
-            (table.len() > 0 && (0..table.len()).all(|i| table.name(i).is_some())).then_some(table)
+            (!table.is_empty() && (0..table.len()).all(|i| table.name(i).is_some()))
+                .then_some(table)
         })
 }
 
