@@ -580,6 +580,74 @@ fn drain(probes: &mut Probes) -> Result<Vec<(StackKey, u64)>, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gc::gopclntab::tests::{go_available, go_build};
+
+    /// Two processes of one stripped PIE Go binary, deleted from disk once
+    /// started: their frames are named through /proc/<pid>/map_files, from
+    /// one table parsed once, which goes with the last of them.
+    #[test]
+    fn stripped_go_frames_share_one_table_per_file() {
+        if !go_available() {
+            return;
+        }
+        let built = go_build("stacks-pie", &["-buildmode=pie", "-ldflags=-s -w"]);
+        let bin = built.with_file_name("stacks-pie-deleted");
+        std::fs::copy(&built, &bin).unwrap();
+        let spawn = || {
+            std::process::Command::new(&bin)
+                .args(["0", "30"])
+                .spawn()
+                .unwrap()
+        };
+        let mut procs = [spawn(), spawn()];
+        std::thread::sleep(Duration::from_millis(300));
+        let link = GoFuncTable::read(&bin).unwrap();
+        std::fs::remove_file(&bin).unwrap();
+        let entry = link.entry_of("main.main").unwrap();
+        let file_offset = link.file_offset_of(entry).unwrap();
+        let mut shared = GoTables::default();
+        let mut owns = Vec::new();
+        for p in &procs {
+            let pid = p.id();
+            // Where main.main is in this process: its mapping of that
+            // file offset, wherever the loader put it.
+            let m = file_mappings(pid)
+                .into_iter()
+                .find(|m| {
+                    m.path.ends_with("stacks-pie-deleted (deleted)")
+                        && (m.offset..m.offset + (m.end - m.start)).contains(&file_offset)
+                })
+                .expect("the binary is mapped");
+            assert!(
+                m.start > 0x400000,
+                "PIE is loaded away from its link address"
+            );
+            let ip = m.start + (file_offset - m.offset) + 1;
+            let mut names = vec![None, Some(Arc::from("kept"))];
+            let mut own = HashMap::new();
+            go_names(pid, &[ip, ip], &mut names, &mut own, &mut shared);
+            assert_eq!(names[0].as_deref(), Some("main.main"));
+            assert_eq!(names[1].as_deref(), Some("kept"), "named ones stay");
+            owns.push(own);
+        }
+        let tables: Vec<Arc<GoFuncTable>> = owns
+            .iter()
+            .map(|own| own.values().flatten().next().unwrap().clone())
+            .collect();
+        assert!(Arc::ptr_eq(&tables[0], &tables[1]), "parsed once");
+        drop(tables);
+        assert_eq!(shared.0.len(), 1);
+        owns.pop();
+        shared.prune();
+        assert_eq!(shared.0.len(), 1, "one process still runs it");
+        owns.pop();
+        shared.prune();
+        assert!(shared.0.is_empty(), "gone with the last process");
+        for p in &mut procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
 
     #[test]
     fn maps_lines() {

@@ -426,7 +426,7 @@ fn parse_table(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::{collections::HashMap, path::PathBuf, process::Command};
 
     use super::*;
@@ -609,7 +609,7 @@ mod tests {
 
     // ------------------------------------------------ real Go binaries
 
-    fn go_available() -> bool {
+    pub(crate) fn go_available() -> bool {
         if Command::new("go").arg("version").output().is_ok() {
             return true;
         }
@@ -621,7 +621,7 @@ mod tests {
     }
 
     /// Builds the allocation-heavy test workload with `flags`.
-    fn go_build(name: &str, flags: &[&str]) -> PathBuf {
+    pub(crate) fn go_build(name: &str, flags: &[&str]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tally-gopclntab-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join(name);
