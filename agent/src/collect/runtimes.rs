@@ -106,8 +106,9 @@ impl Runtimes {
                 if let Err(err) = stacks.sample(probes, key.tgid) {
                     tracing::debug!(pid = key.tgid, "stack sampling: {err}");
                 }
-                if uprobes {
-                    match probes.probe_go_binary(&exe) {
+                if uprobes && !probes.go_binary_probed(&exe) {
+                    let entry = go_gc_entry_offset(&exe);
+                    match probes.probe_go_binary(&exe, entry) {
                         Ok(true) => {
                             tracing::debug!(pid = key.tgid, "GC-cycle uprobe on {}", exe.display())
                         }
@@ -156,6 +157,23 @@ impl Runtimes {
         let by_key = &self.by_key;
         self.hsperf.retain(|k| by_key.contains_key(k));
     }
+}
+
+/// The file offset of the Go runtime's GC-cycle function in the binary at
+/// `exe` (`/proc/<pid>/exe`: the file the process runs, in its container
+/// or deleted since), from the pclntab every Go binary keeps, stripped or
+/// not; `None` (gccgo, no table) leaves the symbol table to find it.
+fn go_gc_entry_offset(exe: &Path) -> Option<u64> {
+    use crate::{gc::gopclntab::GoFuncTable, probes::uprobes::GO_GC_CYCLE_SYMBOL};
+    let table = match GoFuncTable::read(exe) {
+        Ok(table) => table,
+        Err(err) => {
+            tracing::debug!("{}: {err}; probing by symbol", exe.display());
+            return None;
+        }
+    };
+    let entry = table.entry_of(GO_GC_CYCLE_SYMBOL)?;
+    table.file_offset_of(entry)
 }
 
 /// The libjvm.so a JVM process has mapped, as a path that works from the

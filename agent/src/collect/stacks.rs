@@ -8,6 +8,13 @@
 //! Symbols are cached per process and address; a process's cache goes when
 //! the process does.
 //!
+//! Stripped Go binaries (`-ldflags="-s -w"`) have no symbol table, so
+//! blazesym names none of their frames; for those the binary's pclntab
+//! names them ([`gc::gopclntab`]). The file is read through
+//! `/proc/<pid>/map_files/` (the very file mapped, in a container or
+//! deleted meanwhile), parsed once per file (device, inode) however many
+//! processes run it, and dropped with the last of them.
+//!
 //! For CPU profiles ([`StackSampler::record_profiles`]) the same drain also
 //! keeps folded stacks (function names, root first) with their sample
 //! counts, per process, bounded in memory, until taken.
@@ -27,8 +34,12 @@ use blazesym::{
     },
 };
 
+mod go_frames;
+
+use go_frames::{FileId, GoTables, go_names};
+
 use crate::{
-    gc::{self, Runtime},
+    gc::{self, Runtime, gopclntab::GoFuncTable},
     probes::{ProbeError, Probes},
 };
 
@@ -63,6 +74,9 @@ enum Frame {
 struct ProcessSymbols {
     frames: HashMap<u64, Frame>,
     names: HashMap<u64, Arc<str>>,
+    /// The pclntabs of the files this process maps, by (device, inode);
+    /// `None`: the file has none (or could not be read), not tried again.
+    go_tables: HashMap<FileId, Option<Arc<GoFuncTable>>>,
 }
 
 /// Whose folded stacks are kept for profiles.
@@ -135,6 +149,7 @@ struct ProfileRecorder {
 pub struct StackSampler {
     symbolizer: Symbolizer,
     symbols: HashMap<u32, ProcessSymbols>,
+    go_tables: GoTables,
     /// Processes whose stacks are sampled (mirrors `STACK_TGIDS`).
     sampled: HashSet<u32>,
     /// False with `--stack-sampling off`: no process is ever added.
@@ -152,6 +167,7 @@ impl StackSampler {
                 .enable_demangling(true)
                 .build(),
             symbols: HashMap::new(),
+            go_tables: GoTables::default(),
             sampled: HashSet::new(),
             enabled,
             profiles: None,
@@ -213,6 +229,7 @@ impl StackSampler {
             let _ = self
                 .symbolizer
                 .evict(&Evict::Process(evict::Process::new(Pid::from(tgid))));
+            self.go_tables.prune();
         }
     }
 
@@ -358,21 +375,46 @@ impl StackSampler {
             process.perf_map = false;
             process.vdso = false;
             let source = Source::Process(process);
-            match self.symbolizer.symbolize(&source, Input::AbsAddr(&unknown)) {
-                Ok(symbols) => {
-                    for (ip, sym) in unknown.iter().zip(symbols) {
-                        let (frame, name) = match &sym {
-                            Symbolized::Sym(s) => (frame_of(runtime, &s.name), Some(&s.name)),
-                            Symbolized::Unknown(_) => (Frame::Other, None),
-                        };
-                        cache.frames.insert(*ip, frame);
-                        if names {
-                            let name = name.map_or(Arc::from(UNKNOWN_FRAME), |n| Arc::from(&**n));
-                            cache.names.insert(*ip, name);
-                        }
+            // After a failed symbolization, addresses still unnamed are
+            // tried again next time.
+            let mut retry = false;
+            let mut found: Vec<Option<Arc<str>>> =
+                match self.symbolizer.symbolize(&source, Input::AbsAddr(&unknown)) {
+                    Ok(symbols) => symbols
+                        .iter()
+                        .map(|sym| match sym {
+                            Symbolized::Sym(s) => Some(Arc::from(&*s.name)),
+                            Symbolized::Unknown(_) => None,
+                        })
+                        .collect(),
+                    Err(err) => {
+                        tracing::debug!(tgid, "symbolization failed: {err}");
+                        retry = true;
+                        vec![None; unknown.len()]
                     }
+                };
+            // A stripped Go binary: blazesym finds no symbol table.
+            if runtime == Runtime::Go && found.iter().any(Option::is_none) {
+                go_names(
+                    tgid,
+                    &unknown,
+                    &mut found,
+                    &mut cache.go_tables,
+                    &mut self.go_tables,
+                );
+            }
+            for (ip, name) in unknown.iter().zip(found) {
+                if retry && name.is_none() {
+                    continue;
                 }
-                Err(err) => tracing::debug!(tgid, "symbolization failed: {err}"),
+                let frame = name
+                    .as_deref()
+                    .map_or(Frame::Other, |n| frame_of(runtime, n));
+                cache.frames.insert(*ip, frame);
+                if names {
+                    let name = name.unwrap_or_else(|| Arc::from(UNKNOWN_FRAME));
+                    cache.names.insert(*ip, name);
+                }
             }
         }
         let has = |ips: &[u64], kinds: &[Frame]| {

@@ -12,6 +12,7 @@
 //! And whether the GC could be seen at all ([`GcSight`]): a GC'd process
 //! with no GC thread by name and no symbolized stacks has an unknown GC
 //! share, not a zero one, and its verdict says so.
+pub mod gopclntab;
 pub mod hsperf;
 pub mod runtime;
 pub mod stapsdt;

@@ -12,10 +12,13 @@
 //!    libpython, so the name is what tells), or `libpython*.so*` is mapped
 //!    (uwsgi, embedded interpreters).
 //! 5. **Go**: the executable is an ELF with a `.go.buildinfo` section (every
-//!    `gc`-built binary since Go 1.13, stripped or not), a `.gopclntab` or
-//!    `.note.go.buildid` section (older ones); or gccgo's `libgo.so` is
-//!    mapped; or failing those the symbol table names `runtime.main` or
-//!    `runtime.gcStart` (gccgo with libgo linked in statically).
+//!    `gc`-built binary since Go 1.13, stripped, PIE or `-trimpath` alike),
+//!    a `.gopclntab` (`.data.rel.ro.gopclntab` in PIE builds) or
+//!    `.note.go.buildid` section (older ones); or, in a file without
+//!    section headers, a valid pclntab in its data ([`super::gopclntab`]);
+//!    or gccgo's `libgo.so` is mapped; or failing those the symbol table
+//!    names `runtime.main` or `runtime.gcStart` (gccgo with libgo linked in
+//!    statically).
 //! 6. **Native**: any other ELF executable.
 //! 7. **Unknown**: nothing could be read: kernel threads (no `exe`),
 //!    processes gone meanwhile.
@@ -108,7 +111,12 @@ pub enum RuntimeError {
 }
 
 /// Section names only Go toolchains write.
-const GO_SECTIONS: [&[u8]; 3] = [b".go.buildinfo", b".gopclntab", b".note.go.buildid"];
+const GO_SECTIONS: [&[u8]; 4] = [
+    b".go.buildinfo",
+    b".gopclntab",
+    b".data.rel.ro.gopclntab",
+    b".note.go.buildid",
+];
 /// Symbols every Go program has, for binaries without the Go sections.
 const GO_SYMBOLS: [&[u8]; 2] = [b"\0runtime.main\0", b"\0runtime.gcStart\0"];
 /// The symbol-table scan reads at most this much string table. It runs only
@@ -233,6 +241,9 @@ pub fn exe_facts(path: &Path) -> Result<ExeFacts, RuntimeError> {
     let go = match go {
         Some(GoCheck::Go) => true,
         Some(GoCheck::NotGo) | None => false,
+        // Section headers stripped (sstrip, some packers): the runtime's own
+        // table, found by its validated header, is the evidence.
+        Some(GoCheck::NoSections) => super::gopclntab::GoFuncTable::read(path).is_ok(),
         Some(GoCheck::ScanStrtab { offset, size }) => {
             // Offsets past the end (a damaged header) are not Go, and a read
             // error inside the table is not worth failing detection for.
@@ -245,6 +256,8 @@ pub fn exe_facts(path: &Path) -> Result<ExeFacts, RuntimeError> {
 enum GoCheck {
     Go,
     NotGo,
+    /// The file has no section headers at all.
+    NoSections,
     /// No Go section, but a symbol table whose strings are here.
     ScanStrtab {
         offset: u64,
@@ -262,6 +275,9 @@ where
     let header = Elf::parse(data).ok()?;
     let endian = header.endian().ok()?;
     let sections = header.sections(endian, data).ok()?;
+    if sections.is_empty() {
+        return Some(GoCheck::NoSections);
+    }
     for section in sections.iter() {
         if let Ok(name) = sections.section_name(endian, section)
             && GO_SECTIONS.contains(&name)

@@ -63,9 +63,30 @@ impl Probes {
     }
 
     /// Counts Go GC cycles of every process running the binary at `path`
-    /// (e.g. `/proc/<pid>/exe`). Returns false if it was already probed.
-    pub fn probe_go_binary(&mut self, path: &Path) -> Result<bool, UprobeError> {
-        self.attach_once("go_gc_done", path, GO_GC_CYCLE_SYMBOL.into())
+    /// (e.g. `/proc/<pid>/exe`), probing [`GO_GC_CYCLE_SYMBOL`] at
+    /// `entry_offset` in the file when given (found through the pclntab,
+    /// which stripped binaries keep), else by its name in the symbol table.
+    /// Returns false if it was already probed.
+    pub fn probe_go_binary(
+        &mut self,
+        path: &Path,
+        entry_offset: Option<u64>,
+    ) -> Result<bool, UprobeError> {
+        let location = match entry_offset {
+            Some(offset) => offset.into(),
+            None => GO_GC_CYCLE_SYMBOL.into(),
+        };
+        self.attach_once("go_gc_done", path, location)
+    }
+
+    /// True if the Go GC-cycle probe is already on the file at `path`, so
+    /// that another process of the same binary costs no table parsing.
+    pub fn go_binary_probed(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|meta| {
+            self.attached.0.iter().any(|&(dev, ino, program, _)| {
+                (dev, ino, program) == (meta.dev(), meta.ino(), "go_gc_done")
+            })
+        })
     }
 
     /// Times HotSpot GC pauses through the `gc__begin`/`gc__end` USDT probes
