@@ -88,6 +88,16 @@ async fn send(
     token: Option<&str>,
     reports: Vec<pb::NodeReport>,
 ) -> Result<Vec<u64>, tonic::Status> {
+    let acks = send_for_acks(url, token, reports).await?;
+    Ok(acks.into_iter().map(|a| a.last_stored_sequence).collect())
+}
+
+/// Sends `reports` on one stream and returns the acks, whole.
+async fn send_for_acks(
+    url: &str,
+    token: Option<&str>,
+    reports: Vec<pb::NodeReport>,
+) -> Result<Vec<pb::IngestAck>, tonic::Status> {
     let n = reports.len();
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .unwrap()
@@ -100,7 +110,7 @@ async fn send(
     let mut got = Vec::new();
     while got.len() < n {
         match acks.message().await? {
-            Some(a) => got.push(a.last_stored_sequence),
+            Some(a) => got.push(a),
             None => break,
         }
     }
@@ -507,15 +517,37 @@ fn malformed_frames_are_refused_with_a_reason() {
     // A length prefix past --max-report-bytes: refused before buffering.
     let (code, msg) = rt.block_on(raw_ingest(&addr, grpc_frame(u32::MAX, &good)));
     assert_eq!(code, Some(Code::OutOfRange as i32), "{msg}");
-    // A well-formed report with a NaN: refused, naming the field.
+    // A well-formed report with a NaN in one of its processes: that
+    // process is refused, naming the field; the rest is stored, and the
+    // ack says so.
     let mut nan = report("node-a", "nan", 1);
+    let mut other = nan.processes[0].clone();
+    other.key = Some(pb::ProcessKey {
+        pid: 4343,
+        start_ticks: 1,
+    });
+    nan.processes.push(other);
     nan.processes[0].delta.as_mut().unwrap().cpu_seconds = f64::NAN;
+    let acks = rt
+        .block_on(send_for_acks(&format!("http://{addr}"), None, vec![nan]))
+        .unwrap();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].last_stored_sequence, 1);
+    assert_eq!(acks[0].refused_processes, 1, "{:?}", acks[0]);
+    assert!(
+        acks[0].refusal.contains("process #0") && acks[0].refusal.contains("cpu_seconds"),
+        "{:?}",
+        acks[0]
+    );
+    // A window that ends before it starts: the whole report.
+    let mut bad_window = report("node-a", "bad-window", 1);
+    bad_window.window_end_unix_ms = bad_window.window_start_unix_ms - 1;
     let (code, msg) = rt.block_on(raw_ingest(
         &addr,
-        grpc_frame(nan.encoded_len() as u32, &nan.encode_to_vec()),
+        grpc_frame(bad_window.encoded_len() as u32, &bad_window.encode_to_vec()),
     ));
     assert_eq!(code, Some(Code::InvalidArgument as i32), "{msg}");
-    assert!(msg.contains("cpu_seconds"), "{msg}");
+    assert!(msg.contains("ends"), "{msg}");
     // Bytes that are not HTTP/2 at all: the connection is closed.
     let mut raw = std::net::TcpStream::connect(&addr).unwrap();
     raw.write_all(b"GET / HTTP/1.0\r\n\r\n\x00\xff\xfe garbage")
