@@ -282,8 +282,9 @@ impl Image {
         root.import(name, Some(&inside))
     }
 
-    /// A JDK (e.g. /usr/lib/jvm/java-17-openjdk-amd64) at `/opt/jdk`: run
-    /// `/opt/jdk/bin/java`. Classes come in through a volume.
+    /// A JDK (e.g. `find_jdk(17)`) at `/opt/jdk`: run `/opt/jdk/bin/java`.
+    /// Classes come in through a volume (`Run::volume`); `name` tells JDKs
+    /// apart (`jdk17`, `temurin25`).
     pub fn jvm(name: &str, jdk: &Path) -> Image {
         let mut root = RootFs::default();
         root.add_tree(
@@ -310,6 +311,43 @@ impl Image {
         root.add(inside, host);
         root.import(name, Some(inside))
     }
+}
+
+/// A JDK of this major version (17, 25, …) on the host: `JAVA_HOME` if it
+/// is one, else the first of `/usr/lib/jvm/*` whose `release` file says so
+/// (symlinks resolved, so two names of one JDK are one). `None` if there is
+/// none; callers skip off CI and fail under it.
+pub fn find_jdk(major: u32) -> Option<PathBuf> {
+    let is_major = |dir: &Path| {
+        let release = fs::read_to_string(dir.join("release")).unwrap_or_default();
+        let version = release
+            .lines()
+            .find_map(|l| l.strip_prefix("JAVA_VERSION="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_default();
+        // "17.0.21.1", "25.0.3"; JDK 8 says "1.8.0_…".
+        let found = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok());
+        let found = if found == Some(1) {
+            version.split('.').nth(1).and_then(|m| m.parse().ok())
+        } else {
+            found
+        };
+        found == Some(major) && dir.join("bin/java").exists()
+    };
+    let java_home = std::env::var_os("JAVA_HOME").map(PathBuf::from);
+    let mut candidates: Vec<PathBuf> = java_home.into_iter().collect();
+    let mut jvms: Vec<PathBuf> = fs::read_dir("/usr/lib/jvm")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    jvms.sort();
+    candidates.extend(jvms);
+    candidates
+        .into_iter()
+        .filter_map(|c| fs::canonicalize(c).ok())
+        .find(|c| is_major(c))
 }
 
 /// The host path of a program on PATH, symlinks resolved.
