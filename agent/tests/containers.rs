@@ -471,14 +471,29 @@ fn node_in_a_container_is_detected_and_its_gc_stacks_seen() {
             ],
         );
     assert!(c.pid > 0, "node exited before docker inspect");
+    let ran = Instant::now();
     let (trace, _) = c.wait_success(Duration::from_secs(60));
+    let lived = ran.elapsed().as_secs_f64();
     let (lines, stderr, _) = agent.stop();
     let windows: Vec<&Value> = windows_of_container(&lines, &c.id)
         .into_iter()
         .filter(|w| w["pid"] == c.pid)
         .collect();
     let seen = describe(&windows);
+    // --trace-gc: "[pid:0x…]  1234 ms: Scavenge 4.1 (5.2) -> 3.0 (6.2) MB, 1.23 / 0.00 ms  (…)"
     let collections = trace.lines().filter(|l| l.contains(" MB, ")).count();
+    let paused_ms: f64 = trace
+        .lines()
+        .filter_map(|l| {
+            l.split(" MB, ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    let trace_share = paused_ms / 1000.0 / lived;
     // GC CPU found in stacks: the total less what GC-named threads used.
     let gc_threads: f64 = windows
         .iter()
@@ -503,6 +518,21 @@ fn node_in_a_container_is_detected_and_its_gc_stacks_seen() {
     assert!(
         gc_stacks > 0.0,
         "no GC in node's stacks ({collections} collections per --trace-gc); agent stderr:\n{stderr}"
+    );
+    // Pauses are a floor for GC CPU (concurrent marking and sweeping come
+    // on top), as in the host test.
+    let cpu = sum(&windows, "cpu_seconds");
+    let share = sum(&windows, "gc_cpu_seconds") / cpu.max(1e-9);
+    eprintln!(
+        "GC share: agent {:.1}%, --trace-gc pauses {:.1}% of {lived:.1} s",
+        100.0 * share,
+        100.0 * trace_share
+    );
+    assert!(
+        share >= 0.75 * trace_share,
+        "agent GC share {:.1}% vs {:.1}% paused per --trace-gc\n{seen}",
+        100.0 * share,
+        100.0 * trace_share
     );
     eprintln!(
         "{test}: {:.1} s (image builds {:.1} s)",
