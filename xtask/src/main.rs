@@ -83,6 +83,8 @@ fn main() -> Result<()> {
         }
         Command::Test { args } => {
             setup::all(setup::Purpose::Test)?;
+            // The container tests need a daemon; they fail under CI without one.
+            setup::dockerd(&root)?;
             test(&args)
         }
         Command::Dist => {

@@ -125,6 +125,9 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             "python3-venv",
             // openssl: the transport tests make their CA and certificates.
             "openssl",
+            // dockerd 20.10 with containerd and runc: the container tests
+            // (agent/tests/containers.rs) run workloads in real containers.
+            "docker.io",
         ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
@@ -304,6 +307,57 @@ fn debian_packages(wanted: &[&str]) -> Result<()> {
         &missing,
     ]
     .concat())
+}
+
+/// Debian's docker client and daemon (docker.io), by path: another client
+/// first on PATH may want BuildKit or an API version this daemon lacks.
+const DOCKER: &str = "/usr/bin/docker";
+const DOCKERD: &str = "/usr/sbin/dockerd";
+
+/// Starts dockerd for the container tests unless it already answers (a
+/// machine with systemd starts it on install; this kind of machine and CI
+/// have no init that does). It is left running for later test runs; its
+/// log is target/dockerd.log.
+pub fn dockerd(root: &Path) -> Result<()> {
+    let answers =
+        || cmd::succeeds(cmd(DOCKER).args(["version", "--format", "{{.Server.Version}}"]));
+    if answers() {
+        return Ok(());
+    }
+    let log_path = root.join("target/dockerd.log");
+    fs::create_dir_all(log_path.parent().expect("target/"))?;
+    let log = fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    eprintln!("xtask: starting {DOCKERD} (log: {})", log_path.display());
+    use std::os::unix::process::CommandExt as _;
+    // Its own process group: a Ctrl-C of this command does not stop it.
+    cmd(DOCKERD)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {DOCKERD}: is docker.io installed?"))?;
+    for _ in 0..120 {
+        if answers() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let tail: String = fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .take(15)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    bail!(
+        "dockerd did not answer within 30 s; the end of {}:\n{tail}",
+        log_path.display()
+    )
 }
 
 unsafe extern "C" {

@@ -3,11 +3,14 @@
 //! The kernel side records `bpf_get_current_cgroup_id()`, which is the inode
 //! number of the cgroup's directory in the cgroup2 filesystem. Userspace
 //! turns it into a path by walking the mounted hierarchy once and caching
-//! every id it saw; a miss triggers a new walk at most once a tick. Ids are
+//! every id it saw. An id never looked up before triggers a new walk at
+//! once (a container started during the tick must be named in its first
+//! window); an id a walk already missed (a cgroup that is gone) triggers one
+//! at most every half second. Ids are
 //! namespace-independent, unlike `/proc/<pid>/cgroup`, which is relative to
 //! the reader's cgroup namespace.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
@@ -102,6 +105,9 @@ pub fn parse_proc_cgroup(text: &str) -> Option<&str> {
 pub struct CgroupResolver {
     mount: PathBuf,
     by_id: HashMap<u64, Arc<CgroupInfo>>,
+    /// Ids a walk did not find: gone before they were looked up, or made
+    /// after the walk. They wait for the next timed walk.
+    missed: HashSet<u64>,
     last_walk: Option<Instant>,
     /// Shortest time between two walks of the hierarchy.
     min_walk_interval: Duration,
@@ -124,6 +130,7 @@ impl CgroupResolver {
         Self {
             mount,
             by_id: HashMap::new(),
+            missed: HashSet::new(),
             last_walk: None,
             min_walk_interval: Duration::from_millis(500),
         }
@@ -143,9 +150,17 @@ impl CgroupResolver {
             .last_walk
             .is_none_or(|t| t.elapsed() >= self.min_walk_interval);
         if due {
+            // Bounded: only the ids missed since the last timed walk.
+            self.missed.clear();
+        }
+        if due || !self.missed.contains(&id) {
             self.walk();
         }
-        self.by_id.get(&id).cloned()
+        let found = self.by_id.get(&id).cloned();
+        if found.is_none() {
+            self.missed.insert(id);
+        }
+        found
     }
 
     /// The cgroup of a live process, from `/proc/<pid>/cgroup`: for processes
@@ -286,5 +301,26 @@ mod tests {
         let by_id = fresh.resolve(by_pid.id).expect("id found by walking");
         assert_eq!(by_id.path, by_pid.path);
         assert!(fresh.resolve(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn a_cgroup_made_after_a_walk_is_found_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let mut resolver = CgroupResolver::new(root.path().to_path_buf());
+        resolver.min_walk_interval = Duration::from_secs(3600);
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert!(resolver.resolve(ino(root.path())).is_some());
+        // Within the half second after that walk, as a container started
+        // during the tick would be.
+        let dir = root.path().join("docker").join("a".repeat(64));
+        std::fs::create_dir_all(&dir).unwrap();
+        let found = resolver.resolve(ino(&dir)).expect("found by a new walk");
+        assert_eq!(found.path, format!("/docker/{}", "a".repeat(64)));
+        // An id already missed waits for the timed walk.
+        assert!(resolver.resolve(u64::MAX).is_none());
+        assert!(resolver.missed.contains(&u64::MAX));
+        let walked = resolver.last_walk;
+        assert!(resolver.resolve(u64::MAX).is_none());
+        assert_eq!(resolver.last_walk, walked, "no second walk for a missed id");
     }
 }

@@ -19,6 +19,7 @@ use std::{
 use serde_json::Value;
 
 pub mod churn;
+pub mod container;
 pub mod daemons;
 
 /// Integration tests run one at a time: each loads the programs and
