@@ -96,20 +96,8 @@ fn run_build(build: &'static str, bin: &Path) -> Run {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let pid = report["pid"].as_u64().unwrap();
     // The window that reports the exit carries the cycles of the process's
-    // last moments; it can come two windows after the exit, later than
-    // `stop`'s wait, so wait for it (at most 10 s) first.
-    let mut lines = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline
-        && !lines
-            .iter()
-            .any(|l: &Value| l["pid"] == pid && l["exited"] == true)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        lines.extend(agent.take_lines());
-    }
-    let (rest, stderr, _) = agent.stop();
-    lines.extend(rest);
+    // last moments.
+    let (lines, stderr, _) = agent.stop_after_exit_of(pid);
     let windows = common::windows_of(&lines, pid);
     assert!(
         !windows.is_empty(),

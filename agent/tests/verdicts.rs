@@ -206,7 +206,7 @@ fn run_under_agent(test: &str, cmd: Command, name: &str) -> (Seen, String, Vec<V
     let running = start(cmd, name);
     let pid = running.pid();
     let (log, lived, _cg) = running.wait();
-    let (lines, stderr, _) = agent.stop();
+    let (lines, stderr, _) = agent.stop_after_exit_of(pid);
     let seen = Seen::of(&lines, pid);
     assert!(
         !seen.windows.is_empty(),
@@ -236,7 +236,8 @@ fn go_alloc_heavy_is_gc_heavy_and_matches_gctrace() {
     let running = start(cmd, "go-alloc");
     let pid = running.pid();
     let (stdout, gctrace, _, _cg) = running.wait_with_stdout();
-    let (lines, stderr, _) = agent.stop();
+    // Its exit window carries its last cycles.
+    let (lines, stderr, _) = agent.stop_after_exit_of(pid);
     let seen = Seen::of(&lines, pid);
     assert!(!seen.windows.is_empty(), "{stderr}");
     assert_eq!(seen.settled_verdict(), "gc-heavy", "{:?}", seen.verdicts());

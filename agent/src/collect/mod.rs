@@ -52,6 +52,10 @@ pub const DROP_NAMES: [&str; drop_kind::COUNT as usize] = [
     "stack count map full",
 ];
 
+/// Ticks a gone process's runtime is remembered for its late exit window
+/// (a swept record is reported two ticks after its process went).
+const GONE_GRACE_TICKS: u64 = 3;
+
 /// How often (in ticks) thread entries are checked against `/proc`.
 const THREAD_SWEEP_TICKS: u64 = 10;
 
@@ -98,6 +102,9 @@ pub struct Collector {
     drops: [u64; drop_kind::COUNT as usize],
     last_tick: Instant,
     runtimes: Runtimes,
+    /// Runtimes of processes gone from /proc in the last
+    /// [`GONE_GRACE_TICKS`] ticks, by the tick they went.
+    gone_runtimes: HashMap<ProcKey, (crate::gc::Runtime, u64)>,
     sight: sight::SightTracker,
     threads: ThreadTracker,
     stacks: StackSampler,
@@ -135,6 +142,7 @@ impl Collector {
             drops: [0; drop_kind::COUNT as usize],
             last_tick: Instant::now(),
             runtimes: Runtimes::new(uprobes),
+            gone_runtimes: HashMap::new(),
             sight: sight::SightTracker::default(),
             threads: ThreadTracker::default(),
             stacks: StackSampler::new(opts.stack_sampling != crate::probes::StackSampling::Off),
@@ -246,6 +254,19 @@ impl Collector {
             pods.annotate(&mut windows);
         }
         let live_keys: HashSet<ProcKey> = live.iter().map(|p| p.key).collect();
+        // An exit can be reported a tick or two after the process left
+        // /proc (a record swept after its exit event was lost): its window
+        // still names its runtime.
+        let (runtimes, ticks) = (&self.runtimes, self.ticks);
+        self.gone_runtimes
+            .retain(|_, (_, at)| ticks.saturating_sub(*at) <= GONE_GRACE_TICKS);
+        for key in runtimes.keys() {
+            if !live_keys.contains(key) {
+                self.gone_runtimes
+                    .entry(*key)
+                    .or_insert((runtimes.get(key), ticks));
+            }
+        }
         self.runtimes
             .retain(|k| live_keys.contains(k), &mut self.stacks);
         self.sight.retain(|k| live_keys.contains(k));
@@ -275,7 +296,13 @@ impl Collector {
         let period = self.probes.sample_period_ns;
         self.sight.next_tick();
         for w in windows.iter_mut() {
-            w.runtime = self.runtimes.get(&w.key);
+            w.runtime = match self.runtimes.get(&w.key) {
+                crate::gc::Runtime::Unknown => self
+                    .gone_runtimes
+                    .get(&w.key)
+                    .map_or(crate::gc::Runtime::Unknown, |(r, _)| *r),
+                known => known,
+            };
             if let Some(t) = threads.get(&w.key.tgid) {
                 w.gc_thread_samples = t.gc_samples;
                 w.threads.clone_from(&t.groups);

@@ -145,6 +145,11 @@ impl Runtimes {
         runtime
     }
 
+    /// Every process with a known runtime.
+    pub fn keys(&self) -> impl Iterator<Item = &ProcKey> {
+        self.by_key.keys()
+    }
+
     /// Forgets processes that are gone.
     pub fn retain(&mut self, mut keep: impl FnMut(&ProcKey) -> bool, stacks: &mut StackSampler) {
         self.by_key.retain(|k, _| {

@@ -273,6 +273,25 @@ impl Agent {
         self.lines.try_iter().collect()
     }
 
+    /// Waits (at most 10 s) for the window that reports `pid`'s exit, which
+    /// carries the counts of its last moments and can come two windows
+    /// after the exit (a swept record), then stops as [`Agent::stop`].
+    pub fn stop_after_exit_of(self, pid: u64) -> (Vec<Value>, String, std::process::ExitStatus) {
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && !lines
+                .iter()
+                .any(|l: &Value| l["pid"] == pid && l["exited"] == true)
+        {
+            thread::sleep(Duration::from_millis(100));
+            lines.extend(self.take_lines());
+        }
+        let (rest, stderr, status) = self.stop();
+        lines.extend(rest);
+        (lines, stderr, status)
+    }
+
     /// Lets two more windows pass (so exits are reported), stops the agent
     /// with SIGINT, and returns every line it printed and its exit status.
     pub fn stop(mut self) -> (Vec<Value>, String, std::process::ExitStatus) {
