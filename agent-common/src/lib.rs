@@ -107,7 +107,7 @@ pub struct ProcRecord {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeGc {
-    /// Completed GC cycles (Go) or GC pauses (HotSpot).
+    /// Completed GC cycles (Go) or collections, GC ids taken (HotSpot).
     pub cycles: u64,
     /// Time between `gc__begin` and `gc__end` (HotSpot), ns.
     pub pause_ns: u64,

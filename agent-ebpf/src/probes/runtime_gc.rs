@@ -6,9 +6,23 @@
 //!   prints its line). `runtime.gcStart` is entered more often than cycles
 //!   start: goroutines race into it and return when another won. Entry only:
 //!   a uretprobe on a Go binary corrupts return addresses on moving stacks.
-//! - HotSpot: the USDT probes `hotspot:gc__begin` and `hotspot:gc__end` in
-//!   libjvm.so, fired around every GC pause (`SvcGCMarker`), attached as
-//!   uprobes at the notes' addresses.
+//! - HotSpot collections: an entry uprobe on `GCIdMark::GCIdMark()` in
+//!   libjvm.so, the only code that takes a new GC id (`GCId::_next_id++`;
+//!   `GCId::create` is inlined there). One call is one `GC(N)` of
+//!   `-Xlog:gc`, for every collector: a G1 young or full pause, a G1
+//!   concurrent cycle, a Parallel or Serial collection, a ZGC minor or major
+//!   collection, a Shenandoah cycle.
+//! - HotSpot pauses: the USDT probes `hotspot:gc__begin` and `hotspot:gc__end`
+//!   in libjvm.so, fired around every GC pause (`SvcGCMarker`), attached as
+//!   uprobes at the notes' addresses. They time pauses only: a ZGC
+//!   collection has three or more, a G1 concurrent cycle two.
+//!
+//! **Never twice.** The kernel keys a uprobe by the file's real inode, so
+//! two attaches that userspace could not tell apart (one library reached
+//! through two overlayfs mounts) fire twice per hit. Userspace dedupes by the
+//! inode the process maps; here a pause counts only when its `gc__end`
+//! finds the `gc__begin` of the same thread, and takes it, so a second
+//! firing of one end adds nothing.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uprobe, programs::ProbeContext};
 
 use crate::{
@@ -18,6 +32,16 @@ use crate::{
 
 #[uprobe]
 pub fn go_gc_done(_ctx: ProbeContext) -> u32 {
+    let Some(off) = offsets() else { return 0 };
+    let (tgid, _) = current_ids();
+    if let Some(rec) = proc_record(tgid, &off) {
+        unsafe { add(&raw mut (*rec).gc.cycles, 1) };
+    }
+    0
+}
+
+#[uprobe]
+pub fn jvm_gc_id(_ctx: ProbeContext) -> u32 {
     let Some(off) = offsets() else { return 0 };
     let (tgid, _) = current_ids();
     if let Some(rec) = proc_record(tgid, &off) {
@@ -38,17 +62,17 @@ pub fn jvm_gc_end(_ctx: ProbeContext) -> u32 {
     let Some(off) = offsets() else { return 0 };
     let (tgid, tid) = current_ids();
     let now = unsafe { bpf_ktime_get_ns() };
-    let begin = unsafe { GC_BEGIN.get(tid) }.copied();
-    let _ = GC_BEGIN.remove(tid);
-    if let Some(rec) = proc_record(tgid, &off) {
-        unsafe {
-            add(&raw mut (*rec).gc.cycles, 1);
-            if let Some(begin) = begin
-                && now > begin
-            {
-                add(&raw mut (*rec).gc.pause_ns, now - begin);
-            }
-        }
+    let Some(begin) = (unsafe { GC_BEGIN.get(tid) }).copied() else {
+        return 0;
+    };
+    // Only the firing that removes the begin counts the pause.
+    if GC_BEGIN.remove(tid).is_err() {
+        return 0;
+    }
+    if now > begin
+        && let Some(rec) = proc_record(tgid, &off)
+    {
+        unsafe { add(&raw mut (*rec).gc.pause_ns, now - begin) };
     }
     0
 }

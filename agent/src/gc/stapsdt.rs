@@ -69,6 +69,8 @@ pub enum StapsdtError {
         provider: &'static str,
         name: &'static str,
     },
+    #[error("no {0} in the symbol table (a stripped libjvm.so?)")]
+    SymbolNotFound(&'static str),
     #[error("probe {provider}:{name} at {address:#x} is outside every PT_LOAD segment")]
     NotLoaded {
         provider: String,
@@ -186,6 +188,63 @@ pub fn hotspot_gc_offsets_of(probes: &[UsdtProbe]) -> Result<HotspotGcOffsets, S
         all_begin,
         all_end,
     })
+}
+
+/// `GCIdMark::GCIdMark()`, the constructor that takes a new GC id: every
+/// `GC(N)` of `-Xlog:gc` is one call (see `agent-ebpf`'s `runtime_gc.rs`).
+/// A local symbol: it is in `.symtab` only, which OpenJDK 17 (Debian) and
+/// Temurin 25 keep.
+pub const HOTSPOT_NEW_GC_ID_SYMBOL: &str = "_ZN8GCIdMarkC1Ev";
+
+/// The file offset of [`HOTSPOT_NEW_GC_ID_SYMBOL`] in the libjvm.so at
+/// `path`, from its `.symtab`.
+pub fn hotspot_gc_id_offset(path: &Path) -> Result<u64, StapsdtError> {
+    let file = File::open(path).map_err(|source| StapsdtError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let address = match FileKind::parse(&cache) {
+        Ok(FileKind::Elf64) => {
+            symbol_address::<FileHeader64<Endianness>, _>(&cache, HOTSPOT_NEW_GC_ID_SYMBOL)?
+        }
+        Ok(FileKind::Elf32) => {
+            symbol_address::<FileHeader32<Endianness>, _>(&cache, HOTSPOT_NEW_GC_ID_SYMBOL)?
+        }
+        _ => return Err(StapsdtError::NotElf),
+    }
+    .ok_or(StapsdtError::SymbolNotFound(HOTSPOT_NEW_GC_ID_SYMBOL))?;
+    let loads = match FileKind::parse(&cache) {
+        Ok(FileKind::Elf64) => load_segments::<FileHeader64<Endianness>, _>(&cache)?,
+        _ => load_segments::<FileHeader32<Endianness>, _>(&cache)?,
+    };
+    offset_in(&loads, address).ok_or(StapsdtError::NotLoaded {
+        provider: "symbol".into(),
+        name: HOTSPOT_NEW_GC_ID_SYMBOL.into(),
+        address,
+    })
+}
+
+/// The value of the function symbol `name` in `.symtab`, if there is one.
+fn symbol_address<'d, Elf, R>(data: R, name: &str) -> Result<Option<u64>, StapsdtError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    let header = Elf::parse(data)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, data)?;
+    let symbols = sections.symbols(endian, data, object::elf::SHT_SYMTAB)?;
+    for symbol in symbols.iter() {
+        use object::read::elf::Sym as _;
+        if symbol.st_type() == object::elf::STT_FUNC
+            && symbol.st_value(endian).into() != 0
+            && symbols.symbol_name(endian, symbol).ok() == Some(name.as_bytes())
+        {
+            return Ok(Some(symbol.st_value(endian).into()));
+        }
+    }
+    Ok(None)
 }
 
 fn read_probes<'d, R: ReadRef<'d>>(data: R) -> Result<Vec<UsdtProbe>, StapsdtError> {

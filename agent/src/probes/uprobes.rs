@@ -12,13 +12,15 @@ use aya::programs::{UProbe, uprobe::UProbeScope};
 use super::{ProbeError, Probes};
 
 /// Programs attached at runtime, loaded once at start.
-pub const UPROBE_PROGRAMS: [&str; 3] = ["go_gc_done", "jvm_gc_begin", "jvm_gc_end"];
+pub const UPROBE_PROGRAMS: [&str; 4] = ["go_gc_done", "jvm_gc_id", "jvm_gc_begin", "jvm_gc_end"];
 
 /// The Go function every completed GC cycle enters once.
 pub const GO_GC_CYCLE_SYMBOL: &str = "runtime.gcMarkTermination";
 
 /// Places already probed, by (device, inode, program, file offset or 0
-/// for a symbol).
+/// for a symbol). The device and inode are the file's as the kernel keys
+/// its uprobes: the real inode under an overlayfs mount (see
+/// [`Probes::probe_libjvm`]).
 #[derive(Debug, Default)]
 pub struct Attached(HashSet<(u64, u64, &'static str, u64)>);
 
@@ -65,26 +67,47 @@ impl Probes {
     /// Counts Go GC cycles of every process running the binary at `path`
     /// (e.g. `/proc/<pid>/exe`). Returns false if it was already probed.
     pub fn probe_go_binary(&mut self, path: &Path) -> Result<bool, UprobeError> {
-        self.attach_once("go_gc_done", path, GO_GC_CYCLE_SYMBOL.into())
+        let meta = std::fs::metadata(path).map_err(|source| UprobeError::Stat {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.attach_once(
+            "go_gc_done",
+            path,
+            (meta.dev(), meta.ino()),
+            GO_GC_CYCLE_SYMBOL.into(),
+        )
     }
 
-    /// Times HotSpot GC pauses through the `gc__begin`/`gc__end` USDT probes
-    /// of the libjvm.so at `path`, at these file offsets (a libjvm may have
-    /// several sites of each: JDK 25 inlines a second pair).
+    /// Counts HotSpot collections with an entry uprobe at `gc_id_offset`
+    /// (`GCIdMark::GCIdMark()`, see `agent-ebpf/src/probes/runtime_gc.rs`)
+    /// and times GC pauses through the `gc__begin`/`gc__end` USDT probes at
+    /// these file offsets (a libjvm may have several sites of each: JDK 25
+    /// inlines a second pair) of the libjvm.so at `path`.
+    ///
+    /// `mapped` is the (device, inode) the process's `/proc/<pid>/maps` shows
+    /// for the library: the real file under overlayfs, which is what the
+    /// kernel keys a uprobe by. `stat` through `/proc/<pid>/root` gives the
+    /// overlay's device instead, a different one per container, so two
+    /// containers of one image would probe one file twice and every event
+    /// would count twice.
     pub fn probe_libjvm(
         &mut self,
         path: &Path,
+        mapped: (u64, u64),
+        gc_id_offset: u64,
         begins: &[u64],
         ends: &[u64],
     ) -> Result<bool, UprobeError> {
         let mut any = false;
         // Ends first: a begin without its end would leave a tid in GC_BEGIN.
         for &offset in ends {
-            any |= self.attach_once("jvm_gc_end", path, offset.into())?;
+            any |= self.attach_once("jvm_gc_end", path, mapped, offset.into())?;
         }
         for &offset in begins {
-            any |= self.attach_once("jvm_gc_begin", path, offset.into())?;
+            any |= self.attach_once("jvm_gc_begin", path, mapped, offset.into())?;
         }
+        any |= self.attach_once("jvm_gc_id", path, mapped, gc_id_offset.into())?;
         Ok(any)
     }
 
@@ -92,17 +115,14 @@ impl Probes {
         &mut self,
         program: &'static str,
         path: &Path,
+        (dev, ino): (u64, u64),
         location: aya::programs::uprobe::UProbeAttachLocation<'_>,
     ) -> Result<bool, UprobeError> {
-        let meta = std::fs::metadata(path).map_err(|source| UprobeError::Stat {
-            path: path.display().to_string(),
-            source,
-        })?;
         let at = match location {
             aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(offset) => offset,
             _ => 0,
         };
-        let key = (meta.dev(), meta.ino(), program, at);
+        let key = (dev, ino, program, at);
         if self.attached.0.contains(&key) {
             return Ok(false);
         }
