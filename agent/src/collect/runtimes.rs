@@ -200,13 +200,7 @@ fn probe_hotspot(proc_root: &Path, pid: u32, probes: &mut Probes) -> Result<(), 
     let offsets = gc::stapsdt::hotspot_gc_offsets(&libjvm).map_err(|e| e.to_string())?;
     let gc_id = gc::stapsdt::hotspot_gc_id_offset(&libjvm).map_err(|e| e.to_string())?;
     probes
-        .probe_libjvm(
-            &libjvm,
-            mapped,
-            gc_id,
-            &offsets.all_begin,
-            &offsets.all_end,
-        )
+        .probe_libjvm(&libjvm, mapped, gc_id, &offsets.all_begin, &offsets.all_end)
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -234,12 +228,21 @@ mod tests {
         let line = "7f1c2a000000-7f1c2a2c1000 r--p 00000000 fd:01 1835123 \
                     /usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so";
         let (path, (dev, ino)) = libjvm_in_maps_line(line).unwrap();
-        assert_eq!(path, "/usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so");
+        assert_eq!(
+            path,
+            "/usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so"
+        );
         assert_eq!((dev, ino), (0xfd01, 1_835_123));
         // A large minor (overlay's anonymous devices are 0:NNN).
         let big = "0-1 r-xp 00000000 00:1a3 7 /lib/server/libjvm.so";
-        assert_eq!(libjvm_in_maps_line(big).unwrap().1, (0x1a3 & 0xff | (0x100 << 12), 7));
-        assert_eq!(libjvm_in_maps_line("0-1 r-xp 0 fd:01 5 /usr/lib/libc.so.6"), None);
+        assert_eq!(
+            libjvm_in_maps_line(big).unwrap().1,
+            (0x1a3 & 0xff | (0x100 << 12), 7)
+        );
+        assert_eq!(
+            libjvm_in_maps_line("0-1 r-xp 0 fd:01 5 /usr/lib/libc.so.6"),
+            None
+        );
         assert_eq!(libjvm_in_maps_line("0-1 rw-p 0 00:00 0"), None);
         // The same as stat: the agent's own mapped executable.
         use std::os::unix::fs::MetadataExt as _;
@@ -251,6 +254,9 @@ mod tests {
             .unwrap()
             .replace(exe.to_str().unwrap(), "/x/libjvm.so");
         let meta = std::fs::metadata(&exe).unwrap();
-        assert_eq!(libjvm_in_maps_line(&line).unwrap().1, (meta.dev(), meta.ino()));
+        assert_eq!(
+            libjvm_in_maps_line(&line).unwrap().1,
+            (meta.dev(), meta.ino())
+        );
     }
 }
