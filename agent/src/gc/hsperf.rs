@@ -172,7 +172,14 @@ pub struct JvmGcCounters {
     /// Invocations summed over the collectors: every pause for G1,
     /// Parallel, Serial and ZGC; pauses and concurrent phases for
     /// Shenandoah (see the module doc).
-    pub collections: u64,
+    pub pauses: u64,
+    /// Collections, the `GC(N)` ids of `-Xlog:gc`, where the counters tell
+    /// them: for Serial and Parallel every pause is one collection (seen on
+    /// 17 and 25: ids = pauses = invocations). `None` for G1 (a concurrent
+    /// cycle has an id of its own, two pauses or none, and no counter), for
+    /// ZGC (a collection has three to six pauses, split between the minor
+    /// and major counters by what else runs) and for Shenandoah.
+    pub collections: Option<u64>,
     /// Time summed over the collectors, in seconds.
     pub gc_time_seconds: f64,
     /// Per collector, by index: name, invocations, seconds.
@@ -201,7 +208,8 @@ impl JvmGcCounters {
             return Err(HsperfError::Missing("sun.gc.collector.*"));
         }
         let mut counters = JvmGcCounters {
-            collections: 0,
+            pauses: 0,
+            collections: None,
             gc_time_seconds: 0.0,
             per_collector: Vec::with_capacity(indices.len()),
         };
@@ -212,10 +220,21 @@ impl JvmGcCounters {
                 .map_or_else(|| format!("collector {n}"), str::to_owned);
             let invocations = data.long(&key("invocations")).unwrap_or(0).max(0) as u64;
             let seconds = data.long(&key("time")).unwrap_or(0).max(0) as f64 / frequency;
-            counters.collections += invocations;
+            counters.pauses += invocations;
             counters.gc_time_seconds += seconds;
             counters.per_collector.push((name, invocations, seconds));
         }
+        let one_pause_one_collection = counters.per_collector.iter().all(|(name, _, _)| {
+            [
+                "Serial young",
+                "Serial full",
+                "Parallel young",
+                "Parallel full",
+            ]
+            .iter()
+            .any(|kind| name.starts_with(kind) && name.ends_with(" collection pauses"))
+        });
+        counters.collections = one_pause_one_collection.then_some(counters.pauses);
         Ok(counters)
     }
 }
@@ -655,7 +674,11 @@ mod tests {
         let gc = data.gc_counters().unwrap();
         // The JVM's -Xlog:gc had 123 "Pause" lines: 121 young pauses, 2
         // Remark/Cleanup, no full.
-        assert_eq!(gc.collections, 123);
+        assert_eq!(gc.pauses, 123);
+        assert_eq!(
+            gc.collections, None,
+            "G1's concurrent cycles have no counter"
+        );
         assert_eq!(
             gc.per_collector
                 .iter()
@@ -690,7 +713,8 @@ mod tests {
                 ("ZGC major collection pauses", 109)
             ]
         );
-        assert_eq!(gc.collections, 792);
+        assert_eq!(gc.pauses, 792);
+        assert_eq!(gc.collections, None);
         assert!((gc.gc_time_seconds - (4_663_115.0 + 803_498.0) / 1e9).abs() < 1e-9);
     }
 
@@ -836,8 +860,70 @@ mod tests {
                     ("collector 10".to_string(), 3, 0.5),
                 ]
             );
-            assert_eq!(gc.collections, 13);
+            assert_eq!(gc.pauses, 13);
+            assert_eq!(
+                gc.collections, None,
+                "Copy and MSC are not named as 17 and 25 name them"
+            );
             assert!((gc.gc_time_seconds - 3.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn collections_only_where_one_pause_is_one_collection() {
+        let with = |names: &[&'static str]| {
+            let mut entries = vec![(
+                "sun.os.hrt.frequency".to_owned(),
+                b'J',
+                6,
+                0,
+                long(1_000_000_000, false),
+            )];
+            for (n, name) in names.iter().enumerate() {
+                let mut bytes = name.as_bytes().to_vec();
+                bytes.push(0);
+                let len = bytes.len() as u32;
+                entries.push((
+                    format!("sun.gc.collector.{n}.name"),
+                    b'B',
+                    UNITS_STRING,
+                    len,
+                    bytes,
+                ));
+                entries.push((
+                    format!("sun.gc.collector.{n}.invocations"),
+                    b'J',
+                    4,
+                    0,
+                    long(10 + n as i64, false),
+                ));
+            }
+            let entries: Vec<(&str, u8, u8, u32, Vec<u8>)> = entries
+                .iter()
+                .map(|(n, t, u, v, d)| (n.as_str(), *t, *u, *v, d.clone()))
+                .collect();
+            parse(&synth(false, &entries))
+                .unwrap()
+                .gc_counters()
+                .unwrap()
+        };
+        for kind in ["Parallel", "Serial"] {
+            let young = format!("{kind} young collection pauses").leak();
+            let full = format!("{kind} full collection pauses").leak();
+            let gc = with(&[young, full]);
+            assert_eq!((gc.pauses, gc.collections), (21, Some(21)), "{kind}");
+        }
+        for names in [
+            &[
+                "G1 young collection pauses",
+                "G1 full collection pauses",
+                "G1 concurrent cycle pauses",
+            ][..],
+            &["ZGC minor collection pauses", "ZGC major collection pauses"],
+            &["Z concurrent cycle pauses"],
+            &["Shenandoah partial", "Shenandoah full"],
+        ] {
+            assert_eq!(with(names).collections, None, "{names:?}");
         }
     }
 
@@ -1012,14 +1098,8 @@ mod tests {
         std::fs::write(tmp.join("hsperfdata_other").join("4242"), JDK17_G1).unwrap();
         let found = find_file(&proc, 4242).unwrap();
         assert_eq!(found, tmp.join("hsperfdata_app").join("1"));
-        assert_eq!(
-            read(&found).unwrap().gc_counters().unwrap().collections,
-            123
-        );
-        assert_eq!(
-            read_gc_counters(&proc, 4242).unwrap().unwrap().collections,
-            123
-        );
+        assert_eq!(read(&found).unwrap().gc_counters().unwrap().pauses, 123);
+        assert_eq!(read_gc_counters(&proc, 4242).unwrap().unwrap().pauses, 123);
         // A symlink is not followed.
         std::fs::remove_file(&found).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", &found).unwrap();
@@ -1050,7 +1130,7 @@ mod tests {
         let mut last = None;
         for _ in 0..40 {
             let gc = read(&path).unwrap().gc_counters().unwrap();
-            let now = (gc.collections, pauses_in_log(&jvm.gc_log()));
+            let now = (gc.pauses, pauses_in_log(&jvm.gc_log()));
             if last == Some(now) && now.0 == now.1 {
                 break;
             }
@@ -1060,8 +1140,8 @@ mod tests {
         let gc = read(&path).unwrap().gc_counters().unwrap();
         let log_pauses = pauses_in_log(&jvm.gc_log());
         eprintln!("{java} {flags:?}: {gc:?}; -Xlog:gc pauses {log_pauses}");
-        assert!(gc.collections > 0, "{gc:?}");
-        assert_eq!(gc.collections, log_pauses);
+        assert!(gc.pauses > 0, "{gc:?}");
+        assert_eq!(gc.pauses, log_pauses);
         assert!(gc.gc_time_seconds > 0.0);
     }
 
@@ -1121,8 +1201,8 @@ mod tests {
             }
         );
         let gc = read(&path).unwrap().gc_counters().unwrap();
-        assert!(gc.collections > 0);
-        assert_eq!(gc.collections, pauses_in_log(&jvm.gc_log()), "{gc:?}");
+        assert!(gc.pauses > 0);
+        assert_eq!(gc.pauses, pauses_in_log(&jvm.gc_log()), "{gc:?}");
     }
 
     #[test]

@@ -225,8 +225,56 @@ pub fn hotspot_gc_id_offset(path: &Path) -> Result<u64, StapsdtError> {
     })
 }
 
+/// `GCId::_next_id`, the `uint` the JVM increments for every new GC id:
+/// the number of `GC(N)` it has logged, readable without a uprobe.
+pub const HOTSPOT_NEXT_GC_ID_SYMBOL: &str = "_ZN4GCId8_next_idE";
+
+/// Where [`HOTSPOT_NEXT_GC_ID_SYMBOL`] is in a process that mapped the
+/// libjvm.so at `path`: its distance from the address where the file's
+/// offset 0 is mapped (the start of its first `/proc/<pid>/maps` line).
+pub fn hotspot_next_gc_id_from_base(path: &Path) -> Result<u64, StapsdtError> {
+    let file = File::open(path).map_err(|source| StapsdtError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let (address, loads) = match FileKind::parse(&cache) {
+        Ok(FileKind::Elf64) => (
+            symbol_value::<FileHeader64<Endianness>, _>(
+                &cache,
+                HOTSPOT_NEXT_GC_ID_SYMBOL,
+                object::elf::STT_OBJECT,
+            )?,
+            load_segments::<FileHeader64<Endianness>, _>(&cache)?,
+        ),
+        _ => return Err(StapsdtError::NotElf),
+    };
+    let address = address.ok_or(StapsdtError::SymbolNotFound(HOTSPOT_NEXT_GC_ID_SYMBOL))?;
+    // The segment that maps file offset 0 sits at the mapping's start,
+    // rounded down to its page.
+    let base = loads
+        .iter()
+        .find(|l| l.offset == 0)
+        .map(|l| l.vaddr & !0xfff)
+        .ok_or(StapsdtError::Note("no PT_LOAD maps file offset 0"))?;
+    address.checked_sub(base).ok_or(StapsdtError::NotLoaded {
+        provider: "symbol".into(),
+        name: HOTSPOT_NEXT_GC_ID_SYMBOL.into(),
+        address,
+    })
+}
+
 /// The value of the function symbol `name` in `.symtab`, if there is one.
 fn symbol_address<'d, Elf, R>(data: R, name: &str) -> Result<Option<u64>, StapsdtError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    symbol_value::<Elf, R>(data, name, object::elf::STT_FUNC)
+}
+
+/// The value of the symbol `name` of type `st_type` in `.symtab`.
+fn symbol_value<'d, Elf, R>(data: R, name: &str, st_type: u8) -> Result<Option<u64>, StapsdtError>
 where
     Elf: FileHeader<Endian = Endianness>,
     R: ReadRef<'d>,
@@ -237,7 +285,7 @@ where
     let symbols = sections.symbols(endian, data, object::elf::SHT_SYMTAB)?;
     for symbol in symbols.iter() {
         use object::read::elf::Sym as _;
-        if symbol.st_type() == object::elf::STT_FUNC
+        if symbol.st_type() == st_type
             && symbol.st_value(endian).into() != 0
             && symbols.symbol_name(endian, symbol).ok() == Some(name.as_bytes())
         {
