@@ -583,8 +583,14 @@ mod tests {
     use super::testelf::{SHT_NOTE, SHT_PROGBITS, Section, build};
     use super::*;
 
-    const LIBJVM_17: &str = "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so";
-    const LIBJVM_25: &str = "/usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so";
+    use crate::gc::hsperf::testjvm;
+    use std::path::PathBuf;
+
+    /// The libjvm.so of JDK `major`, found by looking; see
+    /// [`testjvm::require_jdk`].
+    fn libjvm(major: u32) -> Option<PathBuf> {
+        Some(testjvm::require_jdk(major)?.join("lib/server/libjvm.so"))
+    }
 
     fn raw_note(owner: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
         let mut n = Vec::new();
@@ -826,12 +832,10 @@ mod tests {
         );
     }
 
-    fn check_libjvm(path: &str) -> Option<HotspotGcOffsets> {
-        let p = Path::new(path);
-        if !p.exists() {
-            eprintln!("skipped: no {path}");
-            return None;
-        }
+    fn check_libjvm(major: u32) -> Option<(PathBuf, HotspotGcOffsets)> {
+        let path = libjvm(major)?;
+        let p = path.as_path();
+        let path = path.display();
         let from_file = probes_in_file(p).unwrap();
         // The partial read and the whole-file read agree.
         let bytes = std::fs::read(p).unwrap();
@@ -866,29 +870,35 @@ mod tests {
         }
         let begin = from_file.iter().find(|p| p.name == "gc__begin").unwrap();
         assert_eq!(begin.args, "1@%dil", "gc__begin's one argument: is_full");
-        Some(hotspot_gc_offsets(p).unwrap())
+        // The collection counter's entry: a function in the text, whose
+        // first instruction reads GCId::_next_id (`mov …(%rip),%eax`).
+        let gc_id = hotspot_gc_id_offset(p).unwrap();
+        assert!(bytes.len() as u64 > gc_id);
+        let next_id = hotspot_next_gc_id_from_base(p).unwrap();
+        eprintln!("{path}: GCIdMark() at file offset {gc_id:#x}, _next_id at base+{next_id:#x}");
+        Some((p.to_owned(), hotspot_gc_offsets(p).unwrap()))
     }
 
     #[test]
     fn libjvm_17_gc_probes() {
-        let Some(gc) = check_libjvm(LIBJVM_17) else {
+        let Some((path, gc)) = check_libjvm(17) else {
             return;
         };
         assert_eq!(gc.all_begin.len(), 1);
         // Debian's 17.0.15 build (`readelf -n` agrees); offsets move with
         // every build, so they are checked only on that one.
-        if std::fs::metadata(LIBJVM_17).map(|m| m.len()).ok() == Some(24_112_704) {
+        if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(24_112_704) {
             assert_eq!((gc.begin, gc.end), (0x78_3c60, 0x78_3c70));
         }
     }
 
     #[test]
     fn libjvm_25_gc_probes_have_two_sites() {
-        let Some(gc) = check_libjvm(LIBJVM_25) else {
+        let Some((path, gc)) = check_libjvm(25) else {
             return;
         };
         assert_eq!((gc.all_begin.len(), gc.all_end.len()), (2, 2));
-        if std::fs::metadata(LIBJVM_25).map(|m| m.len()).ok() == Some(29_799_648) {
+        if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(29_799_648) {
             assert_eq!(gc.all_begin, vec![0x98_a950, 0x98_aaa0]);
             assert_eq!(gc.all_end, vec![0x98_a960, 0x98_aae7]);
             assert_eq!((gc.begin, gc.end), (0x98_a950, 0x98_a960));
@@ -900,7 +910,7 @@ mod tests {
         // This node 20 has 256 notes (GNU build notes), none stapsdt: it was
         // built without --with-dtrace.
         let Ok(probes) = probes_in_file(Path::new("/usr/bin/node")) else {
-            eprintln!("skipped: no /usr/bin/node");
+            testjvm::skip_or_fail::<()>("no /usr/bin/node");
             return;
         };
         eprintln!("/usr/bin/node: {} USDT probes", probes.len());
