@@ -259,7 +259,7 @@ fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args
     let mut args = vec!["--interval", "1"];
     args.extend_from_slice(agent_args);
     let agent = Agent::start(&args);
-    let mut child = Command::new(home.join("bin/java"))
+    let child = Command::new(home.join("bin/java"))
         .args(["-Xmx64m", flag, "-XX:+UsePerfData"])
         .arg(format!("-Xlog:gc,gc+cpu,gc+init:file={}", log.display()))
         .arg("-cp")
