@@ -26,6 +26,7 @@ pub mod maps {
     pub const STACK_TGIDS: &str = "STACK_TGIDS";
     pub const CONTROL: &str = "CONTROL";
     pub const GC_BEGIN: &str = "GC_BEGIN";
+    pub const GC_ID_LAST: &str = "GC_ID_LAST";
 }
 
 /// Name of the global holding [`KernelOffsets`], filled in by userspace at load.

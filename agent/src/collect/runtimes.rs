@@ -180,39 +180,20 @@ impl Runtimes {
     }
 }
 
-/// The libjvm.so a JVM process has mapped: a path that works from the
-/// agent's mount namespace (through the process's root), and the (device,
-/// inode) its maps line shows, the real file's under overlayfs.
-fn libjvm_of(proc_root: &Path, pid: u32) -> Option<(PathBuf, (u64, u64))> {
+/// The libjvm.so a JVM process has mapped, as a path that works from the
+/// agent's mount namespace (through the process's root).
+fn libjvm_of(proc_root: &Path, pid: u32) -> Option<PathBuf> {
     let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok()?;
-    let (path, mapped) = maps.lines().find_map(libjvm_in_maps_line)?;
-    Some((
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libjvm.so"))?;
+    Some(
         proc_root
             .join(pid.to_string())
             .join("root")
             .join(path.trim_start_matches('/')),
-        mapped,
-    ))
-}
-
-/// `(path, (device, inode))` of a maps line that maps a libjvm.so; the
-/// device as `stat` encodes it (glibc's `makedev`).
-fn libjvm_in_maps_line(line: &str) -> Option<(&str, (u64, u64))> {
-    let mut fields = line.split_whitespace();
-    let dev = fields.nth(3)?;
-    let inode: u64 = fields.next()?.parse().ok()?;
-    let path = fields.next()?;
-    if !path.ends_with("/libjvm.so") {
-        return None;
-    }
-    let (major, minor) = dev.split_once(':')?;
-    let major = u64::from_str_radix(major, 16).ok()?;
-    let minor = u64::from_str_radix(minor, 16).ok()?;
-    let dev = ((major & 0xffff_f000) << 32)
-        | ((major & 0xfff) << 8)
-        | ((minor & 0xffff_ff00) << 12)
-        | (minor & 0xff);
-    Some((path, (dev, inode)))
+    )
 }
 
 /// Where `GCId::_next_id` is in JVM `pid`'s memory: the start of its
@@ -228,7 +209,7 @@ fn next_gc_id_address(proc_root: &Path, pid: u32) -> Option<u64> {
             .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
             .flatten()
     })?;
-    let (libjvm, _) = libjvm_of(proc_root, pid)?;
+    let libjvm = libjvm_of(proc_root, pid)?;
     match gc::stapsdt::hotspot_next_gc_id_from_base(&libjvm) {
         Ok(delta) => start.checked_add(delta),
         Err(err) => {
@@ -251,11 +232,11 @@ fn read_next_gc_id(proc_root: &Path, pid: u32, at: u64) -> Option<u32> {
 /// Attaches the collection-counting uprobe (`GCIdMark::GCIdMark()`) and the
 /// `hotspot:gc__begin`/`gc__end` USDT probes of the process's libjvm.so.
 fn probe_hotspot(proc_root: &Path, pid: u32, probes: &mut Probes) -> Result<(), String> {
-    let (libjvm, mapped) = libjvm_of(proc_root, pid).ok_or("no libjvm.so in its maps")?;
+    let libjvm = libjvm_of(proc_root, pid).ok_or("no libjvm.so in its maps")?;
     let offsets = gc::stapsdt::hotspot_gc_offsets(&libjvm).map_err(|e| e.to_string())?;
     let gc_id = gc::stapsdt::hotspot_gc_id_offset(&libjvm).map_err(|e| e.to_string())?;
     probes
-        .probe_libjvm(&libjvm, mapped, gc_id, &offsets.all_begin, &offsets.all_end)
+        .probe_libjvm(&libjvm, gc_id, &offsets.all_begin, &offsets.all_end)
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -276,42 +257,5 @@ mod tests {
         ));
         assert!(p.allows("java", Some("/system.slice/other.scope")));
         assert!(UprobePolicy::default().allows("anything", None));
-    }
-
-    #[test]
-    fn libjvm_maps_line_gives_the_real_device_and_inode() {
-        let line = "7f1c2a000000-7f1c2a2c1000 r--p 00000000 fd:01 1835123 \
-                    /usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so";
-        let (path, (dev, ino)) = libjvm_in_maps_line(line).unwrap();
-        assert_eq!(
-            path,
-            "/usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so"
-        );
-        assert_eq!((dev, ino), (0xfd01, 1_835_123));
-        // A large minor (overlay's anonymous devices are 0:NNN).
-        let big = "0-1 r-xp 00000000 00:1a3 7 /lib/server/libjvm.so";
-        assert_eq!(
-            libjvm_in_maps_line(big).unwrap().1,
-            (0x1a3 & 0xff | (0x100 << 12), 7)
-        );
-        assert_eq!(
-            libjvm_in_maps_line("0-1 r-xp 0 fd:01 5 /usr/lib/libc.so.6"),
-            None
-        );
-        assert_eq!(libjvm_in_maps_line("0-1 rw-p 0 00:00 0"), None);
-        // The same as stat: the agent's own mapped executable.
-        use std::os::unix::fs::MetadataExt as _;
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let line = maps
-            .lines()
-            .find(|l| l.ends_with(exe.to_str().unwrap()))
-            .unwrap()
-            .replace(exe.to_str().unwrap(), "/x/libjvm.so");
-        let meta = std::fs::metadata(&exe).unwrap();
-        assert_eq!(
-            libjvm_in_maps_line(&line).unwrap().1,
-            (meta.dev(), meta.ino())
-        );
     }
 }

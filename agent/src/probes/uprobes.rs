@@ -18,9 +18,10 @@ pub const UPROBE_PROGRAMS: [&str; 4] = ["go_gc_done", "jvm_gc_id", "jvm_gc_begin
 pub const GO_GC_CYCLE_SYMBOL: &str = "runtime.gcMarkTermination";
 
 /// Places already probed, by (device, inode, program, file offset or 0
-/// for a symbol). The device and inode are the file's as the kernel keys
-/// its uprobes: the real inode under an overlayfs mount (see
-/// [`Probes::probe_libjvm`]).
+/// for a symbol). The kernel keys a uprobe by the real inode, which under
+/// overlayfs neither `stat` nor `/proc/<pid>/maps` shows (each container's
+/// mount has its own device): one file can be probed once per container, and
+/// the programs count each hit once anyway (`agent-ebpf`'s `runtime_gc.rs`).
 #[derive(Debug, Default)]
 pub struct Attached(HashSet<(u64, u64, &'static str, u64)>);
 
@@ -67,16 +68,7 @@ impl Probes {
     /// Counts Go GC cycles of every process running the binary at `path`
     /// (e.g. `/proc/<pid>/exe`). Returns false if it was already probed.
     pub fn probe_go_binary(&mut self, path: &Path) -> Result<bool, UprobeError> {
-        let meta = std::fs::metadata(path).map_err(|source| UprobeError::Stat {
-            path: path.display().to_string(),
-            source,
-        })?;
-        self.attach_once(
-            "go_gc_done",
-            path,
-            (meta.dev(), meta.ino()),
-            GO_GC_CYCLE_SYMBOL.into(),
-        )
+        self.attach_once("go_gc_done", path, GO_GC_CYCLE_SYMBOL.into())
     }
 
     /// Counts HotSpot collections with an entry uprobe at `gc_id_offset`
@@ -84,17 +76,9 @@ impl Probes {
     /// and times GC pauses through the `gc__begin`/`gc__end` USDT probes at
     /// these file offsets (a libjvm may have several sites of each: JDK 25
     /// inlines a second pair) of the libjvm.so at `path`.
-    ///
-    /// `mapped` is the (device, inode) the process's `/proc/<pid>/maps` shows
-    /// for the library: the real file under overlayfs, which is what the
-    /// kernel keys a uprobe by. `stat` through `/proc/<pid>/root` gives the
-    /// overlay's device instead, a different one per container, so two
-    /// containers of one image would probe one file twice and every event
-    /// would count twice.
     pub fn probe_libjvm(
         &mut self,
         path: &Path,
-        mapped: (u64, u64),
         gc_id_offset: u64,
         begins: &[u64],
         ends: &[u64],
@@ -102,12 +86,12 @@ impl Probes {
         let mut any = false;
         // Ends first: a begin without its end would leave a tid in GC_BEGIN.
         for &offset in ends {
-            any |= self.attach_once("jvm_gc_end", path, mapped, offset.into())?;
+            any |= self.attach_once("jvm_gc_end", path, offset.into())?;
         }
         for &offset in begins {
-            any |= self.attach_once("jvm_gc_begin", path, mapped, offset.into())?;
+            any |= self.attach_once("jvm_gc_begin", path, offset.into())?;
         }
-        any |= self.attach_once("jvm_gc_id", path, mapped, gc_id_offset.into())?;
+        any |= self.attach_once("jvm_gc_id", path, gc_id_offset.into())?;
         Ok(any)
     }
 
@@ -115,14 +99,17 @@ impl Probes {
         &mut self,
         program: &'static str,
         path: &Path,
-        (dev, ino): (u64, u64),
         location: aya::programs::uprobe::UProbeAttachLocation<'_>,
     ) -> Result<bool, UprobeError> {
+        let meta = std::fs::metadata(path).map_err(|source| UprobeError::Stat {
+            path: path.display().to_string(),
+            source,
+        })?;
         let at = match location {
             aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(offset) => offset,
             _ => 0,
         };
-        let key = (dev, ino, program, at);
+        let key = (meta.dev(), meta.ino(), program, at);
         if self.attached.0.contains(&key) {
             return Ok(false);
         }
