@@ -1,6 +1,6 @@
 //! The HotSpot JVM's performance-counter file ("hsperfdata"), read without
 //! attaching to the JVM: the counters `jstat` shows, among them every
-//! collector's pause count and time.
+//! collector's pause count and time (pauses, not collections: see below).
 //!
 //! **Where.** A JVM started without `-XX:-UsePerfData` maps a file
 //! `/tmp/hsperfdata_<user>/<pid>` and updates it in place. `/tmp` is the
@@ -55,6 +55,15 @@
 //! - Shenandoah: "Shenandoah full" counts every pause *and* every concurrent
 //!   phase (about 4× the pauses), and its time includes the concurrent
 //!   phases: for Shenandoah these are GC activity, not pauses.
+//!
+//! **Pauses are not collections.** `-Xlog:gc` numbers collections, `GC(N)`.
+//! Only for Serial and Parallel is every pause one collection (ids = pauses =
+//! invocations, seen on 17 and 25). A G1 concurrent cycle has an id of its
+//! own and two pauses (Remark, Cleanup) or none (an undo cycle); a ZGC
+//! collection has three (17) or three to six (25, split between the minor
+//! and major counters); no counter here counts cycles. So
+//! [`JvmGcCounters::collections`] is `None` for those, and the agent counts
+//! collections from the JVM's GC ids instead (`collect/runtimes.rs`).
 //!
 //! Nothing in the file is trusted: every offset and length is checked
 //! against the buffer, and malformed input is an error, never a panic.
