@@ -29,8 +29,8 @@
 //!   the floor gives the ceiling. Not covered by either: G1's refinement
 //!   threads, which run outside any GC id. Tally must lie between the two
 //!   (with the usual tolerance).
-//! - **GC CPU, ZGC on Temurin 25**: the JVM publishes none (its
-//!   `sun.threads.total_gc_cpu_time` stays 0 and `-Xlog:gc+cpu` prints
+//! - **GC CPU, ZGC and Shenandoah on Temurin 25**: the JVM publishes none
+//!   (its `sun.threads.total_gc_cpu_time` stays 0 and `-Xlog:gc+cpu` prints
 //!   nothing for ZGC), so the row says so and only cycles are checked.
 //!
 //! Each case prints one row to stderr (`JVM-GC-ROW …`) for the README.
@@ -344,9 +344,14 @@ fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args
             )
         }
     };
+    let jvm_pauses = if collector == "Shenandoah" {
+        "n/a (its counter holds concurrent phases)".to_owned()
+    } else {
+        format!("{:.3}s", own.pause_seconds)
+    };
     eprintln!(
         "JVM-GC-ROW | JDK {major} | {collector}{} | GC share Tally {:.1}% vs JVM {jvm_share} | \
-         cycles Tally {cycles} vs JVM {} | pauses Tally {:.3}s vs JVM {:.3}s | {verdict} | {confidence:.2}",
+         cycles Tally {cycles} vs JVM {} | pauses Tally {:.3}s vs JVM {jvm_pauses} | {verdict} | {confidence:.2}",
         if agent_args.is_empty() {
             ""
         } else {
@@ -355,7 +360,6 @@ fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args
         100.0 * share,
         gc_log.ids,
         pauses,
-        own.pause_seconds,
     );
 
     assert!(
@@ -373,7 +377,8 @@ fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args
     // timer) is within 15% of the JVM's pause collectors' time. ZGC's take
     // microseconds, of the order of the probes' own cost: only seen.
     assert!(pauses > 0.0, "{test}: no pause time");
-    if collector != "ZGC" && agent_args.is_empty() {
+    // Shenandoah's one counter holds its concurrent phases too: no pause time.
+    if !["ZGC", "Shenandoah"].contains(&collector) && agent_args.is_empty() {
         assert!(
             (pauses - own.pause_seconds).abs() <= 0.15 * own.pause_seconds,
             "{test}: pause time Tally {pauses:.3}s, JVM {:.3}s",
@@ -433,6 +438,26 @@ fn jdk25_g1_cycles_and_gc_cpu_match_the_jvm() {
         25,
         "-XX:+UseG1GC",
         "G1",
+    );
+}
+
+#[test]
+fn jdk17_serial_cycles_and_gc_cpu_match_the_jvm() {
+    run_case(
+        "jdk17_serial_cycles_and_gc_cpu_match_the_jvm",
+        17,
+        "-XX:+UseSerialGC",
+        "Serial",
+    );
+}
+
+#[test]
+fn jdk25_shenandoah_cycles_match_the_jvm() {
+    run_case(
+        "jdk25_shenandoah_cycles_match_the_jvm",
+        25,
+        "-XX:+UseShenandoahGC",
+        "Shenandoah",
     );
 }
 
