@@ -26,6 +26,7 @@ pub mod maps {
     pub const STACK_TGIDS: &str = "STACK_TGIDS";
     pub const CONTROL: &str = "CONTROL";
     pub const GC_BEGIN: &str = "GC_BEGIN";
+    pub const GC_ID_LAST: &str = "GC_ID_LAST";
 }
 
 /// Name of the global holding [`KernelOffsets`], filled in by userspace at load.
@@ -107,7 +108,7 @@ pub struct ProcRecord {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeGc {
-    /// Completed GC cycles (Go) or GC pauses (HotSpot).
+    /// Completed GC cycles (Go) or collections, GC ids taken (HotSpot).
     pub cycles: u64,
     /// Time between `gc__begin` and `gc__end` (HotSpot), ns.
     pub pause_ns: u64,

@@ -4,7 +4,7 @@ use agent_common::{KernelOffsets, ProcRecord, StackKey, ThreadSamples, control, 
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 
 /// CPU samples per thread, keyed by tid. Entries leave when the thread exits.
@@ -47,6 +47,12 @@ pub static STACK_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 /// Switches set by userspace; see `agent_common::control`.
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(control::COUNT, 0);
+
+/// When a thread last took a HotSpot GC id (`GCIdMark::GCIdMark()`), ns, by
+/// tid: a second firing of the same call is not a second collection. LRU:
+/// entries of gone threads age out.
+#[map]
+pub static GC_ID_LAST: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
 /// Start of an in-flight HotSpot GC pause (`gc__begin`), ns, by tid.
 #[map]

@@ -37,9 +37,10 @@ impl UprobePolicy {
 #[derive(Debug, Default)]
 pub struct Runtimes {
     by_key: HashMap<ProcKey, Runtime>,
-    /// JVMs whose GC pauses come from hsperfdata, because their libjvm has
-    /// no USDT probes in (opted out, or the attach failed).
-    hsperf: std::collections::HashSet<ProcKey>,
+    /// JVMs whose GC counts come from their own memory and hsperfdata,
+    /// because their libjvm has no uprobes in (opted out, or the attach
+    /// failed), with where their `GCId::_next_id` is, when it was found.
+    hsperf: HashMap<ProcKey, Option<u64>>,
     policy: UprobePolicy,
 }
 
@@ -52,20 +53,40 @@ impl Runtimes {
         }
     }
 
-    /// GC collections and time of a JVM read from its hsperfdata (the JVM's
-    /// own counters, cumulative since it started), for JVMs without USDT
-    /// probes; `None` for every other process.
+    /// GC collections and pause time of a JVM without uprobes, cumulative
+    /// since it started; `None` for every other process.
+    ///
+    /// Collections: the JVM's `GCId::_next_id` (the number of `GC(N)` ids it
+    /// took), read from its memory, as exact as the uprobe; else the
+    /// hsperfdata counters where they tell collections (Serial, Parallel);
+    /// else 0, with a debug line: pauses are not collections. Pause time:
+    /// the hsperfdata pause collectors' time.
     pub fn hsperf_gc(&self, proc_root: &Path, key: &ProcKey) -> Option<(u64, u64)> {
-        if !self.hsperf.contains(key) {
-            return None;
-        }
-        match gc::hsperf::read_gc_counters(proc_root, key.tgid)? {
-            Ok(c) => Some((c.collections, (c.gc_time_seconds * 1e9) as u64)),
-            Err(err) => {
+        let gc_id_at = *self.hsperf.get(key)?;
+        let from_memory =
+            gc_id_at.and_then(|at| read_next_gc_id(proc_root, key.tgid, at).map(u64::from));
+        let counters = match gc::hsperf::read_gc_counters(proc_root, key.tgid) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(err)) => {
                 tracing::debug!(pid = key.tgid, "hsperfdata: {err}");
                 None
             }
+            None => None,
+        };
+        if from_memory.is_none() && counters.is_none() {
+            return None;
         }
+        let collections = from_memory
+            .or_else(|| counters.as_ref()?.collections)
+            .unwrap_or_else(|| {
+                tracing::debug!(
+                    pid = key.tgid,
+                    "JVM collections unknown: no GC id, no counter"
+                );
+                0
+            });
+        let pause_ns = counters.map_or(0, |c| (c.gc_time_seconds * 1e9) as u64);
+        Some((collections, pause_ns))
     }
 
     pub fn get(&self, key: &ProcKey) -> Runtime {
@@ -137,7 +158,8 @@ impl Runtimes {
                         }
                     };
                 if !probed {
-                    self.hsperf.insert(key);
+                    self.hsperf
+                        .insert(key, next_gc_id_address(proc_root, key.tgid));
                 }
             }
             _ => {}
@@ -160,7 +182,7 @@ impl Runtimes {
             kept
         });
         let by_key = &self.by_key;
-        self.hsperf.retain(|k| by_key.contains_key(k));
+        self.hsperf.retain(|k, _| by_key.contains_key(k));
     }
 }
 
@@ -197,13 +219,47 @@ fn libjvm_of(proc_root: &Path, pid: u32) -> Option<PathBuf> {
     )
 }
 
-/// Attaches the `hotspot:gc__begin`/`gc__end` USDT probes of the process's
-/// libjvm.so.
+/// Where `GCId::_next_id` is in JVM `pid`'s memory: the start of its
+/// libjvm.so's offset-0 mapping plus the symbol's distance from it.
+fn next_gc_id_address(proc_root: &Path, pid: u32) -> Option<u64> {
+    let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok()?;
+    let start = maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let offset = fields.nth(1)?;
+        let path = fields.nth(2)?;
+        (path.ends_with("/libjvm.so") && u64::from_str_radix(offset, 16).ok()? == 0)
+            .then(|| u64::from_str_radix(range.split('-').next()?, 16).ok())
+            .flatten()
+    })?;
+    let libjvm = libjvm_of(proc_root, pid)?;
+    match gc::stapsdt::hotspot_next_gc_id_from_base(&libjvm) {
+        Ok(delta) => start.checked_add(delta),
+        Err(err) => {
+            tracing::debug!(pid, "JVM GC ids not readable: {err}");
+            None
+        }
+    }
+}
+
+/// The JVM's `GCId::_next_id`, a `uint`, read through `/proc/<pid>/mem`
+/// (CAP_SYS_PTRACE; the process is not stopped or changed).
+fn read_next_gc_id(proc_root: &Path, pid: u32, at: u64) -> Option<u32> {
+    use std::os::unix::fs::FileExt as _;
+    let mem = std::fs::File::open(proc_root.join(pid.to_string()).join("mem")).ok()?;
+    let mut value = [0u8; 4];
+    mem.read_exact_at(&mut value, at).ok()?;
+    Some(u32::from_ne_bytes(value))
+}
+
+/// Attaches the collection-counting uprobe (`GCIdMark::GCIdMark()`) and the
+/// `hotspot:gc__begin`/`gc__end` USDT probes of the process's libjvm.so.
 fn probe_hotspot(proc_root: &Path, pid: u32, probes: &mut Probes) -> Result<(), String> {
     let libjvm = libjvm_of(proc_root, pid).ok_or("no libjvm.so in its maps")?;
     let offsets = gc::stapsdt::hotspot_gc_offsets(&libjvm).map_err(|e| e.to_string())?;
+    let gc_id = gc::stapsdt::hotspot_gc_id_offset(&libjvm).map_err(|e| e.to_string())?;
     probes
-        .probe_libjvm(&libjvm, &offsets.all_begin, &offsets.all_end)
+        .probe_libjvm(&libjvm, gc_id, &offsets.all_begin, &offsets.all_end)
         .map_err(|e| e.to_string())?;
     Ok(())
 }

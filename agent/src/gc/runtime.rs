@@ -334,6 +334,7 @@ fn strtab_has_go_symbol(file: &File, offset: u64, size: u64) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gc::hsperf::testjvm;
     use crate::gc::stapsdt::testelf::{SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB, Section, build};
 
     // Recorded on the development VM from real processes
@@ -618,37 +619,51 @@ c000000000-c013e00000 rw-p 00000000 00:00 0
         assert_eq!(detect(proc_root, sleep.id()), Runtime::Native);
         let _ = sleep.kill();
         let _ = sleep.wait();
-        // Real Go binaries, when a Go toolchain left some here.
-        for go in [
-            "/usr/lib/go/pkg/tool/linux_amd64/compile",
-            "/usr/lib/go/bin/go",
-        ] {
-            if let Ok(facts) = exe_facts(Path::new(go)) {
-                assert_eq!(
-                    facts,
-                    ExeFacts {
-                        elf: true,
-                        go: true
-                    },
-                    "{go}"
-                );
+        // Real Go binaries: the toolchain's own (golang-go, installed by
+        // `cargo xtask test`), found through PATH.
+        let on_path = |tool: &str| {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(tool))
+                    .find(|p| p.is_file())
+                    .and_then(|p| p.canonicalize().ok())
+            })
+        };
+        match on_path("go") {
+            Some(go) => assert_eq!(
+                exe_facts(&go).unwrap(),
+                ExeFacts {
+                    elf: true,
+                    go: true
+                },
+                "{}",
+                go.display()
+            ),
+            None => {
+                testjvm::skip_or_fail::<()>("no go on PATH");
             }
         }
         // Real non-Go binaries with big symbol tables.
-        for native in [
-            "/usr/bin/node",
-            "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so",
-        ] {
-            if let Ok(facts) = exe_facts(Path::new(native)) {
-                assert_eq!(
-                    facts,
-                    ExeFacts {
-                        elf: true,
-                        go: false
-                    },
-                    "{native}"
-                );
+        let mut natives = Vec::new();
+        match on_path("node") {
+            Some(node) => natives.push(node),
+            None => {
+                testjvm::skip_or_fail::<()>("no node on PATH");
             }
+        }
+        if let Some(home) = testjvm::require_jdk(17) {
+            natives.push(home.join("lib/server/libjvm.so"));
+        }
+        for native in natives {
+            assert_eq!(
+                exe_facts(&native).unwrap(),
+                ExeFacts {
+                    elf: true,
+                    go: false
+                },
+                "{}",
+                native.display()
+            );
         }
     }
 

@@ -69,6 +69,8 @@ pub enum StapsdtError {
         provider: &'static str,
         name: &'static str,
     },
+    #[error("no {0} in the symbol table (a stripped libjvm.so?)")]
+    SymbolNotFound(&'static str),
     #[error("probe {provider}:{name} at {address:#x} is outside every PT_LOAD segment")]
     NotLoaded {
         provider: String,
@@ -186,6 +188,111 @@ pub fn hotspot_gc_offsets_of(probes: &[UsdtProbe]) -> Result<HotspotGcOffsets, S
         all_begin,
         all_end,
     })
+}
+
+/// `GCIdMark::GCIdMark()`, the constructor that takes a new GC id: every
+/// `GC(N)` of `-Xlog:gc` is one call (see `agent-ebpf`'s `runtime_gc.rs`).
+/// A local symbol: it is in `.symtab` only, which OpenJDK 17 (Debian) and
+/// Temurin 25 keep.
+pub const HOTSPOT_NEW_GC_ID_SYMBOL: &str = "_ZN8GCIdMarkC1Ev";
+
+/// The file offset of [`HOTSPOT_NEW_GC_ID_SYMBOL`] in the libjvm.so at
+/// `path`, from its `.symtab`.
+pub fn hotspot_gc_id_offset(path: &Path) -> Result<u64, StapsdtError> {
+    let file = File::open(path).map_err(|source| StapsdtError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let address = match FileKind::parse(&cache) {
+        Ok(FileKind::Elf64) => {
+            symbol_address::<FileHeader64<Endianness>, _>(&cache, HOTSPOT_NEW_GC_ID_SYMBOL)?
+        }
+        Ok(FileKind::Elf32) => {
+            symbol_address::<FileHeader32<Endianness>, _>(&cache, HOTSPOT_NEW_GC_ID_SYMBOL)?
+        }
+        _ => return Err(StapsdtError::NotElf),
+    }
+    .ok_or(StapsdtError::SymbolNotFound(HOTSPOT_NEW_GC_ID_SYMBOL))?;
+    let loads = match FileKind::parse(&cache) {
+        Ok(FileKind::Elf64) => load_segments::<FileHeader64<Endianness>, _>(&cache)?,
+        _ => load_segments::<FileHeader32<Endianness>, _>(&cache)?,
+    };
+    offset_in(&loads, address).ok_or(StapsdtError::NotLoaded {
+        provider: "symbol".into(),
+        name: HOTSPOT_NEW_GC_ID_SYMBOL.into(),
+        address,
+    })
+}
+
+/// `GCId::_next_id`, the `uint` the JVM increments for every new GC id:
+/// the number of `GC(N)` it has logged, readable without a uprobe.
+pub const HOTSPOT_NEXT_GC_ID_SYMBOL: &str = "_ZN4GCId8_next_idE";
+
+/// Where [`HOTSPOT_NEXT_GC_ID_SYMBOL`] is in a process that mapped the
+/// libjvm.so at `path`: its distance from the address where the file's
+/// offset 0 is mapped (the start of its first `/proc/<pid>/maps` line).
+pub fn hotspot_next_gc_id_from_base(path: &Path) -> Result<u64, StapsdtError> {
+    let file = File::open(path).map_err(|source| StapsdtError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let (address, loads) = match FileKind::parse(&cache) {
+        Ok(FileKind::Elf64) => (
+            symbol_value::<FileHeader64<Endianness>, _>(
+                &cache,
+                HOTSPOT_NEXT_GC_ID_SYMBOL,
+                object::elf::STT_OBJECT,
+            )?,
+            load_segments::<FileHeader64<Endianness>, _>(&cache)?,
+        ),
+        _ => return Err(StapsdtError::NotElf),
+    };
+    let address = address.ok_or(StapsdtError::SymbolNotFound(HOTSPOT_NEXT_GC_ID_SYMBOL))?;
+    // The segment that maps file offset 0 sits at the mapping's start,
+    // rounded down to its page.
+    let base = loads
+        .iter()
+        .find(|l| l.offset == 0)
+        .map(|l| l.vaddr & !0xfff)
+        .ok_or(StapsdtError::Note("no PT_LOAD maps file offset 0"))?;
+    address.checked_sub(base).ok_or(StapsdtError::NotLoaded {
+        provider: "symbol".into(),
+        name: HOTSPOT_NEXT_GC_ID_SYMBOL.into(),
+        address,
+    })
+}
+
+/// The value of the function symbol `name` in `.symtab`, if there is one.
+fn symbol_address<'d, Elf, R>(data: R, name: &str) -> Result<Option<u64>, StapsdtError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    symbol_value::<Elf, R>(data, name, object::elf::STT_FUNC)
+}
+
+/// The value of the symbol `name` of type `st_type` in `.symtab`.
+fn symbol_value<'d, Elf, R>(data: R, name: &str, st_type: u8) -> Result<Option<u64>, StapsdtError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    let header = Elf::parse(data)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, data)?;
+    let symbols = sections.symbols(endian, data, object::elf::SHT_SYMTAB)?;
+    for symbol in symbols.iter() {
+        use object::read::elf::Sym as _;
+        if symbol.st_type() == st_type
+            && symbol.st_value(endian).into() != 0
+            && symbols.symbol_name(endian, symbol).ok() == Some(name.as_bytes())
+        {
+            return Ok(Some(symbol.st_value(endian).into()));
+        }
+    }
+    Ok(None)
 }
 
 fn read_probes<'d, R: ReadRef<'d>>(data: R) -> Result<Vec<UsdtProbe>, StapsdtError> {
@@ -476,8 +583,14 @@ mod tests {
     use super::testelf::{SHT_NOTE, SHT_PROGBITS, Section, build};
     use super::*;
 
-    const LIBJVM_17: &str = "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so";
-    const LIBJVM_25: &str = "/usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so";
+    use crate::gc::hsperf::testjvm;
+    use std::path::PathBuf;
+
+    /// The libjvm.so of JDK `major`, found by looking; see
+    /// [`testjvm::require_jdk`].
+    fn libjvm(major: u32) -> Option<PathBuf> {
+        Some(testjvm::require_jdk(major)?.join("lib/server/libjvm.so"))
+    }
 
     fn raw_note(owner: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
         let mut n = Vec::new();
@@ -719,12 +832,10 @@ mod tests {
         );
     }
 
-    fn check_libjvm(path: &str) -> Option<HotspotGcOffsets> {
-        let p = Path::new(path);
-        if !p.exists() {
-            eprintln!("skipped: no {path}");
-            return None;
-        }
+    fn check_libjvm(major: u32) -> Option<(PathBuf, HotspotGcOffsets)> {
+        let path = libjvm(major)?;
+        let p = path.as_path();
+        let path = path.display();
         let from_file = probes_in_file(p).unwrap();
         // The partial read and the whole-file read agree.
         let bytes = std::fs::read(p).unwrap();
@@ -759,29 +870,35 @@ mod tests {
         }
         let begin = from_file.iter().find(|p| p.name == "gc__begin").unwrap();
         assert_eq!(begin.args, "1@%dil", "gc__begin's one argument: is_full");
-        Some(hotspot_gc_offsets(p).unwrap())
+        // The collection counter's entry: a function in the text, whose
+        // first instruction reads GCId::_next_id (`mov …(%rip),%eax`).
+        let gc_id = hotspot_gc_id_offset(p).unwrap();
+        assert!(bytes.len() as u64 > gc_id);
+        let next_id = hotspot_next_gc_id_from_base(p).unwrap();
+        eprintln!("{path}: GCIdMark() at file offset {gc_id:#x}, _next_id at base+{next_id:#x}");
+        Some((p.to_owned(), hotspot_gc_offsets(p).unwrap()))
     }
 
     #[test]
     fn libjvm_17_gc_probes() {
-        let Some(gc) = check_libjvm(LIBJVM_17) else {
+        let Some((path, gc)) = check_libjvm(17) else {
             return;
         };
         assert_eq!(gc.all_begin.len(), 1);
         // Debian's 17.0.15 build (`readelf -n` agrees); offsets move with
         // every build, so they are checked only on that one.
-        if std::fs::metadata(LIBJVM_17).map(|m| m.len()).ok() == Some(24_112_704) {
+        if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(24_112_704) {
             assert_eq!((gc.begin, gc.end), (0x78_3c60, 0x78_3c70));
         }
     }
 
     #[test]
     fn libjvm_25_gc_probes_have_two_sites() {
-        let Some(gc) = check_libjvm(LIBJVM_25) else {
+        let Some((path, gc)) = check_libjvm(25) else {
             return;
         };
         assert_eq!((gc.all_begin.len(), gc.all_end.len()), (2, 2));
-        if std::fs::metadata(LIBJVM_25).map(|m| m.len()).ok() == Some(29_799_648) {
+        if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(29_799_648) {
             assert_eq!(gc.all_begin, vec![0x98_a950, 0x98_aaa0]);
             assert_eq!(gc.all_end, vec![0x98_a960, 0x98_aae7]);
             assert_eq!((gc.begin, gc.end), (0x98_a950, 0x98_a960));
@@ -793,7 +910,7 @@ mod tests {
         // This node 20 has 256 notes (GNU build notes), none stapsdt: it was
         // built without --with-dtrace.
         let Ok(probes) = probes_in_file(Path::new("/usr/bin/node")) else {
-            eprintln!("skipped: no /usr/bin/node");
+            testjvm::skip_or_fail::<()>("no /usr/bin/node");
             return;
         };
         eprintln!("/usr/bin/node: {} USDT probes", probes.len());

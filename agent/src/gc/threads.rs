@@ -392,19 +392,19 @@ mod tests {
 
     #[test]
     fn live_jvms() {
-        for (java, flag, must) in [
+        for (major, flag, must) in [
             (
-                testjvm::JDK17,
+                17,
                 "-XX:+UseG1GC",
                 &["GC Thread#0", "G1 Conc#0", "G1 Service", "VM Thread"][..],
             ),
             (
-                testjvm::JDK25,
+                25,
                 "-XX:+UseZGC",
                 &["ZWorkerYoung#0", "ZDirector", "VM Thread"][..],
             ),
         ] {
-            let Some(jvm) = testjvm::start(java, &[flag], 300) else {
+            let Some(jvm) = testjvm::start(major, &[flag], 300) else {
                 continue;
             };
             let all = comms(jvm.child.id());
@@ -412,7 +412,7 @@ mod tests {
                 .iter()
                 .filter(|c| is_gc_thread(Runtime::Jvm, c))
                 .collect();
-            eprintln!("{java} {flag}: GC {gc:?}; all {all:?}");
+            eprintln!("JDK {major} {flag}: GC {gc:?}; all {all:?}");
             for m in must {
                 assert!(gc.iter().any(|c| c == m), "{m} not among {gc:?}");
             }
@@ -434,7 +434,7 @@ mod tests {
             .args(["-e", "setTimeout(() => {}, 30000)"])
             .spawn()
         else {
-            eprintln!("skipped: no node");
+            testjvm::skip_or_fail::<()>("no node");
             return;
         };
         std::thread::sleep(std::time::Duration::from_millis(500));

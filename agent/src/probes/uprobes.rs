@@ -12,13 +12,16 @@ use aya::programs::{UProbe, uprobe::UProbeScope};
 use super::{ProbeError, Probes};
 
 /// Programs attached at runtime, loaded once at start.
-pub const UPROBE_PROGRAMS: [&str; 3] = ["go_gc_done", "jvm_gc_begin", "jvm_gc_end"];
+pub const UPROBE_PROGRAMS: [&str; 4] = ["go_gc_done", "jvm_gc_id", "jvm_gc_begin", "jvm_gc_end"];
 
 /// The Go function every completed GC cycle enters once.
 pub const GO_GC_CYCLE_SYMBOL: &str = "runtime.gcMarkTermination";
 
 /// Places already probed, by (device, inode, program, file offset or 0
-/// for a symbol).
+/// for a symbol). The kernel keys a uprobe by the real inode, which under
+/// overlayfs neither `stat` nor `/proc/<pid>/maps` shows (each container's
+/// mount has its own device): one file can be probed once per container, and
+/// the programs count each hit once anyway (`agent-ebpf`'s `runtime_gc.rs`).
 #[derive(Debug, Default)]
 pub struct Attached(HashSet<(u64, u64, &'static str, u64)>);
 
@@ -89,12 +92,15 @@ impl Probes {
         })
     }
 
-    /// Times HotSpot GC pauses through the `gc__begin`/`gc__end` USDT probes
-    /// of the libjvm.so at `path`, at these file offsets (a libjvm may have
-    /// several sites of each: JDK 25 inlines a second pair).
+    /// Counts HotSpot collections with an entry uprobe at `gc_id_offset`
+    /// (`GCIdMark::GCIdMark()`, see `agent-ebpf/src/probes/runtime_gc.rs`)
+    /// and times GC pauses through the `gc__begin`/`gc__end` USDT probes at
+    /// these file offsets (a libjvm may have several sites of each: JDK 25
+    /// inlines a second pair) of the libjvm.so at `path`.
     pub fn probe_libjvm(
         &mut self,
         path: &Path,
+        gc_id_offset: u64,
         begins: &[u64],
         ends: &[u64],
     ) -> Result<bool, UprobeError> {
@@ -106,6 +112,7 @@ impl Probes {
         for &offset in begins {
             any |= self.attach_once("jvm_gc_begin", path, offset.into())?;
         }
+        any |= self.attach_once("jvm_gc_id", path, gc_id_offset.into())?;
         Ok(any)
     }
 

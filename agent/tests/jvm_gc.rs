@@ -1,0 +1,489 @@
+//! JVM GC cycles and GC CPU under the real agent, against the JVM's own
+//! accounting, one case per JDK and collector. Needs root and the JDKs
+//! (found under `$JAVA_HOME` and `/usr/lib/jvm/*` by their `release` file).
+//!
+//! Ground truths, and what each covers:
+//! - **Cycles**: the distinct `GC(N)` ids of `-Xlog:gc`, the JVM's own
+//!   numbering of collections: a G1 young or full pause, a G1 concurrent
+//!   cycle (its Remark and Cleanup pauses share its id), a Parallel or Serial
+//!   collection, a ZGC minor or major collection. Tally's `gc_cycles` over
+//!   the run must equal it within 5%. The JVM waits 2.5 s before its first
+//!   allocation, so the agent has probed it before the first collection.
+//! - **GC CPU, Temurin 25 (G1, Parallel)**: hsperfdata's
+//!   `sun.threads.total_gc_cpu_time`, the JVM's CPU time of its GC worker,
+//!   concurrent-mark, refinement and service threads (HotSpot's
+//!   `CPUTimeCounters`), over the process's CPU (`/proc/<pid>/stat`), both
+//!   read when the allocating threads have ended. It leaves out the VM
+//!   Thread, which starts and ends every pause and which Tally counts as GC
+//!   (`gc/threads.rs`); its own counter (`sun.threads.cpu_time.vm`) also
+//!   holds its other safepoint operations. So the JVM's GC share lies
+//!   between the GC threads' CPU (floor) and that plus the VM Thread's
+//!   (ceiling).
+//! - **GC CPU, OpenJDK 17**: no such counter. `-Xlog:gc+cpu` prints
+//!   `User= Sys= Real=` for each pause, measured with `times(2)` on the
+//!   whole process (10 ms ticks, unbiased over hundreds of pauses); while a
+//!   pause lasts only the GC workers and the VM Thread run, so their sum is
+//!   the pause CPU: a floor of GC CPU. G1's concurrent cycles have no such
+//!   line; `-Xlog:gc` gives each cycle's wall time, and `-Xlog:gc+init` the
+//!   concurrent workers: wall × workers bounds the marking CPU, and added to
+//!   the floor gives the ceiling. Not covered by either: G1's refinement
+//!   threads, which run outside any GC id. Tally must lie between the two
+//!   (with the usual tolerance).
+//! - **GC CPU, ZGC and Shenandoah on Temurin 25**: the JVM publishes none
+//!   (its `sun.threads.total_gc_cpu_time` stays 0 and `-Xlog:gc+cpu` prints
+//!   nothing for ZGC), so the row says so and only cycles are checked.
+//!
+//! Each case prints one row to stderr (`JVM-GC-ROW …`) for the README.
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use agent::gc::hsperf;
+use common::Agent;
+use serde_json::Value;
+
+const WORK_SECONDS: f64 = 8.0;
+const WAIT_BEFORE: f64 = 2.5;
+const WAIT_AFTER: f64 = 3.0;
+
+/// A JDK home whose `release` says `JAVA_VERSION="<major>…"`, from
+/// `$JAVA_HOME` first, then `/usr/lib/jvm/*` in name order.
+fn find_jdk(major: u32) -> Option<PathBuf> {
+    let mut homes: Vec<PathBuf> = std::env::var_os("JAVA_HOME")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    if let Ok(dir) = std::fs::read_dir("/usr/lib/jvm") {
+        let mut found: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        found.sort();
+        homes.extend(found);
+    }
+    homes.into_iter().find(|home| {
+        let version = std::fs::read_to_string(home.join("release"))
+            .ok()
+            .and_then(|r| {
+                r.lines()
+                    .find_map(|l| l.strip_prefix("JAVA_VERSION=\""))
+                    .map(|v| v.split(['.', '"']).next().unwrap_or("").to_owned())
+            });
+        version.is_some_and(|v| v == major.to_string())
+            && home.join("bin/java").is_file()
+            && home.join("bin/javac").is_file()
+    })
+}
+
+/// The JDK, or a loud skip off CI; under CI a missing JDK fails.
+fn require_jdk(major: u32, test: &str) -> Option<PathBuf> {
+    if let Some(home) = find_jdk(major) {
+        return Some(home);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: no JDK {major} under $JAVA_HOME or /usr/lib/jvm under CI");
+    }
+    eprintln!("SKIP {test}: no JDK {major} under $JAVA_HOME or /usr/lib/jvm");
+    None
+}
+
+fn tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// `AllocHeavy.java` compiled by this JDK.
+fn javac(home: &Path, major: u32) -> PathBuf {
+    let dir = tmp().join(format!("jvm-gc-classes-{major}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/java/AllocHeavy.java");
+    let status = Command::new(home.join("bin/javac"))
+        .arg("-d")
+        .arg(&dir)
+        .arg(&src)
+        .status()
+        .expect("javac runs");
+    assert!(status.success(), "javac {}", src.display());
+    dir
+}
+
+/// Threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .count()
+}
+
+/// utime + stime of the whole process, seconds.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+    let s = agent::collect::procfs::parse_stat(&stat).unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    s.cpu_ticks as f64 / hz
+}
+
+/// What the JVM says about itself, read once its allocating threads ended.
+struct JvmOwn {
+    process_cpu: f64,
+    /// `sun.threads.total_gc_cpu_time`, seconds; `None` without the counter.
+    gc_cpu: Option<f64>,
+    /// `sun.threads.cpu_time.vm`, the VM Thread's CPU, seconds.
+    vm_thread_cpu: f64,
+    /// Pause time of the pause collectors (`sun.gc.collector.*.time`).
+    pause_seconds: f64,
+}
+
+fn read_jvm_own(pid: u32) -> JvmOwn {
+    let path = hsperf::find_file(Path::new("/proc"), pid).expect("the JVM's hsperfdata");
+    let data = hsperf::read(&path).unwrap();
+    let frequency = data.long("sun.os.hrt.frequency").unwrap() as f64;
+    let gc = data.gc_counters().unwrap();
+    JvmOwn {
+        process_cpu: process_cpu_seconds(pid),
+        // Ticks of the high-resolution clock (ns on Linux), as jstat reads
+        // every `U_Ticks` counter.
+        gc_cpu: data
+            .long("sun.threads.total_gc_cpu_time")
+            .map(|t| t as f64 / frequency),
+        vm_thread_cpu: data.long("sun.threads.cpu_time.vm").unwrap_or(0) as f64 / frequency,
+        pause_seconds: gc.gc_time_seconds,
+    }
+}
+
+/// From `-Xlog:gc,gc+cpu,gc+init`: distinct GC ids, the `User+Sys`
+/// seconds of the pauses, and the CPU the concurrent cycles could have
+/// used (their wall time × the concurrent workers).
+struct GcLog {
+    ids: usize,
+    pause_cpu: f64,
+    concurrent_cpu_bound: f64,
+}
+
+fn read_gc_log(text: &str) -> GcLog {
+    let id_of = |line: &str| -> Option<u64> {
+        let at = line.find("GC(")? + 3;
+        line[at..].split(')').next()?.parse().ok()
+    };
+    let ids: BTreeSet<u64> = text.lines().filter_map(id_of).collect();
+    let pause_cpu: f64 = text
+        .lines()
+        .filter(|l| l.contains(" User="))
+        .map(|line| {
+            let secs = |key: &str| -> f64 {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .and_then(|v| v.trim_end_matches('s').parse().ok())
+                    .unwrap_or(0.0)
+            };
+            secs("User=") + secs("Sys=")
+        })
+        .sum();
+    let workers: f64 = text
+        .lines()
+        .find_map(|l| l.split("Concurrent Workers: ").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(1.0);
+    // "GC(6) Concurrent Mark Cycle 20.718ms", "… Concurrent Undo Cycle …".
+    let concurrent_wall: f64 = text
+        .lines()
+        .filter(|l| l.contains(" Concurrent ") && l.contains(" Cycle ") && l.ends_with("ms"))
+        .filter_map(|l| {
+            l.rsplit(' ')
+                .next()?
+                .trim_end_matches("ms")
+                .parse::<f64>()
+                .ok()
+        })
+        .sum::<f64>()
+        / 1e3;
+    GcLog {
+        ids: ids.len(),
+        pause_cpu,
+        concurrent_cpu_bound: concurrent_wall * workers,
+    }
+}
+
+/// The verdict most windows of the busy part of the run held, and its
+/// mean confidence.
+fn busy_verdict(windows: &[&Value]) -> (String, f64) {
+    let busiest = windows
+        .iter()
+        .map(|w| w["cpu_seconds"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    let busy: Vec<&&Value> = windows
+        .iter()
+        .filter(|w| w["cpu_seconds"].as_f64().unwrap_or(0.0) >= 0.5 * busiest)
+        .collect();
+    let mut best = (String::new(), 0, 0.0);
+    for v in &busy {
+        let name = v["verdict"].as_str().unwrap_or("").to_owned();
+        let same: Vec<f64> = busy
+            .iter()
+            .filter(|w| w["verdict"] == v["verdict"])
+            .map(|w| w["verdict_confidence"].as_f64().unwrap_or(0.0))
+            .collect();
+        if same.len() > best.1 {
+            best = (
+                name,
+                same.len(),
+                same.iter().sum::<f64>() / same.len() as f64,
+            );
+        }
+    }
+    (best.0, best.2)
+}
+
+fn run_case(test: &str, major: u32, flag: &str, collector: &str) {
+    run_case_with(test, major, flag, collector, &[]);
+}
+
+/// [`run_case`] with more agent arguments.
+fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args: &[&str]) {
+    if !common::require_root(test) {
+        return;
+    }
+    let Some(home) = require_jdk(major, test) else {
+        return;
+    };
+    let _serial = common::serial();
+    let classes = javac(&home, major);
+    let log = tmp().join(common::unique(&format!("jvm-gc-{major}-{collector}.log")));
+    let mut args = vec!["--interval", "1"];
+    args.extend_from_slice(agent_args);
+    let agent = Agent::start(&args);
+    let child = Command::new(home.join("bin/java"))
+        .args(["-Xmx64m", flag, "-XX:+UsePerfData"])
+        .arg(format!("-Xlog:gc,gc+cpu,gc+init:file={}", log.display()))
+        .arg("-cp")
+        .arg(&classes)
+        .args(["AllocHeavy", &WORK_SECONDS.to_string()])
+        .args([WAIT_BEFORE.to_string(), WAIT_AFTER.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java starts");
+    let pid = child.id();
+    // The JVM's own figures once the allocating threads are gone (the JVM
+    // then sleeps WAIT_AFTER seconds, alive, with its counters).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut started = false;
+    while Instant::now() < deadline {
+        let alloc = threads_named(pid, "alloc-");
+        if alloc > 0 {
+            started = true;
+        } else if started {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started, "{test}: the JVM never started allocating");
+    let own = read_jvm_own(pid);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{test}: java failed: {out:?}");
+    let (lines, stderr, _) = agent.stop();
+    let windows = common::windows_of(&lines, u64::from(pid));
+    assert!(
+        !windows.is_empty(),
+        "{test}: no window; agent stderr:\n{stderr}"
+    );
+    // The window that reports the exit can come after the runtime was
+    // forgotten ("unknown"); every live window must say jvm.
+    let runtimes: Vec<(&Value, &Value)> = windows
+        .iter()
+        .map(|w| (&w["runtime"], &w["exited"]))
+        .collect();
+    assert!(
+        windows
+            .iter()
+            .all(|w| w["runtime"] == "jvm" || w["exited"] == true),
+        "{test}: runtimes {runtimes:?}"
+    );
+
+    let gc_log = read_gc_log(&std::fs::read_to_string(&log).unwrap());
+    let cycles = common::sum(&windows, "gc_cycles");
+    let pauses = common::sum(&windows, "gc_pause_seconds");
+    let share =
+        common::sum(&windows, "gc_cpu_seconds") / common::sum(&windows, "cpu_seconds").max(1e-9);
+    let (verdict, confidence) = busy_verdict(&windows);
+
+    // The JVM's share: exact where it counts GC CPU, else floor..ceiling.
+    let cpu = own.process_cpu.max(1e-9);
+    let (floor, ceiling, jvm_share) = match own.gc_cpu {
+        Some(gc) if gc > 0.0 => {
+            let ceiling = (gc + own.vm_thread_cpu) / cpu;
+            (
+                gc / cpu,
+                ceiling,
+                format!(
+                    "{:.1}%..{:.1}% (GC threads..+VM Thread)",
+                    100.0 * gc / cpu,
+                    100.0 * ceiling
+                ),
+            )
+        }
+        Some(_) => (f64::NAN, f64::NAN, "n/a (publishes no GC CPU)".to_owned()),
+        None => {
+            let floor = gc_log.pause_cpu / cpu;
+            let ceiling = (gc_log.pause_cpu + gc_log.concurrent_cpu_bound) / cpu;
+            (
+                floor,
+                ceiling,
+                format!(
+                    "{:.1}%..{:.1}% (gc+cpu pauses..+concurrent cycles)",
+                    100.0 * floor,
+                    100.0 * ceiling
+                ),
+            )
+        }
+    };
+    let jvm_pauses = if collector == "Shenandoah" {
+        "n/a (its counter holds concurrent phases)".to_owned()
+    } else {
+        format!("{:.3}s", own.pause_seconds)
+    };
+    eprintln!(
+        "JVM-GC-ROW | JDK {major} | {collector}{} | GC share Tally {:.1}% vs JVM {jvm_share} | \
+         cycles Tally {cycles} vs JVM {} | pauses Tally {:.3}s vs JVM {jvm_pauses} | {verdict} | {confidence:.2}",
+        if agent_args.is_empty() {
+            ""
+        } else {
+            " (no uprobes)"
+        },
+        100.0 * share,
+        gc_log.ids,
+        pauses,
+    );
+
+    assert!(
+        gc_log.ids > 50,
+        "{test}: the JVM should collect often ({} ids)",
+        gc_log.ids
+    );
+    let want = gc_log.ids as f64;
+    assert!(
+        (cycles - want).abs() <= 0.05 * want,
+        "{test}: GC cycles: Tally {cycles}, -Xlog:gc {want} distinct GC(N)"
+    );
+    // A pause is counted once. Stop-the-world pauses take milliseconds and
+    // Tally's (gc__begin to gc__end, a little wider than the JVM's own
+    // timer) is within 15% of the JVM's pause collectors' time. ZGC's take
+    // microseconds, of the order of the probes' own cost: only seen.
+    assert!(pauses > 0.0, "{test}: no pause time");
+    // Shenandoah's one counter holds its concurrent phases too: no pause time.
+    if !["ZGC", "Shenandoah"].contains(&collector) && agent_args.is_empty() {
+        assert!(
+            (pauses - own.pause_seconds).abs() <= 0.15 * own.pause_seconds,
+            "{test}: pause time Tally {pauses:.3}s, JVM {:.3}s",
+            own.pause_seconds
+        );
+    }
+    if !floor.is_nan() {
+        // 5 points, or 25% relative, whichever is larger.
+        let slack = |x: f64| 0.05f64.max(0.25 * x);
+        assert!(
+            share >= floor - slack(floor) && share <= ceiling + slack(ceiling),
+            "{test}: GC share Tally {:.1}%, JVM {jvm_share}",
+            100.0 * share
+        );
+    }
+}
+
+#[test]
+fn jdk17_g1_cycles_and_gc_cpu_match_the_jvm() {
+    run_case(
+        "jdk17_g1_cycles_and_gc_cpu_match_the_jvm",
+        17,
+        "-XX:+UseG1GC",
+        "G1",
+    );
+}
+
+#[test]
+fn jdk17_parallel_cycles_and_gc_cpu_match_the_jvm() {
+    run_case(
+        "jdk17_parallel_cycles_and_gc_cpu_match_the_jvm",
+        17,
+        "-XX:+UseParallelGC",
+        "Parallel",
+    );
+}
+
+#[test]
+fn jdk25_zgc_cycles_match_the_jvm() {
+    run_case("jdk25_zgc_cycles_match_the_jvm", 25, "-XX:+UseZGC", "ZGC");
+}
+
+#[test]
+fn jdk25_parallel_cycles_and_gc_cpu_match_the_jvm() {
+    run_case(
+        "jdk25_parallel_cycles_and_gc_cpu_match_the_jvm",
+        25,
+        "-XX:+UseParallelGC",
+        "Parallel",
+    );
+}
+
+#[test]
+fn jdk25_g1_cycles_and_gc_cpu_match_the_jvm() {
+    run_case(
+        "jdk25_g1_cycles_and_gc_cpu_match_the_jvm",
+        25,
+        "-XX:+UseG1GC",
+        "G1",
+    );
+}
+
+#[test]
+fn jdk17_serial_cycles_and_gc_cpu_match_the_jvm() {
+    run_case(
+        "jdk17_serial_cycles_and_gc_cpu_match_the_jvm",
+        17,
+        "-XX:+UseSerialGC",
+        "Serial",
+    );
+}
+
+#[test]
+fn jdk25_shenandoah_cycles_match_the_jvm() {
+    run_case(
+        "jdk25_shenandoah_cycles_match_the_jvm",
+        25,
+        "-XX:+UseShenandoahGC",
+        "Shenandoah",
+    );
+}
+
+/// With uprobes opted out, collections come from the JVM's own GC id
+/// counter (`GCId::_next_id`, read from its memory) and pause time from
+/// hsperfdata: ZGC, whose pause counters are not collections.
+#[test]
+fn jdk25_zgc_without_uprobes_counts_collections_from_its_gc_ids() {
+    run_case_with(
+        "jdk25_zgc_without_uprobes_counts_collections_from_its_gc_ids",
+        25,
+        "-XX:+UseZGC",
+        "ZGC",
+        &["--no-uprobes-for", "java"],
+    );
+}
+
+/// The same for G1 on OpenJDK 17, whose concurrent cycles have GC ids and
+/// no counter.
+#[test]
+fn jdk17_g1_without_uprobes_counts_collections_from_its_gc_ids() {
+    run_case_with(
+        "jdk17_g1_without_uprobes_counts_collections_from_its_gc_ids",
+        17,
+        "-XX:+UseG1GC",
+        "G1",
+        &["--no-uprobes-for", "java"],
+    );
+}
