@@ -3,7 +3,11 @@
 //! PIE, each run under `agent top --batch --json`. Stripped binaries keep
 //! only the runtime's pclntab; Tally must see the same GC through it: GC
 //! cycles equal to gctrace's count, and the same GC share as the build with
-//! symbols. Needs root and go (installed by `cargo xtask test`).
+//! symbols. Each build runs on the host and in a real container (docker,
+//! an image holding only the binary and its libraries at a path the host
+//! does not have), where the agent reads the binary through the process's
+//! mappings and root. Needs root, go and dockerd (`cargo xtask test`
+//! installs and starts them).
 mod common;
 
 use std::{
@@ -11,7 +15,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{Agent, TestCgroup};
+use common::{
+    Agent, TestCgroup,
+    container::{self, Image},
+};
 use serde_json::Value;
 
 /// Seconds of allocation per run, after a quiet start.
@@ -60,9 +67,17 @@ fn go_build(name: &str, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// Where a build runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Host,
+    Container,
+}
+
 /// What one build's run showed, from both sides.
 struct Run {
     build: &'static str,
+    place: Place,
     share: f64,
     cycles: f64,
     verdict: String,
@@ -73,28 +88,54 @@ struct Run {
     gctrace_share: f64,
 }
 
-fn run_build(build: &'static str, bin: &Path) -> Run {
+/// Runs the program (on the host in a cgroup of its own, or as a
+/// container) under the agent; its JSON report, its gctrace, its pid on the
+/// host, and the container, kept until the agent has seen it exit.
+fn run_build(build: &'static str, bin: &Path, place: Place) -> Run {
     let agent = Agent::start(&["--interval", "1"]);
-    let cgroup = TestCgroup::create(&common::unique(&format!("tally-test-go-{build}")));
-    let gctrace_file = tmp().join(common::unique(&format!("gctrace-{build}")));
-    let mut cmd = Command::new(bin);
-    // GOGC=10: a cycle every few tens of ms. One P, as in the verdicts
-    // test: the process keeps its P busy and no mark worker idles.
-    cmd.args([RUN_SECONDS.to_string(), QUIET_SECONDS.to_string()])
-        .env("GOGC", "10")
-        .env("GODEBUG", "gctrace=1")
-        .env("GOMAXPROCS", "1")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&gctrace_file).unwrap());
-    cgroup.enter_on_spawn(&mut cmd);
-    let out = cmd
-        .spawn()
-        .expect("workload starts")
-        .wait_with_output()
-        .unwrap();
-    assert!(out.status.success(), "{build}: workload failed: {out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pid = report["pid"].as_u64().unwrap();
+    let args = [RUN_SECONDS.to_string(), QUIET_SECONDS.to_string()];
+    let env = [
+        ("GOGC", "10"),
+        ("GODEBUG", "gctrace=1"),
+        ("GOMAXPROCS", "1"),
+    ];
+    let (report, gctrace, pid, running) = match place {
+        Place::Host => {
+            let cgroup = TestCgroup::create(&common::unique(&format!("tally-test-go-{build}")));
+            let gctrace_file = tmp().join(common::unique(&format!("gctrace-{build}")));
+            let mut cmd = Command::new(bin);
+            // GOGC=10: a cycle every few tens of ms. One P, as in the
+            // verdicts test: the process keeps its P busy and no mark
+            // worker idles.
+            cmd.args(&args)
+                .envs(env)
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&gctrace_file).unwrap());
+            cgroup.enter_on_spawn(&mut cmd);
+            let out = cmd
+                .spawn()
+                .expect("workload starts")
+                .wait_with_output()
+                .unwrap();
+            assert!(out.status.success(), "{build}: workload failed: {out:?}");
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let pid = report["pid"].as_u64().unwrap();
+            let gctrace = std::fs::read_to_string(&gctrace_file).unwrap();
+            (report, gctrace, pid, None)
+        }
+        Place::Container => {
+            let image = Image::host_files(&format!("go-{build}"), "/app/allocheavy", bin);
+            let mut run = container::Run::new();
+            for (k, v) in env {
+                run = run.env(k, v);
+            }
+            let c = run.start(&image, &[&args[0], &args[1]]);
+            let (stdout, gctrace) = c.wait_success(std::time::Duration::from_secs(60));
+            let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+            let pid = u64::from(c.pid);
+            (report, gctrace, pid, Some(c))
+        }
+    };
     // The window that reports the exit carries the cycles of the process's
     // last moments.
     let (lines, stderr, _) = agent.stop_after_exit_of(pid);
@@ -107,18 +148,25 @@ fn run_build(build: &'static str, bin: &Path) -> Run {
         .iter()
         .map(|w| (&w["runtime"], &w["exited"], &w["gc_cycles"]))
         .collect();
-    // The window of the exit comes after the process is forgotten and
-    // says "unknown" (agent behaviour outside this test's scope): the live
-    // windows must say Go.
+    // Every window says Go, the exit's too (it may come after the process
+    // left /proc).
     assert!(
-        windows
-            .iter()
-            .filter(|w| w["exited"] == false)
-            .all(|w| w["runtime"] == "go"),
+        windows.iter().all(|w| w["runtime"] == "go"),
         "{build}: not seen as Go: {runtimes:?}"
     );
 
-    let gctrace = std::fs::read_to_string(&gctrace_file).unwrap();
+    if let Some(c) = &running {
+        // The container's own id, from its real cgroup.
+        assert!(
+            windows
+                .iter()
+                .filter(|w| w["exited"] == false)
+                .all(|w| w["container_id"] == c.id.as_str()),
+            "{build}: windows not named by container {}",
+            c.id
+        );
+    }
+    drop(running);
     let gc_lines: Vec<&str> = gctrace.lines().filter(|l| l.starts_with("gc ")).collect();
     let last: Vec<&str> = gc_lines
         .last()
@@ -154,6 +202,7 @@ fn run_build(build: &'static str, bin: &Path) -> Run {
         .collect();
     Run {
         build,
+        place,
         share: common::sum(&windows, "gc_cpu_seconds")
             / common::sum(&windows, "cpu_seconds").max(1e-9),
         cycles: common::sum(&windows, "gc_cycles"),
@@ -173,7 +222,7 @@ fn share_tolerance(reference: f64) -> f64 {
 #[test]
 fn stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols() {
     let test = "stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols";
-    if !common::require_root(test) || !require_go(test) {
+    if !common::require_root(test) || !require_go(test) || !container::require_docker(test) {
         return;
     }
     let _serial = common::serial();
@@ -187,12 +236,18 @@ fn stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols() {
     ];
     let runs: Vec<Run> = builds
         .iter()
-        .map(|(build, bin)| run_build(build, bin))
+        .flat_map(|(build, bin)| {
+            [Place::Host, Place::Container].map(|place| run_build(build, bin, place))
+        })
         .collect();
     for r in &runs {
         eprintln!(
-            "| go | {} | {:.1}% | {} | {} | {:.2} | gctrace: {} cycles, GC {:.1}% of CPU |",
+            "| Go 1.19 | {} | {} | {:.1}% | {} | {} | {:.2} | gctrace: {} cycles, GC {:.1}% of CPU |",
             r.build,
+            match r.place {
+                Place::Host => "host",
+                Place::Container => "container",
+            },
             100.0 * r.share,
             r.cycles,
             r.verdict,

@@ -391,7 +391,20 @@ fn ldd(path: &Path) -> Vec<PathBuf> {
     let Ok(out) = Command::new("ldd").arg(path).output() else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&out.stdout)
+    // A Go PIE names an interpreter and no library: ldd calls it
+    // "statically linked", yet it does not start without its PT_INTERP.
+    let interpreter = Command::new("readelf")
+        .args(["-l", "-W"])
+        .arg(path)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let at = text.find("program interpreter: ")? + "program interpreter: ".len();
+            let end = text[at..].find(']')?;
+            Some(PathBuf::from(&text[at..at + end]))
+        });
+    let mut libs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
             // "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or
@@ -402,7 +415,11 @@ fn ldd(path: &Path) -> Vec<PathBuf> {
             let (lib, rest) = l.split_once(' ')?;
             (lib.starts_with('/') && rest.starts_with("(0x")).then(|| PathBuf::from(lib))
         })
-        .collect()
+        .collect();
+    if let Some(interp) = interpreter.filter(|i| !libs.contains(i)) {
+        libs.push(interp);
+    }
+    libs
 }
 
 /// How to run a container: `docker run -d --network none` plus these.
