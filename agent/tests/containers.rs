@@ -540,3 +540,61 @@ fn node_in_a_container_is_detected_and_its_gc_stacks_seen() {
         container::build_seconds()
     );
 }
+
+/// A C program churning malloc (blocks over the mmap threshold) in a
+/// scratch container: `alloc-churn`, never gc-heavy, runtime native, named
+/// by its container; its mmap and munmap calls at least its own count of
+/// blocks.
+#[test]
+fn c_malloc_churn_in_a_container_is_alloc_churn() {
+    let test = "c_malloc_churn_in_a_container_is_alloc_churn";
+    if !ready(test) {
+        return;
+    }
+    let _serial = common::serial();
+    let image = Image::static_c("churn", &workloads_dir().join("churn.c"));
+    let agent = Agent::start(&["--interval", "1"]);
+    let c = Run::new().start(&image, &["6"]);
+    let pid = u64::from(c.pid);
+    let report = report_of(&c);
+    let blocks = report["blocks"].as_f64().unwrap();
+    let (lines, stderr, _) = agent.stop_after_exit_of(pid);
+    let windows = common::windows_of(&lines, pid);
+    assert!(!windows.is_empty(), "{test}: no window:\n{stderr}");
+    let verdicts: Vec<&str> = windows
+        .iter()
+        .map(|w| w["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!verdicts.contains(&"gc-heavy"), "{verdicts:?}");
+    let busy: Vec<&str> = windows
+        .iter()
+        .filter(|w| w["exited"] == false && w["cpu_seconds"].as_f64().unwrap_or(0.0) > 0.5)
+        .map(|w| w["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!busy.is_empty(), "{verdicts:?}");
+    assert!(busy.iter().all(|v| *v == "alloc-churn"), "{busy:?}");
+    assert!(windows.iter().all(|w| w["container_id"] == c.id.as_str()));
+    // runc's init (Go) is the container's first process before its exec:
+    // the last windows are the C program's.
+    assert_eq!(windows.last().unwrap()["runtime"], "native");
+    // Every block is one mmap and one munmap (over the fixed threshold).
+    assert!(
+        common::sum(&windows, "mmap_calls") >= blocks
+            && common::sum(&windows, "munmap_calls") >= blocks,
+        "{blocks} blocks, agent mmap {} munmap {}",
+        common::sum(&windows, "mmap_calls"),
+        common::sum(&windows, "munmap_calls")
+    );
+    let churn = common::sum(&windows, "mmap_bytes") + common::sum(&windows, "munmap_bytes");
+    let cpu = common::sum(&windows, "cpu_seconds");
+    eprintln!(
+        "| C (malloc churn) | static | container | n/a | n/a | alloc-churn | {:.2} | {:.0} MiB/s through mmap/munmap over {cpu:.1} s of CPU |",
+        windows
+            .iter()
+            .filter(|w| w["verdict"] == "alloc-churn")
+            .map(|w| w["verdict_confidence"].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+            / busy.len() as f64,
+        churn / 1048576.0 / cpu.max(1e-9)
+    );
+}

@@ -285,3 +285,60 @@ fn stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols() {
         );
     }
 }
+
+/// The blind case: with `--stack-sampling off` nothing shows a Go
+/// program's GC CPU (it has no GC threads by name). Its verdict says so,
+/// `gc-unobservable` with confidence 0 and no GC share, instead of a
+/// confident `steady` at 0%; its cycles, from the uprobe, are still exact.
+#[test]
+fn go_without_stack_sampling_is_gc_unobservable_not_steady() {
+    let test = "go_without_stack_sampling_is_gc_unobservable_not_steady";
+    if !common::require_root(test) || !require_go(test) {
+        return;
+    }
+    let _serial = common::serial();
+    let bin = go_build("symbols", &[]);
+    let agent = Agent::start(&["--interval", "1", "--stack-sampling", "off"]);
+    let cgroup = TestCgroup::create(&common::unique("tally-test-go-blind"));
+    let gctrace_file = tmp().join(common::unique("gctrace-blind"));
+    let mut cmd = Command::new(&bin);
+    cmd.args([RUN_SECONDS.to_string(), QUIET_SECONDS.to_string()])
+        .env("GOGC", "10")
+        .env("GODEBUG", "gctrace=1")
+        .env("GOMAXPROCS", "1")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&gctrace_file).unwrap());
+    cgroup.enter_on_spawn(&mut cmd);
+    let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = report["pid"].as_u64().unwrap();
+    let (lines, stderr, _) = agent.stop_after_exit_of(pid);
+    let windows = common::windows_of(&lines, pid);
+    let busy: Vec<&Value> = windows
+        .iter()
+        .copied()
+        .filter(|w| w["exited"] == false && w["cpu_seconds"].as_f64().unwrap_or(0.0) > 0.5)
+        .collect();
+    assert!(!busy.is_empty(), "no busy window:\n{stderr}");
+    for w in &busy {
+        assert_eq!(w["verdict"], "gc-unobservable", "{w}");
+        assert_eq!(w["verdict_confidence"], 0.0, "{w}");
+        assert!(
+            w["gc_cpu_share"].is_null(),
+            "a share where none is known: {w}"
+        );
+        let why = w["verdict_reasons"][0].as_str().unwrap_or_default();
+        assert!(why.contains("not sampled"), "{w}");
+    }
+    let gctrace = std::fs::read_to_string(&gctrace_file).unwrap();
+    let gctrace_cycles = gctrace.lines().filter(|l| l.starts_with("gc ")).count() as f64;
+    let cycles = common::sum(&windows, "gc_cycles");
+    eprintln!(
+        "| Go 1.19 | symbols, --stack-sampling off | host | unseen (null) | {cycles} | gc-unobservable | 0.00 | gctrace: {gctrace_cycles} cycles |"
+    );
+    assert!(
+        (cycles - gctrace_cycles).abs() <= 1.0,
+        "GC cycles: agent {cycles}, gctrace {gctrace_cycles}"
+    );
+}

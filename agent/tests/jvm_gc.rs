@@ -33,6 +33,10 @@
 //!   (its `sun.threads.total_gc_cpu_time` stays 0 and `-Xlog:gc+cpu` prints
 //!   nothing for ZGC), so the row says so and only cycles are checked.
 //!
+//! Some cases run the JVM in a real container too (docker; the JDK at
+//! `/opt/jdk`, a path the host lacks): probes through the container's root,
+//! hsperfdata in its `/tmp` under its namespaced pid.
+//!
 //! Each case prints one row to stderr (`JVM-GC-ROW …`) for the README.
 mod common;
 
@@ -44,42 +48,19 @@ use std::{
 };
 
 use agent::gc::hsperf;
-use common::Agent;
+use common::{
+    Agent,
+    container::{self, Image},
+};
 use serde_json::Value;
 
 const WORK_SECONDS: f64 = 8.0;
 const WAIT_BEFORE: f64 = 2.5;
 const WAIT_AFTER: f64 = 3.0;
 
-/// A JDK home whose `release` says `JAVA_VERSION="<major>…"`, from
-/// `$JAVA_HOME` first, then `/usr/lib/jvm/*` in name order.
-fn find_jdk(major: u32) -> Option<PathBuf> {
-    let mut homes: Vec<PathBuf> = std::env::var_os("JAVA_HOME")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Ok(dir) = std::fs::read_dir("/usr/lib/jvm") {
-        let mut found: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        found.sort();
-        homes.extend(found);
-    }
-    homes.into_iter().find(|home| {
-        let version = std::fs::read_to_string(home.join("release"))
-            .ok()
-            .and_then(|r| {
-                r.lines()
-                    .find_map(|l| l.strip_prefix("JAVA_VERSION=\""))
-                    .map(|v| v.split(['.', '"']).next().unwrap_or("").to_owned())
-            });
-        version.is_some_and(|v| v == major.to_string())
-            && home.join("bin/java").is_file()
-            && home.join("bin/javac").is_file()
-    })
-}
-
 /// The JDK, or a loud skip off CI; under CI a missing JDK fails.
 fn require_jdk(major: u32, test: &str) -> Option<PathBuf> {
-    if let Some(home) = find_jdk(major) {
+    if let Some(home) = container::find_jdk(major) {
         return Some(home);
     }
     if std::env::var_os("CI").is_some() {
@@ -247,30 +228,90 @@ fn run_case(test: &str, major: u32, flag: &str, collector: &str) {
 
 /// [`run_case`] with more agent arguments.
 fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args: &[&str]) {
+    run_case_at(test, major, flag, collector, agent_args, Place::Host);
+}
+
+/// Where the JVM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Host,
+    Container,
+}
+
+/// The JVM started on the host, or in a container.
+enum Running {
+    Host(std::process::Child),
+    Container(container::Container),
+}
+
+fn run_case_at(
+    test: &str,
+    major: u32,
+    flag: &str,
+    collector: &str,
+    agent_args: &[&str],
+    place: Place,
+) {
     if !common::require_root(test) {
         return;
     }
     let Some(home) = require_jdk(major, test) else {
         return;
     };
+    if place == Place::Container && !container::require_docker(test) {
+        return;
+    }
     let _serial = common::serial();
     let classes = javac(&home, major);
-    let log = tmp().join(common::unique(&format!("jvm-gc-{major}-{collector}.log")));
+    let logs = tmp().join(common::unique(&format!("jvm-gc-{major}-{collector}")));
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("gc.log");
     let mut args = vec!["--interval", "1"];
     args.extend_from_slice(agent_args);
     let agent = Agent::start(&args);
-    let child = Command::new(home.join("bin/java"))
-        .args(["-Xmx64m", flag, "-XX:+UsePerfData"])
-        .arg(format!("-Xlog:gc,gc+cpu,gc+init:file={}", log.display()))
-        .arg("-cp")
-        .arg(&classes)
-        .args(["AllocHeavy", &WORK_SECONDS.to_string()])
-        .args([WAIT_BEFORE.to_string(), WAIT_AFTER.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("java starts");
-    let pid = child.id();
+    let (log_at, classes_at) = match place {
+        Place::Host => (log.display().to_string(), classes.display().to_string()),
+        Place::Container => ("/logs/gc.log".to_owned(), "/classes".to_owned()),
+    };
+    let java_args: Vec<String> = [
+        "-Xmx64m",
+        flag,
+        "-XX:+UsePerfData",
+        &format!("-Xlog:gc,gc+cpu,gc+init:file={log_at}"),
+        "-cp",
+        &classes_at,
+        "AllocHeavy",
+        &WORK_SECONDS.to_string(),
+        &WAIT_BEFORE.to_string(),
+        &WAIT_AFTER.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let running = match place {
+        Place::Host => Running::Host(
+            Command::new(home.join("bin/java"))
+                .args(&java_args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("java starts"),
+        ),
+        Place::Container => {
+            let image = Image::jvm(&format!("jdk{major}"), &home);
+            let mut command = vec!["/opt/jdk/bin/java"];
+            command.extend(java_args.iter().map(String::as_str));
+            Running::Container(
+                container::Run::new()
+                    .volume(&classes, "/classes", false)
+                    .volume(&logs, "/logs", true)
+                    .start(&image, &command),
+            )
+        }
+    };
+    let pid = match &running {
+        Running::Host(child) => child.id(),
+        Running::Container(c) => c.pid,
+    };
     // The JVM's own figures once the allocating threads are gone (the JVM
     // then sleeps WAIT_AFTER seconds, alive, with its counters).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -286,26 +327,40 @@ fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args
     }
     assert!(started, "{test}: the JVM never started allocating");
     let own = read_jvm_own(pid);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{test}: java failed: {out:?}");
-    let (lines, stderr, _) = agent.stop();
+    let kept = match running {
+        Running::Host(child) => {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{test}: java failed: {out:?}");
+            None
+        }
+        Running::Container(c) => {
+            c.wait_success(Duration::from_secs(60));
+            Some(c)
+        }
+    };
+    let (lines, stderr, _) = agent.stop_after_exit_of(u64::from(pid));
     let windows = common::windows_of(&lines, u64::from(pid));
     assert!(
         !windows.is_empty(),
         "{test}: no window; agent stderr:\n{stderr}"
     );
-    // The window that reports the exit can come after the runtime was
-    // forgotten ("unknown"); every live window must say jvm.
+    // Every window says jvm, the exit's too (it may come after the process
+    // left /proc).
     let runtimes: Vec<(&Value, &Value)> = windows
         .iter()
         .map(|w| (&w["runtime"], &w["exited"]))
         .collect();
     assert!(
-        windows
-            .iter()
-            .all(|w| w["runtime"] == "jvm" || w["exited"] == true),
+        windows.iter().all(|w| w["runtime"] == "jvm"),
         "{test}: runtimes {runtimes:?}"
     );
+    if let Some(c) = &kept {
+        assert!(
+            windows.iter().all(|w| w["container_id"] == c.id.as_str()),
+            "{test}: windows not named by container {}",
+            c.id
+        );
+    }
 
     let gc_log = read_gc_log(&std::fs::read_to_string(&log).unwrap());
     let cycles = common::sum(&windows, "gc_cycles");
@@ -350,12 +405,16 @@ fn run_case_with(test: &str, major: u32, flag: &str, collector: &str, agent_args
         format!("{:.3}s", own.pause_seconds)
     };
     eprintln!(
-        "JVM-GC-ROW | JDK {major} | {collector}{} | GC share Tally {:.1}% vs JVM {jvm_share} | \
+        "JVM-GC-ROW | JDK {major} | {collector}{} | {} | GC share Tally {:.1}% vs JVM {jvm_share} | \
          cycles Tally {cycles} vs JVM {} | pauses Tally {:.3}s vs JVM {jvm_pauses} | {verdict} | {confidence:.2}",
         if agent_args.is_empty() {
             ""
         } else {
             " (no uprobes)"
+        },
+        match place {
+            Place::Host => "host",
+            Place::Container => "container",
         },
         100.0 * share,
         gc_log.ids,
@@ -485,5 +544,41 @@ fn jdk17_g1_without_uprobes_counts_collections_from_its_gc_ids() {
         "-XX:+UseG1GC",
         "G1",
         &["--no-uprobes-for", "java"],
+    );
+}
+
+#[test]
+fn jdk17_g1_in_a_container_cycles_and_gc_cpu_match_the_jvm() {
+    run_case_at(
+        "jdk17_g1_in_a_container_cycles_and_gc_cpu_match_the_jvm",
+        17,
+        "-XX:+UseG1GC",
+        "G1",
+        &[],
+        Place::Container,
+    );
+}
+
+#[test]
+fn jdk25_zgc_in_a_container_cycles_match_the_jvm() {
+    run_case_at(
+        "jdk25_zgc_in_a_container_cycles_match_the_jvm",
+        25,
+        "-XX:+UseZGC",
+        "ZGC",
+        &[],
+        Place::Container,
+    );
+}
+
+#[test]
+fn jdk25_parallel_in_a_container_cycles_and_gc_cpu_match_the_jvm() {
+    run_case_at(
+        "jdk25_parallel_in_a_container_cycles_and_gc_cpu_match_the_jvm",
+        25,
+        "-XX:+UseParallelGC",
+        "Parallel",
+        &[],
+        Place::Container,
     );
 }

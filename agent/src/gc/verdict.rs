@@ -14,7 +14,10 @@
 //!    from a handful of cpu-clock samples says nothing. Such a window is
 //!    `steady` with a confidence that says how little it saw; a process
 //!    that ran for a moment (a shell's child between fork and exec) never
-//!    becomes `alloc-churn` from a few calls divided by almost no CPU.
+//!    becomes `alloc-churn` from a few calls divided by almost no CPU. And
+//!    a GC share decides gc-heavy (or not) only when its interval
+//!    ([`SHARE_Z`]) is clear of the threshold; one that straddles it is
+//!    `steady` at confidence 0.3, saying so.
 //! 4. **gc-heavy**: a garbage-collected runtime spending at least
 //!    [`GC_HEAVY_SHARE`] of its CPU in GC, and at least [`GC_HEAVY_MIN_CORES`]
 //!    of a core. A GC that burns a tenth of a service's CPU is worth tuning:
@@ -49,12 +52,15 @@ pub const CHURN_BYTES_PER_CPU_SECOND: f64 = 256.0 * 1024.0 * 1024.0;
 pub const CHURN_CALLS_PER_CPU_SECOND: f64 = 2_000.0;
 /// Minor faults per CPU-second above which a process churns the fault path.
 pub const CHURN_FAULTS_PER_CPU_SECOND: f64 = 50_000.0;
-/// cpu-clock samples a GC share or a per-CPU rate needs before it decides
-/// anything. With n samples a share p is known to about ±sqrt(p(1-p)/n):
-/// at 30 samples and p = 10% that is ±5.5 points, enough to tell 30% from
-/// 3%, not enough to tell 9% from 11% — which is what a collector's history
-/// of several windows is for. 30 samples is 0.3 s of CPU at 99 Hz.
-pub const MIN_SAMPLES: u64 = 30;
+/// cpu-clock samples below which neither a GC share nor a per-CPU rate
+/// decides anything (two samples in GC are not "100% GC").
+pub const MIN_SAMPLES: u64 = 10;
+/// Width of the interval a GC share must clear its threshold by, in
+/// standard errors (Wilson score interval). A share drawn from n samples
+/// is known to about ±sqrt(p(1-p)/n): 55% from 23 samples is 34%–74%,
+/// clearly gc-heavy; 9% from 99 samples is 5%–16%, which cannot tell 9%
+/// from the 10% threshold, so it decides nothing.
+pub const SHARE_Z: f64 = 2.0;
 /// Share of a workload's CPU whose GC must be unseen for the verdict to be
 /// gc-unobservable (a blind sidecar does not blind its container).
 pub const BLIND_SHARE: f64 = 0.5;
@@ -188,6 +194,7 @@ pub fn classify_after(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
         }
     };
     let enough_samples = s.cpu_samples >= MIN_SAMPLES;
+    let (share_low, share_high) = wilson(r.share, s.cpu_samples);
     let churn_reasons = if enough_samples {
         churn_reasons(&r, stay(VerdictKind::AllocChurn))
     } else {
@@ -243,7 +250,33 @@ pub fn classify_after(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
 
     let heavy_share = GC_HEAVY_SHARE * stay(VerdictKind::GcHeavy);
     let heavy_cores = GC_HEAVY_MIN_CORES * stay(VerdictKind::GcHeavy);
-    if s.runtime.has_gc() && r.share >= heavy_share && r.gc_cores >= heavy_cores {
+    // The share decides only when its interval is clear of the threshold.
+    let heavy = s.runtime.has_gc() && share_low >= heavy_share && r.gc_cores >= heavy_cores;
+    let undecided = s.runtime.has_gc()
+        && !heavy
+        && r.gc_cores >= heavy_cores
+        && share_high >= heavy_share
+        && r.share >= heavy_share.min(0.5 * GC_HEAVY_SHARE);
+    if undecided {
+        let mut reasons = vec![
+            format!(
+                "GC {} ({:.0}%–{:.0}% from {} samples): too few to tell it from {:.0}%",
+                gc_share_text(s, &r),
+                100.0 * share_low,
+                100.0 * share_high,
+                s.cpu_samples,
+                100.0 * heavy_share
+            ),
+            format!("{:.2} cores", r.cores),
+        ];
+        reasons.extend(churn_reasons);
+        return Verdict {
+            kind: VerdictKind::Steady,
+            confidence: 0.3,
+            reasons,
+        };
+    }
+    if heavy {
         let mut reasons = vec![format!("GC {}", gc_share_text(s, &r))];
         let mut confidence =
             0.6 + ((r.share - GC_HEAVY_SHARE) / GC_HEAVY_SHARE).clamp(0.0, 1.0) * 0.25;
@@ -301,6 +334,18 @@ pub fn classify_after(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
         },
         reasons,
     }
+}
+
+/// The Wilson score interval of a share `p` drawn from `n` samples, at
+/// [`SHARE_Z`] standard errors.
+fn wilson(p: f64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (n, z2) = (n as f64, SHARE_Z * SHARE_Z);
+    let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = SHARE_Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((center - half).max(0.0), (center + half).min(1.0))
 }
 
 /// "33% of CPU (stacks 33%)": the share and its parts; the caller says
@@ -405,11 +450,26 @@ mod tests {
 
     #[test]
     fn a_few_samples_decide_nothing() {
-        // Half of 10 samples in GC: a share, but not a finding.
-        let v = classify(&signals(Runtime::Go, 0.1, 0.0, 0.05));
+        // Both of 2 samples in GC: a share, but not a finding.
+        let mut two = signals(Runtime::Go, 0.1, 0.0, 0.1);
+        two.cpu_samples = 2;
+        let v = classify(&two);
         assert_eq!(v.kind, VerdictKind::Steady);
         assert!(v.confidence < 0.2, "{v:?}");
         assert!(v.reasons.iter().any(|r| r.contains("too few")), "{v:?}");
+        // 55% of 23 samples is clearly past 10%.
+        let mut some = signals(Runtime::Jvm, 0.23, 0.1265, 0.0);
+        some.cpu_samples = 23;
+        assert_eq!(classify(&some).kind, VerdictKind::GcHeavy);
+        // 12% of 99 samples cannot be told from 10%: it says so.
+        let near = classify(&signals(Runtime::Jvm, 1.0, 0.12, 0.0));
+        assert_eq!(near.kind, VerdictKind::Steady);
+        assert_eq!(near.confidence, 0.3);
+        assert!(near.reasons[0].contains("too few to tell"), "{near:?}");
+        // 12% of 10,000 samples can.
+        let mut many = signals(Runtime::Jvm, 1.0, 0.12, 0.0);
+        many.cpu_samples = 10_000;
+        assert_eq!(classify(&many).kind, VerdictKind::GcHeavy);
     }
 
     #[test]
@@ -441,7 +501,13 @@ mod tests {
 
     #[test]
     fn a_verdict_over_history_does_not_flap_at_its_threshold() {
-        let near = signals(Runtime::Jvm, 1.0, 0.085, 0.0);
+        // A minute of one core: 5,940 samples, a share known to ±0.8 points.
+        let minute = |gc: f64| {
+            let mut s = signals(Runtime::Jvm, 60.0, 60.0 * gc, 0.0);
+            s.window_seconds = 60.0;
+            s
+        };
+        let near = minute(0.085);
         assert_eq!(classify(&near).kind, VerdictKind::Steady);
         assert_eq!(
             classify_after(&near, Some(VerdictKind::GcHeavy)).kind,
@@ -452,12 +518,12 @@ mod tests {
             VerdictKind::Steady
         );
         // Clearly past the threshold, the verdict changes.
-        let low = signals(Runtime::Jvm, 1.0, 0.05, 0.0);
+        let low = minute(0.05);
         assert_eq!(
             classify_after(&low, Some(VerdictKind::GcHeavy)).kind,
             VerdictKind::Steady
         );
-        let high = signals(Runtime::Jvm, 1.0, 0.12, 0.0);
+        let high = minute(0.12);
         assert_eq!(
             classify_after(&high, Some(VerdictKind::Steady)).kind,
             VerdictKind::GcHeavy
