@@ -33,23 +33,6 @@ fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// `go` must exist; off CI a missing one skips, under CI it fails.
-fn require_go(test: &str) -> bool {
-    if Command::new("go")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok()
-    {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: go is missing under CI (cargo xtask test installs it)");
-    }
-    eprintln!("SKIP {test}: go is not installed");
-    false
-}
-
 fn go_build(name: &str, flags: &[&str]) -> PathBuf {
     let out = tmp().join(format!("go-allocheavy-{name}"));
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/go/allocheavy.go");
@@ -222,7 +205,10 @@ fn share_tolerance(reference: f64) -> f64 {
 #[test]
 fn stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols() {
     let test = "stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols";
-    if !common::require_root(test) || !require_go(test) || !container::require_docker(test) {
+    if !common::require_root(test)
+        || !common::require("go", test)
+        || !container::require_docker(test)
+    {
         return;
     }
     let _serial = common::serial();
@@ -293,7 +279,7 @@ fn stripped_and_pie_go_builds_show_the_same_gc_as_with_symbols() {
 #[test]
 fn go_without_stack_sampling_is_gc_unobservable_not_steady() {
     let test = "go_without_stack_sampling_is_gc_unobservable_not_steady";
-    if !common::require_root(test) || !require_go(test) {
+    if !common::require_root(test) || !common::require("go", test) {
         return;
     }
     let _serial = common::serial();

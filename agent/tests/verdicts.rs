@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Agent, TestCgroup};
+use common::{Agent, TestCgroup, require};
 use serde_json::Value;
 
 const RUN_SECONDS: f64 = 12.0;
@@ -23,30 +23,6 @@ fn workloads_dir() -> PathBuf {
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-}
-
-/// `tool` must exist; off CI a missing one skips, under CI it fails.
-fn require(tool: &str, test: &str) -> bool {
-    if Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-        || Command::new(tool)
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {tool} is missing under CI (cargo xtask test installs it)");
-    }
-    eprintln!("SKIP {test}: {tool} is not installed");
-    false
 }
 
 fn go_build(name: &str) -> PathBuf {

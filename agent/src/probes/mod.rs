@@ -327,22 +327,10 @@ fn load_object(offsets: &KernelOffsets, opts: &LoadOptions) -> Result<Ebpf, Prob
 fn hide_vmlinux_btf_from_this_thread() -> io::Result<()> {
     use std::ffi::CString;
     let cstr = |s: &str| CString::new(s).expect("no NUL");
-    let (root, target, devnull) = (cstr("/"), cstr(offsets::VMLINUX_BTF), cstr("/dev/null"));
-    // SAFETY: plain syscalls with valid NUL-terminated strings.
+    let (target, devnull) = (cstr(offsets::VMLINUX_BTF), cstr("/dev/null"));
+    tracefs::private_mount_namespace()?;
+    // SAFETY: a plain syscall with valid NUL-terminated strings.
     unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
         if libc::mount(
             devnull.as_ptr(),
             target.as_ptr(),

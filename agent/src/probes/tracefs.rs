@@ -105,15 +105,13 @@ fn hint(err: &io::Error) -> &'static str {
     }
 }
 
-/// Gives this thread a mount namespace of its own, cut off from the host's
-/// propagation, and mounts tracefs on its `/sys/kernel/tracing`.
-fn mount_privately() -> io::Result<()> {
-    let cstr = |s: &str| CString::new(s).expect("no NUL");
-    let (root, target, fstype) = (cstr("/"), cstr(TRACEFS_PATHS[0]), cstr("tracefs"));
-    if !Path::new(TRACEFS_PATHS[0]).is_dir() {
-        return Err(io::Error::from_raw_os_error(libc::ENOENT));
-    }
-    // SAFETY: plain syscalls with valid NUL-terminated strings.
+/// Gives the calling thread a mount namespace of its own (`unshare` of
+/// CLONE_NEWNS affects only it in a multi-threaded process), cut off from
+/// the host's propagation: what it mounts there never shows on the host,
+/// and goes with the thread. Needs CAP_SYS_ADMIN.
+pub(super) fn private_mount_namespace() -> io::Result<()> {
+    let root = CString::new("/").expect("no NUL");
+    // SAFETY: plain syscalls with a valid NUL-terminated string.
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
             return Err(io::Error::last_os_error());
@@ -129,6 +127,21 @@ fn mount_privately() -> io::Result<()> {
         {
             return Err(io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// Mounts tracefs on `/sys/kernel/tracing` in a private mount namespace of
+/// this thread.
+fn mount_privately() -> io::Result<()> {
+    let cstr = |s: &str| CString::new(s).expect("no NUL");
+    let (target, fstype) = (cstr(TRACEFS_PATHS[0]), cstr("tracefs"));
+    if !Path::new(TRACEFS_PATHS[0]).is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    private_mount_namespace()?;
+    // SAFETY: a plain syscall with valid NUL-terminated strings.
+    unsafe {
         if libc::mount(
             fstype.as_ptr(),
             target.as_ptr(),

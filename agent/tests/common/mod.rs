@@ -29,6 +29,26 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `tool` must exist; off CI a missing one skips, under CI it fails.
+pub fn require(tool: &str, test: &str) -> bool {
+    let answers = |arg: &str| {
+        Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if answers("--version") || answers("version") {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {tool} is missing under CI (cargo xtask test installs it)");
+    }
+    eprintln!("SKIP {test}: {tool} is not installed");
+    false
+}
+
 /// True if the tests can load eBPF programs. Off CI a missing privilege
 /// skips loudly; under CI (`CI=true`) it fails.
 pub fn require_root(test: &str) -> bool {

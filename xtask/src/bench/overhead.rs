@@ -336,8 +336,17 @@ fn under_agent(setup: &Setup, mode: Mode) -> Result<Run> {
 }
 
 fn under_bpftrace(setup: &Setup, script: &Path, mode: Mode) -> Result<Run> {
-    let mut c = cmd("bpftrace");
-    c.arg(script);
+    // bpftrace reads tracepoint ids from tracefs and, unlike the agent, does
+    // not mount it: on a host that booted without it, it runs in a mount
+    // namespace of its own where tracefs is mounted (the host is left as
+    // it was). `unshare` and `sh` exec, so the pid stays bpftrace's.
+    let mut c = cmd("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "grep -q ' - tracefs ' /proc/self/mountinfo \
+             || mount -t tracefs nodev /sys/kernel/tracing; exec bpftrace \"$0\"",
+        )
+        .arg(script);
     let mut bt = Tracer::start(
         "bpftrace",
         c,
