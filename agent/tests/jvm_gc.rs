@@ -588,3 +588,77 @@ fn jdk25_parallel_in_a_container_cycles_and_gc_cpu_match_the_jvm() {
         Place::Container,
     );
 }
+
+/// A JVM already running when the agent starts, seen without uprobes (its
+/// counts come from its own cumulative counters): its first window carries
+/// the collections of that window, not those of its life so far, and no
+/// window holds more pause time than the window can.
+#[test]
+fn a_jvm_running_before_the_agent_reports_no_lifetime_in_its_first_window() {
+    let test = "a_jvm_running_before_the_agent_reports_no_lifetime_in_its_first_window";
+    if !common::require_root(test) {
+        return;
+    }
+    let Some(home) = require_jdk(17, test) else {
+        return;
+    };
+    let _serial = common::serial();
+    let classes = javac(&home, 17);
+    let log = tmp().join(common::unique("jvm-gc-before-agent.log"));
+    let mut java = Command::new(home.join("bin/java"))
+        .args(["-Xmx64m", "-XX:+UseParallelGC", "-XX:+UsePerfData"])
+        .arg(format!("-Xlog:gc:file={}", log.display()))
+        .arg("-cp")
+        .arg(&classes)
+        .args(["AllocHeavy", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java starts");
+    let pid = java.id();
+    // Its life before the agent: hundreds of collections.
+    std::thread::sleep(Duration::from_secs(5));
+    let before = read_gc_log(&std::fs::read_to_string(&log).unwrap()).ids;
+    let agent = Agent::start(&["--interval", "1", "--no-uprobes-for", "java"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (lines, stderr, _) = agent.stop();
+    let after = read_gc_log(&std::fs::read_to_string(&log).unwrap()).ids;
+    let _ = java.kill();
+    let _ = java.wait();
+    let windows = common::windows_of(&lines, u64::from(pid));
+    assert!(
+        windows.len() >= 2,
+        "{test}: too few windows; agent stderr:\n{stderr}"
+    );
+    let cycles: Vec<f64> = windows
+        .iter()
+        .map(|w| w["gc_cycles"].as_f64().unwrap_or(0.0))
+        .collect();
+    eprintln!(
+        "{test}: JVM collected {before} times before the agent, {after} by its stop; windows: {cycles:?}"
+    );
+    assert!(
+        before > 100,
+        "{test}: the JVM should collect often ({before})"
+    );
+    // Everything the agent reports happened while it ran.
+    let reported: f64 = cycles.iter().sum();
+    assert!(
+        reported <= (after - before) as f64 * 1.05 + 5.0,
+        "{test}: {reported} cycles reported, {} while the agent ran (lifetime {after})",
+        after - before
+    );
+    assert!(
+        cycles[0] < before as f64 / 2.0,
+        "{test}: the first window carries {} cycles: the JVM's life before the agent ({before})",
+        cycles[0]
+    );
+    for w in &windows {
+        let pause = w["gc_pause_seconds"].as_f64().unwrap_or(0.0);
+        let window = w["window_seconds"].as_f64().unwrap_or(0.0);
+        assert!(
+            pause <= window * 2.0,
+            "{test}: {pause} s of pauses in a {window} s window"
+        );
+    }
+}

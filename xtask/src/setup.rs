@@ -128,6 +128,9 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             // dockerd 20.10 with containerd and runc: the container tests
             // (agent/tests/containers.rs) run workloads in real containers.
             "docker.io",
+            // The JVM tests' JDK 17 (javac too). Temurin 25, their other
+            // JDK, is not in Debian: the machine image brings it.
+            "openjdk-17-jdk-headless",
         ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
