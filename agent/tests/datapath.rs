@@ -327,13 +327,23 @@ fn without_privileges_one_line_and_exit_2() {
     if !common::require_root("without_privileges_one_line_and_exit_2") {
         return; // needs root to become someone else
     }
-    use std::os::unix::process::CommandExt as _;
-    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+    use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
+    // A copy nobody can reach: the build tree may sit in a directory only
+    // root may enter (a clone in `mktemp -d`, mode 0700).
+    let dir = std::env::temp_dir().join(common::unique("tally-unprivileged"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = dir.join("agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_agent"), &agent).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&agent)
         .args(["top", "--batch", "-n", "1"])
+        .current_dir(&dir)
         .uid(65534)
         .gid(65534)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
