@@ -147,9 +147,9 @@ fn static_workload_in_a_container_matches_its_own_counts() {
     let started = Instant::now();
     let image = static_workload();
     let agent = Agent::start(&[]);
-    // The same binary doing little: runc's set-up and the start-up. It
-    // lives past a tick: a container gone before the agent's next tick
-    // loses its cgroup's path (see the report).
+    // The same binary doing little: runc's set-up and the start-up. (A
+    // container gone before the agent's next tick keeps its cgroup's path:
+    // it is read at the exec; pods.rs checks one of 0.6 s in 10 s windows.)
     let idle = Run::new().start(&image, &["tick", "2", "300"]);
     let idle_report = report_of(&idle);
     let busy = Run::new().start(&image, &["alloc", "20000", "16"]);

@@ -60,9 +60,27 @@ const TARGETS: &[DistTarget] = &[
     },
 ];
 
-pub fn run(root: &Path) -> Result<()> {
+/// Architectures of the release, by Docker's names.
+pub const ARCHES: &[&str] = &["amd64", "arm64"];
+
+/// The architecture of this machine, by Docker's name.
+pub fn host_arch() -> Result<&'static str> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok("amd64"),
+        "aarch64" => Ok("arm64"),
+        other => bail!("no dist target for this machine's architecture ({other})"),
+    }
+}
+
+/// Builds the binaries of `arches` (all of them: `cargo xtask dist`) into
+/// target/dist/linux-<arch>/agent and checks each.
+pub fn run(root: &Path, arches: &[&str]) -> Result<()> {
     let mut built = Vec::new();
-    for t in TARGETS {
+    for arch in arches {
+        let t = TARGETS
+            .iter()
+            .find(|t| t.arch == *arch)
+            .with_context(|| format!("no dist target for {arch}; there are {ARCHES:?}"))?;
         let binary = build(root, t)?;
         check_static_elf(&binary, t)?;
         let dest_dir = root.join("target/dist").join(format!("linux-{}", t.arch));
@@ -72,18 +90,16 @@ pub fn run(root: &Path) -> Result<()> {
             .with_context(|| format!("cannot copy {} to {}", binary.display(), dest.display()))?;
         built.push((t, dest));
     }
-    // The amd64 binary must run here (the host is amd64).
-    let amd64 = &built
-        .iter()
-        .find(|(t, _)| t.arch == "amd64")
-        .expect("amd64 is a dist target")
-        .1;
-    let version = cmd::output(cmd(amd64).arg("--version"))?;
-    ensure!(
-        version.starts_with("agent "),
-        "{} --version printed {version:?}",
-        amd64.display()
-    );
+    // The binary of this machine's architecture must run here.
+    let host = host_arch()?;
+    if let Some((_, native)) = built.iter().find(|(t, _)| t.arch == host) {
+        let version = cmd::output(cmd(native).arg("--version"))?;
+        ensure!(
+            version.starts_with("agent "),
+            "{} --version printed {version:?}",
+            native.display()
+        );
+    }
     for (t, path) in &built {
         let size = fs::metadata(path)?.len();
         eprintln!(

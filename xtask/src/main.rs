@@ -3,12 +3,14 @@
 //! - `cargo xtask run -- top --batch`: installs what is missing, builds, runs the agent.
 //! - `cargo xtask test`: every test (lints, unit tests, integration tests on the real kernel).
 //! - `cargo xtask dist`: static binaries for linux/amd64 and linux/arm64 (the Dockerfile's).
+//! - `cargo xtask image`: the image for both, built offline (OCI layout, local runtimes).
 //! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
 //! - `cargo xtask soak`: the long fault tests, and a table of what was lost (nothing).
 mod bench;
 mod cmd;
 mod dist;
 mod fuzz;
+mod image;
 mod setup;
 mod soak;
 
@@ -45,6 +47,10 @@ enum Command {
     /// Static (musl) binaries for linux/amd64 and linux/arm64 in
     /// target/dist/linux-<arch>/agent, for the Dockerfile.
     Dist,
+    /// The image for linux/amd64 and linux/arm64, built from the Dockerfile
+    /// offline (buildah): an OCI layout in target/image/oci, the manifest
+    /// list in containers-storage, this machine's image in dockerd.
+    Image(image::Args),
     /// Fuzzes the parsers of untrusted input for a bounded time each;
     /// crashes become regression tests (fuzz/regressions/).
     Fuzz(fuzz::Args),
@@ -85,11 +91,19 @@ fn main() -> Result<()> {
             setup::all(setup::Purpose::Test)?;
             // The container tests need a daemon; they fail under CI without one.
             setup::dockerd(&root)?;
+            // The pod tests run the shipped manifests with the image built
+            // from this tree, for this machine's platform.
+            setup::all(setup::Purpose::Image)?;
+            image::build(&root, &[dist::host_arch()?])?;
             test(&args)
         }
         Command::Dist => {
             setup::all(setup::Purpose::Dist)?;
-            dist::run(&root)
+            dist::run(&root, dist::ARCHES)
+        }
+        Command::Image(args) => {
+            setup::all(setup::Purpose::Image)?;
+            image::run(&root, &args)
         }
         Command::Soak { args } => {
             setup::all(setup::Purpose::Test)?;

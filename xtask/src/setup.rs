@@ -18,6 +18,8 @@ pub enum Purpose {
     Bench,
     /// `cargo xtask dist`: static binaries for amd64 and arm64.
     Dist,
+    /// `cargo xtask image`: the binaries, and the image built offline.
+    Image,
 }
 
 /// bpf-linker release that builds with the pinned aya and the nightly's LLVM.
@@ -30,7 +32,10 @@ pub fn all(purpose: Purpose) -> Result<()> {
     if purpose == Purpose::Test {
         python_venv()?;
     }
-    if purpose == Purpose::Dist {
+    if purpose == Purpose::Image {
+        debian_packages(packages(Purpose::Dist))?;
+    }
+    if matches!(purpose, Purpose::Dist | Purpose::Image) {
         rust_targets(&["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"])?;
     }
     Ok(())
@@ -125,9 +130,14 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             "python3-venv",
             // openssl: the transport tests make their CA and certificates.
             "openssl",
+            // PyYAML: the pod test reads the rendered manifests.
+            "python3-yaml",
             // dockerd 20.10 with containerd and runc: the container tests
             // (agent/tests/containers.rs) run workloads in real containers.
             "docker.io",
+            // podman runs the pods of deploy/ (agent/tests/pods.rs):
+            // dockerd 20.10 refuses the capabilities BPF and PERFMON.
+            "podman",
             // The JVM tests' JDK 17 (javac too). Temurin 25, their other
             // JDK, is not in Debian: the machine image brings it.
             "openjdk-17-jdk-headless",
@@ -141,6 +151,9 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             "gcc-aarch64-linux-gnu",
             "libc6-dev-arm64-cross",
         ],
+        // buildah builds the Dockerfile with no daemon and no registry;
+        // skopeo loads this machine's image into dockerd.
+        Purpose::Image => &["buildah", "skopeo"],
     }
 }
 
@@ -321,9 +334,13 @@ const DOCKERD: &str = "/usr/sbin/dockerd";
 /// machine with systemd starts it on install; this kind of machine and CI
 /// have no init that does). It is left running for later test runs; its
 /// log is target/dockerd.log.
+/// Whether a dockerd answers on its socket.
+pub fn dockerd_answers() -> bool {
+    cmd::succeeds(cmd(DOCKER).args(["version", "--format", "{{.Server.Version}}"]))
+}
+
 pub fn dockerd(root: &Path) -> Result<()> {
-    let answers =
-        || cmd::succeeds(cmd(DOCKER).args(["version", "--format", "{{.Server.Version}}"]));
+    let answers = dockerd_answers;
     if answers() {
         return Ok(());
     }

@@ -196,12 +196,21 @@ impl Collector {
             drop(item);
             let Some(event) = parsed else { continue };
             match event.kind {
+                // A container that lives less than a window has removed its
+                // cgroup by the next tick, and with it the path that names
+                // the container: each is read now, within EVENT_POLL of the
+                // exec (the process runs) or of the exit (its cgroup stays
+                // until its last process is reaped). Known ids cost nothing.
                 event_kind::EXIT => {
                     let report = self.exit_report(&event.record, event.tgid, &event.comm);
+                    if let Some(id) = report.cgroup_id {
+                        self.cgroups.resolve(id);
+                    }
                     self.merge_exit(report);
                 }
                 event_kind::EXEC => {
                     self.pending_execs.insert(event.tgid);
+                    self.cgroups.resolve_pid(&self.proc_root, event.tgid);
                 }
                 _ => {}
             }

@@ -3,10 +3,10 @@
 //! API server, IMDS and the collector send it, and a bug there must not
 //! hold root's full powers.
 //!
-//! - Capabilities: every one is dropped from the bounding, effective,
-//!   permitted, inheritable and ambient sets except [`KEPT`] (each one's
-//!   reason is beside it), and `no_new_privs` is set, so nothing can gain
-//!   them back.
+//! - Capabilities: every one is dropped from the effective, permitted,
+//!   inheritable and ambient sets except [`KEPT`] (each one's reason is
+//!   beside it), and from the bounding set where CAP_SETPCAP allows it;
+//!   `no_new_privs` is set, so nothing can gain them back.
 //! - Executing programs: a seccomp filter makes `execve` and `execveat`
 //!   fail with EPERM in every thread (`SECCOMP_FILTER_FLAG_TSYNC`): the
 //!   agent reads the binaries of profiled processes (symbols, USDT notes)
@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 
 /// Linux capability numbers (`include/uapi/linux/capability.h`).
 pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_SETPCAP: u32 = 8;
 pub const CAP_NET_BIND_SERVICE: u32 = 10;
 pub const CAP_SYS_PTRACE: u32 = 19;
 pub const CAP_PERFMON: u32 = 38;
@@ -92,8 +93,13 @@ pub fn confine(bind_low_port: bool) -> Result<Confined, ConfineError> {
     }
     let last = last_cap();
     // The bounding set first: dropping from it needs CAP_SETPCAP, which is
-    // about to go.
-    for cap in 0..=last {
+    // about to go. A pod that drops ALL and adds only what the agent needs
+    // (deploy/agent-daemonset.yaml) has no CAP_SETPCAP: there the bounding
+    // set stays as the runtime gave it, and that is enough, since it only
+    // limits what an execve gains, and no_new_privs (above) and the seccomp
+    // filter (below, no execve at all) already rule that out.
+    let may_drop_bounding = capget().map_err(ConfineError::Capset)? & (1 << CAP_SETPCAP) != 0;
+    for cap in (0..=last).filter(|_| may_drop_bounding) {
         if keep & (1 << cap) != 0 {
             continue;
         }

@@ -58,6 +58,11 @@ pub struct ClientArgs {
     /// connection, so a rotated Secret is picked up).
     #[arg(long, value_name = "FILE")]
     pub collector_token_file: Option<PathBuf>,
+    /// The name to check the collector's certificate against, instead of
+    /// the URL's host: `tally-collector.tally.svc` through a
+    /// `kubectl port-forward` to localhost.
+    #[arg(long, value_name = "NAME")]
+    pub collector_tls_name: Option<String>,
 }
 
 impl From<&ClientArgs> for ClientSecurity {
@@ -67,6 +72,7 @@ impl From<&ClientArgs> for ClientSecurity {
             cert: a.collector_cert.clone(),
             key: a.collector_key.clone(),
             token_file: a.collector_token_file.clone(),
+            tls_name: a.collector_tls_name.clone(),
         }
     }
 }

@@ -67,7 +67,9 @@ pub enum TransportError {
         url: String,
         source: tonic::transport::Error,
     },
-    #[error("--collector-ca, --collector-cert and --collector-key need an https:// collector URL")]
+    #[error(
+        "--collector-ca, --collector-cert, --collector-key and --collector-tls-name need an https:// collector URL"
+    )]
     TlsOptionsWithoutHttps,
 }
 
@@ -232,6 +234,9 @@ pub struct ClientSecurity {
     /// A file holding the bearer token (a Kubernetes Secret's key); read
     /// at each connection, so a rotated token is picked up.
     pub token_file: Option<PathBuf>,
+    /// The name the collector's certificate must carry, where it differs
+    /// from the URL's host (a port-forward to localhost, an IP address).
+    pub tls_name: Option<String>,
 }
 
 /// Adds `authorization: Bearer …` to every request.
@@ -273,7 +278,11 @@ impl ClientSecurity {
             return Err(bad("no host"));
         }
         if !https {
-            if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
+            if self.ca.is_some()
+                || self.cert.is_some()
+                || self.key.is_some()
+                || self.tls_name.is_some()
+            {
                 return Err(TransportError::TlsOptionsWithoutHttps);
             }
             return Ok(endpoint);
@@ -292,6 +301,9 @@ impl ClientSecurity {
             }
             (None, None) => {}
             _ => return Err(bad("--collector-cert and --collector-key go together")),
+        }
+        if let Some(name) = &self.tls_name {
+            tls = tls.domain_name(name.clone());
         }
         endpoint
             .tls_config(tls)
@@ -414,6 +426,15 @@ mod tests {
             with_ca.endpoint("https://c:1"),
             Err(TransportError::Read { .. })
         ));
+        let named = ClientSecurity {
+            tls_name: Some("tally-collector.tally.svc".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            named.endpoint("http://localhost:4317"),
+            Err(TransportError::TlsOptionsWithoutHttps)
+        ));
+        assert!(named.endpoint("https://localhost:4317").is_ok());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use serde_json::Value;
 pub mod churn;
 pub mod container;
 pub mod daemons;
+pub mod kubelet;
 
 /// Integration tests run one at a time: each loads the programs and
 /// measures CPU, and two at once would disturb each other.

@@ -1,0 +1,1022 @@
+//! The kubelet's part, for a pod template of deploy/ run under podman: each
+//! field of the pod spec becomes what the kubelet and the container runtime
+//! would make of it (a `podman run` flag, a volume prepared on the node, a
+//! probe run on schedule), and a field this file does not know fails the
+//! test, so a field added to the manifests is either run here or said to be
+//! beyond a single node.
+//!
+//! Why not `podman kube play` (podman 4.3, Debian 12's): with the Secrets
+//! made by `podman kube play` of the Secret objects, it panics (a nil
+//! pointer in `VolumeFromSecret`) on the pods' secret volumes; without
+//! them it needs a pause image built from catatonit (seen here, both). It
+//! also runs an httpGet probe as `curl` inside the container: the image is
+//! `scratch`, so the collector's probes would fail where the kubelet's own
+//! HTTP GET, from the node, passes. So each field is translated here, to
+//! `podman run` (Debian's, 4.3, with runc).
+//!
+//! Why not dockerd: Debian's dockerd 20.10 refuses `--cap-add BPF` and
+//! `PERFMON` ("unknown capability"): its list predates them. containerd
+//! (what EKS runs) and podman know them.
+//!
+//! What no local runtime acts on is listed in [`CLUSTER_ONLY`] with why;
+//! deploy.rs checks those fields against the API's schemas and checkov.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    os::unix::fs::{PermissionsExt as _, chown},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Debian's podman: it runs the pods (dockerd runs the workloads).
+pub const PODMAN: &str = "/usr/bin/podman";
+
+/// Capabilities this machine can give a container: the bounding set of
+/// this process (root). The sandbox the tests run in has no
+/// CAP_SYS_RESOURCE, so no runtime here can grant it.
+fn bounding_set() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .expect("CapBnd in /proc/self/status")
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// The capability numbers of the names a manifest may add.
+fn capability_number(name: &str) -> Option<u32> {
+    const NAMES: &[&str] = &[
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
+}
+
+/// Resource limits for the pods. The kubelet sets none: a container gets
+/// its runtime's. Podman as root asks runc for 1048576 open files, which
+/// runc cannot set here (no CAP_SYS_RESOURCE, see [`bounding_set`]): the
+/// pods get this process's open-files limit (the one dockerd and containerd
+/// run with here), and at most 32768 processes, the most runc could set
+/// here (measured: 32768 passes, 40000 fails).
+fn ulimits() -> [String; 2] {
+    let hard = |resource| {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        assert_eq!(unsafe { libc::getrlimit(resource, &mut r) }, 0);
+        r.rlim_max
+    };
+    let nofile = hard(libc::RLIMIT_NOFILE);
+    let nproc = hard(libc::RLIMIT_NPROC).min(32768);
+    [
+        format!("--ulimit=nofile={nofile}:{nofile}"),
+        format!("--ulimit=nproc={nproc}:{nproc}"),
+    ]
+}
+
+/// Pod-spec fields that only a cluster acts on (the scheduler, the API
+/// server, the eviction manager), with why they are not run here.
+pub const CLUSTER_ONLY: &[(&str, &str)] = &[
+    (
+        "spec.priorityClassName",
+        "scheduling and eviction order: one node and no scheduler here",
+    ),
+    (
+        "spec.tolerations",
+        "taints are the scheduler's: the pod runs on this node anyway",
+    ),
+    (
+        "spec.serviceAccountName",
+        "no API server here: no ServiceAccount token is mounted, and the agent names containers from the runtime (its fallback)",
+    ),
+    (
+        "spec.automountServiceAccountToken",
+        "as spec.serviceAccountName",
+    ),
+];
+
+/// What the node offers the pod: its name, the objects the pod refers to
+/// (Secrets, claims), and the Service names it resolves.
+#[derive(Debug, Default)]
+pub struct Node {
+    pub name: String,
+    /// Where volumes are prepared (secrets, emptyDirs).
+    pub scratch: PathBuf,
+    /// Secrets by name: key to bytes (`data`, decoded).
+    pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// PersistentVolumeClaims by name: the host directory bound to each.
+    pub claims: BTreeMap<String, PathBuf>,
+    /// Cluster DNS names to addresses (`/etc/hosts` lines), for Services.
+    pub hosts: Vec<(String, String)>,
+    /// The owner label of the test containers (removed with the test).
+    pub label: String,
+}
+
+/// How a probe asks.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    /// Run in the container (`podman exec`), success on exit 0.
+    Exec(Vec<String>),
+    /// An HTTP GET from the node to the pod's address, success on 2xx/3xx.
+    HttpGet { path: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub handler: Handler,
+    pub initial_delay: Duration,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+}
+
+/// A pod template made into a `podman run`.
+#[derive(Debug)]
+pub struct PodRun {
+    pub name: String,
+    /// `podman run -d` arguments up to the image, the image, its args.
+    args: Vec<String>,
+    pub liveness: Option<Probe>,
+    pub readiness: Option<Probe>,
+    /// Container ports by name.
+    pub ports: BTreeMap<String, u16>,
+    /// The uid the container runs as.
+    pub uid: u32,
+    /// Every field read, with what became of it (for the test's log).
+    pub translated: Vec<String>,
+}
+
+/// A path in the pod spec, for errors.
+fn at(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> &'a serde_json::Map<String, Value> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("{path} is not an object: {v}"))
+}
+
+fn untranslatable(path: &str, v: &Value) -> ! {
+    panic!(
+        "{path} = {v}: no translation to the local runtime; run it in common/kubelet.rs or list it in CLUSTER_ONLY with why"
+    )
+}
+
+fn string(v: &Value, path: &str) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{path} is not a string: {v}"))
+        .to_owned()
+}
+
+fn uint(v: &Value, path: &str) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("{path} is not a whole number: {v}"))
+}
+
+/// A Kubernetes quantity in bytes (`64Mi`, `1Gi`, `256M`, `1000`).
+pub fn bytes(q: &str) -> u64 {
+    let units: &[(&str, u64)] = &[
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ];
+    for (suffix, mult) in units {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<u64>().unwrap_or_else(|_| panic!("quantity {q}")) * mult;
+        }
+    }
+    q.parse().unwrap_or_else(|_| panic!("quantity {q}"))
+}
+
+/// A CPU quantity in millicores (`20m`, `1`, `0.5`).
+pub fn millicores(q: &str) -> u64 {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap_or_else(|_| panic!("cpu {q}")),
+        None => (q.parse::<f64>().unwrap_or_else(|_| panic!("cpu {q}")) * 1000.0).round() as u64,
+    }
+}
+
+fn quantity(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("a quantity: {other}"),
+    }
+}
+
+/// The pod's volumes, prepared on the node: what `podman run` mounts for
+/// each (`None` for an emptyDir in memory, mounted as a tmpfs).
+enum Volume {
+    Host { path: PathBuf, read_only: bool },
+    Tmpfs { size: u64 },
+}
+
+impl PodRun {
+    /// Translates `template` (a pod template: `metadata` and `spec`) for
+    /// `node`.
+    pub fn translate(template: &Value, node: &Node, name: &str) -> PodRun {
+        let mut run = PodRun {
+            name: name.to_owned(),
+            args: [
+                "run",
+                "-d",
+                // A read-only root is the manifest's alone: no tmpfs on
+                // /tmp, /run and /var/tmp that a kubelet would not mount.
+                "--read-only-tmpfs=false",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(ulimits())
+            .chain([
+                format!("--label={}", node.label),
+                format!("--hostname={name}"),
+            ])
+            .collect(),
+            liveness: None,
+            readiness: None,
+            ports: BTreeMap::new(),
+            uid: 0,
+            translated: Vec::new(),
+        };
+        for (k, v) in object(template, "template") {
+            match k.as_str() {
+                "metadata" => {
+                    for (mk, mv) in object(v, "metadata") {
+                        match mk.as_str() {
+                            "labels" => {
+                                for (lk, lv) in object(mv, "metadata.labels") {
+                                    run.args.push(format!(
+                                        "--label={lk}={}",
+                                        string(lv, "metadata.labels")
+                                    ));
+                                }
+                            }
+                            _ => untranslatable(&at("metadata", mk), mv),
+                        }
+                    }
+                }
+                "spec" => run.spec(v, node),
+                _ => untranslatable(k, v),
+            }
+        }
+        run
+    }
+
+    fn note(&mut self, field: &str, became: impl std::fmt::Display) {
+        self.translated.push(format!("{field}: {became}"));
+    }
+
+    fn spec(&mut self, spec: &Value, node: &Node) {
+        let spec = object(spec, "spec");
+        // The pod's security context first: volumes and the container
+        // depend on its user and fsGroup.
+        let mut fs_group = None;
+        let mut run_as_non_root = false;
+        let (mut uid, mut gid) = (0u64, 0u64);
+        if let Some(sc) = spec.get("securityContext") {
+            for (k, v) in object(sc, "spec.securityContext") {
+                let path = at("spec.securityContext", k);
+                match k.as_str() {
+                    "runAsUser" => uid = uint(v, &path),
+                    "runAsGroup" => gid = uint(v, &path),
+                    "runAsNonRoot" => run_as_non_root = v.as_bool() == Some(true),
+                    "fsGroup" => {
+                        let g = uint(v, &path);
+                        // The kubelet adds fsGroup to the container's
+                        // groups and gives it the pod's writable volumes.
+                        self.args.push(format!("--group-add={g}"));
+                        self.note(&path, format!("--group-add={g}, volumes chgrp {g} g+rwxs"));
+                        fs_group = Some(g as u32);
+                    }
+                    "seccompProfile" => self.seccomp(v, &path),
+                    _ => untranslatable(&path, v),
+                }
+            }
+        }
+        let containers = spec["containers"]
+            .as_array()
+            .expect("spec.containers is a list");
+        assert_eq!(
+            containers.len(),
+            1,
+            "one container a pod is what this translation runs (one `podman run`)"
+        );
+        let mut volumes = BTreeMap::new();
+        for (k, v) in spec {
+            let path = at("spec", k);
+            match k.as_str() {
+                "securityContext" | "containers" => {}
+                "hostPID" => {
+                    if v.as_bool() == Some(true) {
+                        self.args.push("--pid=host".into());
+                        self.note(&path, "--pid=host");
+                    }
+                }
+                "hostNetwork" => {
+                    if v.as_bool() == Some(true) {
+                        self.args.push("--network=host".into());
+                        self.note(&path, "--network=host");
+                    }
+                }
+                "hostIPC" => {
+                    if v.as_bool() == Some(true) {
+                        self.args.push("--ipc=host".into());
+                        self.note(&path, "--ipc=host");
+                    }
+                }
+                "terminationGracePeriodSeconds" => {
+                    let s = uint(v, &path);
+                    self.args.push(format!("--stop-timeout={s}"));
+                    self.note(&path, format!("--stop-timeout={s}"));
+                }
+                "volumes" => {
+                    for vol in v.as_array().expect("spec.volumes is a list") {
+                        let (name, prepared) = self.volume(vol, node, fs_group);
+                        volumes.insert(name, prepared);
+                    }
+                }
+                _ if CLUSTER_ONLY.iter().any(|(f, _)| *f == path) => {
+                    self.note(&path, "cluster only (not run here)");
+                }
+                _ => untranslatable(&path, v),
+            }
+        }
+        let (user, image_and_args) = self.container(&containers[0], node, &volumes, uid, gid);
+        if run_as_non_root {
+            // The kubelet refuses to start a container that would run as
+            // root under runAsNonRoot.
+            assert_ne!(
+                user, 0,
+                "runAsNonRoot with uid 0: the kubelet would not start it"
+            );
+        }
+        self.uid = user;
+        for (host, ip) in &node.hosts {
+            self.args.push(format!("--add-host={host}:{ip}"));
+        }
+        self.args.extend(image_and_args);
+    }
+
+    fn seccomp(&mut self, v: &Value, path: &str) {
+        for (k, t) in object(v, path) {
+            match (k.as_str(), t.as_str()) {
+                // The runtime's default profile is RuntimeDefault.
+                ("type", Some("RuntimeDefault")) => {
+                    self.note(path, "podman's default seccomp profile")
+                }
+                ("type", Some("Unconfined")) => {
+                    self.args.push("--security-opt=seccomp=unconfined".into());
+                    self.note(path, "--security-opt=seccomp=unconfined");
+                }
+                _ => untranslatable(&at(path, k), t),
+            }
+        }
+    }
+
+    /// Prepares one volume on the node; its name and how it mounts.
+    fn volume(&mut self, vol: &Value, node: &Node, fs_group: Option<u32>) -> (String, Volume) {
+        let name = string(&vol["name"], "spec.volumes[].name");
+        let path = format!("spec.volumes[{name}]");
+        let mut prepared = None;
+        for (k, v) in object(vol, &path) {
+            let field = at(&path, k);
+            prepared = match k.as_str() {
+                "name" => continue,
+                "emptyDir" => {
+                    let o = object(v, &field);
+                    let size = o.get("sizeLimit").map(|q| bytes(&quantity(q)));
+                    for k in o.keys() {
+                        if k != "medium" && k != "sizeLimit" {
+                            untranslatable(&at(&field, k), &o[k]);
+                        }
+                    }
+                    match o.get("medium").and_then(Value::as_str) {
+                        Some("Memory") => {
+                            let size = size.unwrap_or(64 << 20);
+                            self.note(&field, format!("tmpfs of {size} B"));
+                            Some(Volume::Tmpfs { size })
+                        }
+                        None | Some("") => {
+                            // On the node's disk, world-writable as the
+                            // kubelet makes it; the sizeLimit is the
+                            // eviction manager's.
+                            let dir = node.scratch.join("emptydir").join(&name);
+                            fs::create_dir_all(&dir).unwrap();
+                            fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+                            self.note(&field, format!("{} (0777)", dir.display()));
+                            Some(Volume::Host {
+                                path: dir,
+                                read_only: false,
+                            })
+                        }
+                        Some(other) => panic!("{field}.medium {other}: not translated"),
+                    }
+                }
+                "hostPath" => {
+                    let p = PathBuf::from(string(&v["path"], &field));
+                    match v.get("type").and_then(Value::as_str) {
+                        // The kubelet refuses to start the pod otherwise.
+                        Some("Directory") => assert!(
+                            p.is_dir(),
+                            "{field}: {} is not a directory on this node",
+                            p.display()
+                        ),
+                        None | Some("") => {}
+                        Some(other) => panic!("{field}.type {other}: not translated"),
+                    }
+                    for k in object(v, &field).keys() {
+                        if k != "path" && k != "type" {
+                            untranslatable(&at(&field, k), &v[k]);
+                        }
+                    }
+                    self.note(&field, p.display());
+                    Some(Volume::Host {
+                        path: p,
+                        read_only: false,
+                    })
+                }
+                "secret" => Some(self.secret(v, &field, &name, node)),
+                "persistentVolumeClaim" => {
+                    let claim = string(&v["claimName"], &field);
+                    let dir = node
+                        .claims
+                        .get(&claim)
+                        .unwrap_or_else(|| panic!("{field}: no volume bound to claim {claim}"))
+                        .clone();
+                    fs::create_dir_all(&dir).unwrap();
+                    if let Some(g) = fs_group {
+                        // fsGroup: the volume's group, setgid, group-writable.
+                        chown(&dir, None, Some(g)).unwrap();
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(0o2775)).unwrap();
+                    }
+                    self.note(&field, dir.display());
+                    Some(Volume::Host {
+                        path: dir,
+                        read_only: false,
+                    })
+                }
+                _ => untranslatable(&field, v),
+            };
+        }
+        (
+            name.clone(),
+            prepared.unwrap_or_else(|| panic!("{path} has no source")),
+        )
+    }
+
+    /// A Secret's keys as files, mode 0644 (defaultMode), mounted read-only
+    /// as the kubelet mounts every secret volume.
+    fn secret(&mut self, v: &Value, field: &str, name: &str, node: &Node) -> Volume {
+        let secret = string(&v["secretName"], field);
+        let data = node
+            .secrets
+            .get(&secret)
+            .unwrap_or_else(|| panic!("{field}: no Secret {secret} (the pod would not start)"));
+        let dir = node.scratch.join("secrets").join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let mut files: Vec<(String, String)> = Vec::new();
+        match v.get("items") {
+            Some(items) => {
+                for item in items.as_array().expect("items is a list") {
+                    let key = string(&item["key"], field);
+                    let to = string(&item["path"], field);
+                    files.push((key, to));
+                }
+            }
+            None => files.extend(data.keys().map(|k| (k.clone(), k.clone()))),
+        }
+        for k in object(v, field).keys() {
+            if k != "secretName" && k != "items" {
+                untranslatable(&at(field, k), &v[k]);
+            }
+        }
+        for (key, to) in &files {
+            let bytes = data
+                .get(key)
+                .unwrap_or_else(|| panic!("{field}: Secret {secret} has no key {key}"));
+            let file = dir.join(to);
+            fs::write(&file, bytes).unwrap();
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        self.note(field, format!("Secret {secret} -> {}", dir.display()));
+        Volume::Host {
+            path: dir,
+            read_only: true,
+        }
+    }
+
+    /// The container's fields; its uid and the image with its arguments.
+    fn container(
+        &mut self,
+        c: &Value,
+        node: &Node,
+        volumes: &BTreeMap<String, Volume>,
+        pod_uid: u64,
+        pod_gid: u64,
+    ) -> (u32, Vec<String>) {
+        let mut image = None;
+        let mut args: Vec<String> = Vec::new();
+        let (uid, gid) = (pod_uid, pod_gid);
+        // Ports first: probes name them.
+        for p in c["ports"].as_array().into_iter().flatten() {
+            assert_eq!(p["protocol"], "TCP", "containers[0].ports: {p}");
+            let port = uint(&p["containerPort"], "containers[0].ports") as u16;
+            self.ports
+                .insert(string(&p["name"], "containers[0].ports"), port);
+        }
+        for (k, v) in object(c, "container") {
+            let path = at("containers[0]", k);
+            match k.as_str() {
+                "name" => {
+                    let n = string(v, &path);
+                    self.args.push(format!("--name={}-{n}", self.name));
+                }
+                "image" => image = Some(string(v, &path)),
+                "imagePullPolicy" => {
+                    // No registry here: the image is the one `cargo xtask
+                    // image` built into containers-storage.
+                    self.args.push("--pull=never".into());
+                    self.note(&path, format!("{v}: --pull=never (no registry here)"));
+                }
+                "args" => {
+                    for a in v.as_array().expect("args is a list") {
+                        args.push(string(a, &path));
+                    }
+                }
+                "env" => {
+                    for e in v.as_array().expect("env is a list") {
+                        let n = string(&e["name"], &path);
+                        let value = if let Some(s) = e.get("value") {
+                            string(s, &path)
+                        } else {
+                            let field = e["valueFrom"]["fieldRef"]["fieldPath"]
+                                .as_str()
+                                .unwrap_or_else(|| untranslatable(&path, e));
+                            match field {
+                                "spec.nodeName" => node.name.clone(),
+                                "metadata.name" => self.name.clone(),
+                                _ => untranslatable(&path, e),
+                            }
+                        };
+                        self.args.push(format!("--env={n}={value}"));
+                    }
+                }
+                "ports" => {
+                    for p in v.as_array().expect("ports is a list") {
+                        for k in object(p, &path).keys() {
+                            if !matches!(k.as_str(), "name" | "containerPort" | "protocol") {
+                                untranslatable(&at(&path, k), &p[k]);
+                            }
+                        }
+                    }
+                }
+                "securityContext" => self.container_security(v, &path),
+                "resources" => self.resources(v, &path),
+                "livenessProbe" => self.liveness = Some(self.probe(v, &path)),
+                "readinessProbe" => self.readiness = Some(self.probe(v, &path)),
+                "volumeMounts" => {
+                    for m in v.as_array().expect("volumeMounts is a list") {
+                        self.mount(m, &path, volumes);
+                    }
+                }
+                _ => untranslatable(&path, v),
+            }
+        }
+        self.args.push(format!("--user={uid}:{gid}"));
+        let image = image.expect("the container has an image");
+        let mut tail = vec![image];
+        tail.extend(args);
+        (uid as u32, tail)
+    }
+
+    fn container_security(&mut self, v: &Value, path: &str) {
+        for (k, v) in object(v, path) {
+            let field = at(path, k);
+            match k.as_str() {
+                "privileged" => {
+                    if v.as_bool() == Some(true) {
+                        self.args.push("--privileged".into());
+                    }
+                }
+                "allowPrivilegeEscalation" => {
+                    if v.as_bool() == Some(false) {
+                        self.args.push("--security-opt=no-new-privileges".into());
+                        self.note(&field, "--security-opt=no-new-privileges");
+                    }
+                }
+                "readOnlyRootFilesystem" => {
+                    if v.as_bool() == Some(true) {
+                        self.args.push("--read-only".into());
+                        self.note(&field, "--read-only");
+                    }
+                }
+                "capabilities" => {
+                    for (ck, cv) in object(v, &field) {
+                        let flag = match ck.as_str() {
+                            "drop" => "--cap-drop",
+                            "add" => "--cap-add",
+                            _ => untranslatable(&at(&field, ck), cv),
+                        };
+                        for cap in cv.as_array().expect("a list of capabilities") {
+                            let cap = string(cap, &field);
+                            if flag == "--cap-add" {
+                                let n = capability_number(&cap)
+                                    .unwrap_or_else(|| panic!("{field}: unknown capability {cap}"));
+                                if bounding_set() & (1 << n) == 0 {
+                                    // Said, not hidden: podman would drop it
+                                    // silently.
+                                    self.note(
+                                        &field,
+                                        format!("{cap} is not in this machine's bounding set: the pod runs without it"),
+                                    );
+                                    continue;
+                                }
+                            }
+                            self.args.push(format!("{flag}={cap}"));
+                        }
+                    }
+                    self.note(&field, v);
+                }
+                _ => untranslatable(&field, v),
+            }
+        }
+    }
+
+    fn resources(&mut self, v: &Value, path: &str) {
+        for (k, r) in object(v, path) {
+            for (res, q) in object(r, &at(path, k)) {
+                let q = quantity(q);
+                let flag = match (k.as_str(), res.as_str()) {
+                    // cpu.shares as the kubelet sets them: 1024 a core.
+                    ("requests", "cpu") => {
+                        format!("--cpu-shares={}", (millicores(&q) * 1024 / 1000).max(2))
+                    }
+                    ("requests", "memory") => format!("--memory-reservation={}", bytes(&q)),
+                    ("limits", "cpu") => format!("--cpus={}", millicores(&q) as f64 / 1000.0),
+                    ("limits", "memory") => format!("--memory={}", bytes(&q)),
+                    _ => untranslatable(&format!("{path}.{k}.{res}"), &Value::String(q)),
+                };
+                self.note(&format!("{path}.{k}.{res}"), &flag);
+                self.args.push(flag);
+            }
+        }
+    }
+
+    fn probe(&mut self, v: &Value, path: &str) -> Probe {
+        let mut p = Probe {
+            handler: Handler::Exec(Vec::new()),
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            failure_threshold: 3,
+        };
+        let mut handler = None;
+        for (k, v) in object(v, path) {
+            let field = at(path, k);
+            match k.as_str() {
+                "exec" => {
+                    let argv = v["command"]
+                        .as_array()
+                        .unwrap_or_else(|| untranslatable(&field, v))
+                        .iter()
+                        .map(|a| string(a, &field))
+                        .collect();
+                    handler = Some(Handler::Exec(argv));
+                }
+                "httpGet" => {
+                    let port = match &v["port"] {
+                        Value::String(name) => *self
+                            .ports
+                            .get(name)
+                            .unwrap_or_else(|| panic!("{field}: no container port named {name}")),
+                        n => uint(n, &field) as u16,
+                    };
+                    for k in object(v, &field).keys() {
+                        if k != "path" && k != "port" {
+                            untranslatable(&at(&field, k), &v[k]);
+                        }
+                    }
+                    handler = Some(Handler::HttpGet {
+                        path: string(&v["path"], &field),
+                        port,
+                    });
+                }
+                "initialDelaySeconds" => p.initial_delay = Duration::from_secs(uint(v, &field)),
+                "periodSeconds" => p.period = Duration::from_secs(uint(v, &field)),
+                "timeoutSeconds" => p.timeout = Duration::from_secs(uint(v, &field)),
+                "failureThreshold" => p.failure_threshold = uint(v, &field) as u32,
+                _ => untranslatable(&field, v),
+            }
+        }
+        p.handler = handler.unwrap_or_else(|| panic!("{path} has no handler"));
+        self.note(path, format!("{:?} every {:?}", p.handler, p.period));
+        p
+    }
+
+    fn mount(&mut self, m: &Value, path: &str, volumes: &BTreeMap<String, Volume>) {
+        let name = string(&m["name"], path);
+        let inside = string(&m["mountPath"], path);
+        let read_only = m.get("readOnly").and_then(Value::as_bool) == Some(true);
+        for k in object(m, path).keys() {
+            if !matches!(k.as_str(), "name" | "mountPath" | "readOnly") {
+                untranslatable(&at(path, k), &m[k]);
+            }
+        }
+        let flag = match volumes
+            .get(&name)
+            .unwrap_or_else(|| panic!("{path}: no volume {name}"))
+        {
+            Volume::Tmpfs { size } => format!("--tmpfs={inside}:rw,size={size},mode=0777"),
+            Volume::Host {
+                path: host,
+                read_only: volume_ro,
+            } => {
+                let ro = if read_only || *volume_ro {
+                    ",readonly"
+                } else {
+                    ""
+                };
+                // rprivate, as the kubelet's default mountPropagation None.
+                format!(
+                    "--mount=type=bind,source={},target={inside}{ro},bind-propagation=rprivate",
+                    host.display()
+                )
+            }
+        };
+        self.note(&format!("{path}[{name}]"), &flag);
+        self.args.push(flag);
+    }
+
+    /// Starts the container; the pod, removed on drop.
+    pub fn start(self) -> Pod {
+        let out = Command::new(PODMAN).args(&self.args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "podman {:?} failed: {}",
+            self.args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let ip = inspect(&id, "{{.NetworkSettings.IPAddress}}");
+        Pod {
+            id,
+            ip,
+            run: self,
+            liveness_failures: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
+        }
+    }
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    let out = Command::new(PODMAN)
+        .args(["inspect", "--format", format, id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A running pod: its container, address, and the kubelet's probes.
+pub struct Pod {
+    pub id: String,
+    pub ip: String,
+    pub run: PodRun,
+    /// Liveness results that failed (time since start, why).
+    liveness_failures: Arc<Mutex<Vec<(Duration, String)>>>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+}
+
+impl Pod {
+    /// Runs a probe once, as the kubelet does; why it failed.
+    pub fn probe_once(&self, probe: &Probe) -> Result<(), String> {
+        probe_once(&self.id, &self.ip, probe)
+    }
+
+    /// Waits until the readiness probe passes (on its schedule, after its
+    /// initial delay); how long it took.
+    pub fn wait_ready(&self, within: Duration) -> Duration {
+        let probe = self
+            .run
+            .readiness
+            .clone()
+            .unwrap_or_else(|| panic!("{} has no readiness probe", self.run.name));
+        thread::sleep(probe.initial_delay);
+        let mut last = String::new();
+        while self.started.elapsed() < within {
+            match self.probe_once(&probe) {
+                Ok(()) => return self.started.elapsed(),
+                Err(why) => last = why,
+            }
+            assert!(
+                self.running(),
+                "{} exited before it was ready; logs:\n{}",
+                self.run.name,
+                self.logs()
+            );
+            thread::sleep(probe.period);
+        }
+        panic!(
+            "{} not ready within {within:?}: {last}; logs:\n{}",
+            self.run.name,
+            self.logs()
+        )
+    }
+
+    /// Runs the liveness probe on its schedule in the background; a run of
+    /// `failureThreshold` failures would have the kubelet restart the
+    /// container, which [`Pod::assert_live`] reports.
+    pub fn watch_liveness(&self) {
+        let Some(probe) = self.run.liveness.clone() else {
+            return;
+        };
+        let (id, ip) = (self.id.clone(), self.ip.clone());
+        let failures = Arc::clone(&self.liveness_failures);
+        let stop = Arc::clone(&self.stop);
+        let started = self.started;
+        thread::spawn(move || {
+            let wake = |d: Duration| {
+                let until = Instant::now() + d;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(100));
+                }
+            };
+            wake(probe.initial_delay.saturating_sub(started.elapsed()));
+            let mut in_a_row = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match probe_once(&id, &ip, &probe) {
+                    Ok(()) => in_a_row = 0,
+                    Err(why) => {
+                        in_a_row += 1;
+                        if in_a_row >= probe.failure_threshold {
+                            failures.lock().unwrap().push((started.elapsed(), why));
+                        }
+                    }
+                }
+                wake(probe.period);
+            }
+        });
+    }
+
+    /// How many liveness probes ran out of the threshold so far.
+    pub fn assert_live(&self) {
+        let failures = self.liveness_failures.lock().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{}: the kubelet would have restarted it: {failures:?}; logs:\n{}",
+            self.run.name,
+            self.logs()
+        );
+    }
+
+    pub fn running(&self) -> bool {
+        inspect(&self.id, "{{.State.Running}}") == "true"
+    }
+
+    /// stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let out = Command::new(PODMAN)
+            .args(["logs", &self.id])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// `podman stop` with the pod's grace period; the exit code.
+    pub fn stop(&self) -> i32 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = Command::new(PODMAN).args(["stop", &self.id]).output();
+        inspect(&self.id, "{{.State.ExitCode}}")
+            .parse()
+            .unwrap_or(-1)
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = Command::new(PODMAN).args(["rm", "-f", &self.id]).output();
+    }
+}
+
+fn probe_once(id: &str, ip: &str, probe: &Probe) -> Result<(), String> {
+    match &probe.handler {
+        Handler::Exec(argv) => {
+            let out = Command::new("timeout")
+                .arg(probe.timeout.as_secs().max(1).to_string())
+                .arg(PODMAN)
+                .args(["exec", id])
+                .args(argv)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "exec {argv:?}: {} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        }
+        Handler::HttpGet { path, port } => {
+            let addr: SocketAddr = format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
+            let get = || -> std::io::Result<String> {
+                let mut s = TcpStream::connect_timeout(&addr, probe.timeout)?;
+                s.set_read_timeout(Some(probe.timeout))?;
+                write!(
+                    s,
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n"
+                )?;
+                let mut reply = String::new();
+                s.read_to_string(&mut reply)?;
+                Ok(reply)
+            };
+            let reply = get().map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
+            let status: u16 = reply
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if (200..400).contains(&status) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "GET http://{addr}{path}: {}",
+                    reply.lines().next().unwrap_or("no answer")
+                ))
+            }
+        }
+    }
+}
+
+/// Where a file or directory is, for messages.
+pub fn shown(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,598 @@
+//! What users deploy, run: the agent's pod (deploy/agent-daemonset.yaml)
+//! and the collector's pod (deploy/collector-deployment.yaml), as
+//! `kubectl kustomize deploy/` renders them, under podman with the image
+//! `cargo xtask image` built from this tree, installed by the README's own
+//! install commands ("Install on EKS"). The workload runs under dockerd.
+//!
+//! The README's block runs as written in bash, in a copy of the checkout,
+//! with stand-ins for what needs a cluster (`kubectl`, `kustomize`):
+//! `create` makes the objects offline (`--dry-run=client -o json`), `apply
+//! -k` renders the manifests and hands them to the test, which runs the
+//! pods ([`common::kubelet`]: every pod-spec field becomes a `podman run`
+//! flag, a prepared volume or a probe, or the test fails), `rollout status`
+//! waits for their readiness probes, and `port-forward` is a TCP forward
+//! from 127.0.0.1:4317 to the collector's pod. The block's last command,
+//! `agent workloads`, must list the workload container the agent's pod saw;
+//! the stored windows of that container must hold its own counts.
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead as _, BufReader},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{
+    container::{self, Container, Image, Run},
+    kubelet::{self, CLUSTER_ONLY, Node, PodRun},
+};
+use serde_json::Value;
+use tally_proto as pb;
+
+/// The image the manifests name (`images:` in deploy/kustomization.yaml).
+const IMAGE: &str = "tally:0.1.0";
+/// The node name the downward API gives the agent.
+const NODE: &str = "pod-test-node";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("agent/ is in the workspace")
+        .to_path_buf()
+}
+
+/// The README's install block: the shell code block under "### Install on
+/// EKS", continuation lines joined.
+fn readme_install_block() -> String {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split_once("### Install on EKS")
+        .expect("README has \"### Install on EKS\"")
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .expect("an sh block in Install on EKS")
+        .1
+        .split_once("```")
+        .unwrap()
+        .0;
+    block.replace("\\\n", " ")
+}
+
+/// The stand-ins for cluster commands, in `bin/` of `work`: `kubectl` and
+/// `kustomize` that talk to this test through files in `work/cluster`,
+/// and `agent`, the binary under test.
+fn stand_ins(work: &Path) -> PathBuf {
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let cluster = work.join("cluster");
+    fs::create_dir_all(cluster.join("objects")).unwrap();
+    let kubectl = format!(
+        r#"#!/bin/bash
+# kubectl against a cluster of one node that the pod test runs.
+set -euo pipefail
+CLUSTER={cluster}
+ns=""
+args=()
+while (($#)); do
+  case "$1" in
+    -n) ns="$2"; shift 2;;
+    *) args+=("$1"); shift;;
+  esac
+done
+set -- "${{args[@]}}"
+case "$1" in
+  create)
+    n=$(ls "$CLUSTER/objects" | wc -l)
+    /usr/bin/kubectl ${{ns:+-n "$ns"}} "$@" --dry-run=client -o json > "$CLUSTER/objects/$n.json";;
+  apply)
+    [ "$2" = -k ] || {{ echo "kubectl stand-in: only apply -k" >&2; exit 1; }}
+    /usr/bin/kubectl kustomize "$3" > "$CLUSTER/rendered.yaml"
+    touch "$CLUSTER/applied";;
+  rollout)
+    for _ in $(seq 600); do
+      [ -e "$CLUSTER/ready" ] && {{ echo "$3 successfully rolled out"; exit 0; }}
+      [ -e "$CLUSTER/failed" ] && exit 1
+      sleep 0.5
+    done
+    exit 1;;
+  port-forward)
+    # The test forwards 127.0.0.1:$3 to the collector's pod.
+    echo "Forwarding from 127.0.0.1:$3 -> $3";;
+  *) echo "kubectl stand-in: $1 is not run here" >&2; exit 1;;
+esac
+"#,
+        cluster = cluster.display()
+    );
+    // `kustomize edit set image`: the local image keeps its name (no
+    // registry here); anything else is not run.
+    let kustomize = r#"#!/bin/bash
+set -eu
+if [ "$1 $2 $3" = "edit set image" ]; then
+  echo "kustomize stand-in: kept the local image (asked: $4)" >&2
+  exit 0
+fi
+echo "kustomize stand-in: $* is not run here" >&2
+exit 1
+"#;
+    for (name, text) in [("kubectl", kubectl.as_str()), ("kustomize", kustomize)] {
+        let path = bin.join(name);
+        fs::write(&path, text).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_agent"), bin.join("agent")).unwrap();
+    cluster
+}
+
+/// A CA and the collector's certificate for its Service name, as
+/// cert-manager would issue them: tls.crt, tls.key and ca.crt in `dir`.
+fn certificates(dir: &Path) {
+    let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=tally-test-ca
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.csr -subj /CN=tally-collector.tally.svc
+printf 'subjectAltName=DNS:tally-collector.tally.svc,DNS:tally-collector.tally.svc.cluster.local\nextendedKeyUsage=serverAuth\n' > tls.ext
+openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out tls.crt -extfile tls.ext
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// YAML documents as JSON values (PyYAML, Debian's python3-yaml).
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml\nprint(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python3 yaml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("the rendered manifests have no {kind} {name}"))
+}
+
+/// The Secrets the README's commands made, by name: key to bytes.
+fn secrets(objects: &Path) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(objects).unwrap() {
+        let v: Value = serde_json::from_slice(&fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if v["kind"] != "Secret" {
+            continue;
+        }
+        let mut data = BTreeMap::new();
+        for (k, b64) in v["data"].as_object().into_iter().flatten() {
+            let decoded = Command::new("base64")
+                .arg("-d")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write as _;
+                    c.stdin
+                        .take()
+                        .unwrap()
+                        .write_all(b64.as_str().unwrap().as_bytes())?;
+                    c.wait_with_output()
+                })
+                .unwrap();
+            data.insert(k.clone(), decoded.stdout);
+        }
+        out.insert(v["metadata"]["name"].as_str().unwrap().to_owned(), data);
+    }
+    out
+}
+
+/// `kubectl port-forward`: 127.0.0.1:`port` to `to`, until the test ends.
+fn forward(port: u16, to: String) {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("127.0.0.1:{port} (the README's port-forward) is taken: {e}"));
+    thread::spawn(move || {
+        for inbound in listener.incoming().map_while(Result::ok) {
+            let Ok(outbound) = TcpStream::connect(&to) else {
+                continue;
+            };
+            let (mut a, mut b) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut a, mut b) = (outbound, inbound);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+}
+
+fn wait_for(path: &Path, within: Duration, what: &str, log: &Path) {
+    let deadline = Instant::now() + within;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}; the README block's output:\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The workload's JSON report: its last stdout line.
+fn report_of(c: &Container) -> Value {
+    let (out, err) = c.wait_success(Duration::from_secs(60));
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("workload printed {out:?} ({e}); {err}"))
+}
+
+/// The stored windows of `container` (every process in it), from the
+/// collector's store.
+fn stored_windows(data: &Path, container: &str) -> Vec<pb::ProcessWindow> {
+    common::daemons::stored_reports(data)
+        .into_iter()
+        .flat_map(|r| r.processes)
+        .filter(|p| p.container_id == container)
+        .collect()
+}
+
+/// One counter of a window's delta.
+type Field = fn(&pb::Counters) -> u64;
+
+fn summed(windows: &[pb::ProcessWindow], field: Field) -> u64 {
+    windows
+        .iter()
+        .map(|w| field(&w.delta.unwrap_or_default()))
+        .sum()
+}
+
+#[test]
+fn shipped_pods_report_a_container_end_to_end() {
+    let test = "shipped_pods_report_a_container_end_to_end";
+    if !common::require_root(test)
+        || !container::require_docker(test)
+        || !common::require("kubectl", test)
+        || !common::require("openssl", test)
+    {
+        return;
+    }
+    let have_image = Command::new(kubelet::PODMAN)
+        .args(["image", "exists", IMAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have_image,
+        "{test}: containers-storage has no {IMAGE}; `cargo xtask image` (or `cargo xtask test`) builds it"
+    );
+    let _serial = common::serial();
+    let started = Instant::now();
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("pods"));
+    fs::create_dir_all(&work).unwrap();
+    // The install block runs in a copy of the checkout's deploy/ (it edits
+    // kustomization.yaml), with the certificates beside it.
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("deploy"))
+        .arg(work.join("deploy"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    certificates(&work);
+    let bin = stand_ins(&work);
+    let cluster = work.join("cluster");
+    let log = work.join("readme-block.log");
+    let script = readme_install_block();
+    let path = format!(
+        "{}:{}",
+        work.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut block = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&work)
+        .env("PATH", path)
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _ = bin;
+    wait_for(
+        &cluster.join("applied"),
+        Duration::from_secs(60),
+        "the README block applies the manifests",
+        &log,
+    );
+
+    // The cluster's part: the rendered pods, run under dockerd.
+    let docs = yaml_documents(&cluster.join("rendered.yaml"));
+    let secrets = secrets(&cluster.join("objects"));
+    for (name, keys) in &secrets {
+        eprintln!("Secret {name}: {:?}", keys.keys().collect::<Vec<_>>());
+    }
+    let label = format!("tally-test.owner={}", std::process::id());
+    let collector_template = &find(&docs, "Deployment", "tally-collector")["spec"]["template"];
+    let claim = find(&docs, "PersistentVolumeClaim", "tally-collector-data");
+    let data = work.join("pv-collector-data");
+    let collector_node = Node {
+        name: NODE.into(),
+        scratch: work.join("node-collector"),
+        secrets: secrets.clone(),
+        claims: BTreeMap::from([(
+            claim["metadata"]["name"].as_str().unwrap().to_owned(),
+            data.clone(),
+        )]),
+        hosts: Vec::new(),
+        label: label.clone(),
+    };
+    let collector_run = PodRun::translate(collector_template, &collector_node, "tally-collector");
+    eprintln!(
+        "collector pod:\n  {}",
+        collector_run.translated.join("\n  ")
+    );
+    let collector = collector_run.start();
+    collector.watch_liveness();
+    let ready = collector.wait_ready(Duration::from_secs(60));
+    eprintln!("collector ready after {ready:?} at {}", collector.ip);
+
+    // The Service in front of it: its name, in the agent's /etc/hosts.
+    let service = find(&docs, "Service", "tally-collector");
+    let svc_name = format!(
+        "{}.{}.svc",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap()
+    );
+    for p in service["spec"]["ports"].as_array().unwrap() {
+        // The translation resolves no port: the Service must map each port
+        // to the same number in the pod, or the agent's URL would miss.
+        let target = match &p["targetPort"] {
+            Value::String(name) => collector.run.ports[name.as_str()],
+            n => n.as_u64().unwrap() as u16,
+        };
+        assert_eq!(
+            p["port"].as_u64().unwrap() as u16,
+            target,
+            "Service port {p} is not translated"
+        );
+    }
+    let agent_template = &find(&docs, "DaemonSet", "tally-agent")["spec"]["template"];
+    let agent_node = Node {
+        name: NODE.into(),
+        scratch: work.join("node-agent"),
+        secrets,
+        claims: BTreeMap::new(),
+        hosts: vec![(svc_name, collector.ip.clone())],
+        label: label.clone(),
+    };
+    let agent_run = PodRun::translate(agent_template, &agent_node, "tally-agent");
+    eprintln!("agent pod:\n  {}", agent_run.translated.join("\n  "));
+    for (field, why) in CLUSTER_ONLY {
+        eprintln!("not run here: {field}: {why}");
+    }
+    let agent = agent_run.start();
+    agent.watch_liveness();
+    let ready = agent.wait_ready(Duration::from_secs(90));
+    eprintln!("agent ready after {ready:?}");
+    // Every hook, with tracefs mounted by the agent where the node has
+    // none (this machine boots without it).
+    let logs = agent.logs();
+    let attached = logs
+        .split("probes attached (")
+        .nth(1)
+        .and_then(|rest| rest.split_once(" hooks)"))
+        .and_then(|(n, _)| n.split_once(" of "))
+        .unwrap_or_else(|| panic!("the agent's pod logged no `probes attached`:\n{logs}"));
+    assert_eq!(
+        attached.0, attached.1,
+        "the agent's pod attached {} of {} hooks:\n{logs}",
+        attached.0, attached.1
+    );
+    assert!(
+        !logs.contains("\"level\":\"ERROR\""),
+        "the agent's pod logged errors:\n{logs}"
+    );
+
+    // A workload container: the data-path workload, its own counts.
+    let image = Image::static_c("workload", &root().join("agent/tests/workloads/workload.c"));
+    let idle = Run::new().start(&image, &["tick", "2", "300"]);
+    let idle_report = report_of(&idle);
+    let busy = Run::new().start(&image, &["alloc", "20000", "16"]);
+    let busy_report = report_of(&busy);
+    // Its exit window reaches the store: a window (10 s) and its send.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let windows = stored_windows(&data, &busy.id);
+        if windows.iter().any(|w| w.exited) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit window of {} stored within 60 s ({} windows); agent:\n{}\ncollector:\n{}",
+            busy.id,
+            windows.len(),
+            agent.logs(),
+            collector.logs()
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    // The collector classifies on its own schedule (--classify-interval):
+    // wait until it lists the container, through the README's port-forward.
+    forward(4317, format!("{}:4317", collector.ip));
+    let token = work.join("token-for-the-test");
+    fs::write(&token, &agent_node.secrets["tally-ingest-tokens"]["token"]).unwrap();
+    let short = &busy.id[..12];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args([
+                "workloads",
+                "--json",
+                "--collector",
+                "https://localhost:4317",
+            ])
+            .args(["--collector-tls-name", "tally-collector.tally.svc"])
+            .arg("--collector-ca")
+            .arg(work.join("ca.crt"))
+            .arg("--collector-token-file")
+            .arg(&token)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout);
+        if listed.lines().any(|l| l.contains(short)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not list container {short} within 60 s: {}{listed}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        thread::sleep(Duration::from_secs(1));
+    }
+    // Rolled out: the README block goes on (port-forward, agent workloads).
+    fs::write(cluster.join("ready"), "").unwrap();
+    let out = block.stdout.take().unwrap();
+    let printed: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
+    let status = block.wait().unwrap();
+    let block_log = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the README's install block failed ({status}):\n{}\n{block_log}",
+        printed.join("\n")
+    );
+    let table = printed.join("\n");
+    eprintln!("the README block printed:\n{table}");
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains(short) && l.contains(NODE)),
+        "`agent workloads` has no row for container {short} on {NODE}:\n{table}"
+    );
+
+    // Each pod passes its probes as the manifests declare them: now, once
+    // more, and on their schedules all along (a run of failures as long as
+    // failureThreshold would have had the kubelet restart it).
+    for pod in [&agent, &collector] {
+        for probe in [&pod.run.liveness, &pod.run.readiness] {
+            let probe = probe.as_ref().expect("both probes are declared");
+            if let Err(why) = pod.probe_once(probe) {
+                panic!("{}: {why}; logs:\n{}", pod.run.name, pod.logs());
+            }
+        }
+        pod.assert_live();
+    }
+
+    // Its numbers: the stored windows against the workload's own counts.
+    let windows = stored_windows(&data, &busy.id);
+    let startup = stored_windows(&data, &idle.id);
+    let fields: [(&str, Field); 5] = [
+        ("mmap_calls", |c| c.mmap_calls),
+        ("munmap_calls", |c| c.munmap_calls),
+        ("brk_calls", |c| c.brk_calls),
+        ("mremap_calls", |c| c.mremap_calls),
+        ("madvise_calls", |c| c.madvise_calls),
+    ];
+    // runc's init (Go) runs in the container's first process before its
+    // exec: the idle run measures what that adds (see containers.rs).
+    const INIT_CALLS_SLACK: u64 = 8;
+    for (name, field) in fields {
+        let (got, own) = (summed(&windows, field), busy_report[name].as_u64().unwrap());
+        let allowance = summed(&startup, field).saturating_sub(idle_report[name].as_u64().unwrap());
+        assert!(own > 0, "the workload makes {name}");
+        assert!(
+            got >= own,
+            "{name}: stored {got} < the workload's own {own}"
+        );
+        assert!(
+            got <= own + allowance + INIT_CALLS_SLACK,
+            "{name}: stored {got} > own {own} + start-up {allowance}"
+        );
+    }
+    common::assert_within(
+        "minor_faults",
+        summed(&windows, |c| c.minor_faults) as f64,
+        busy_report["minor_faults"].as_f64().unwrap(),
+        0.01,
+    );
+    for w in &windows {
+        assert_eq!(w.cgroup_path, format!("/docker/{}", busy.id));
+    }
+    let node_names: Vec<String> = common::daemons::stored_reports(&data)
+        .iter()
+        .filter_map(|r| r.node.as_ref().map(|n| n.node_name.clone()))
+        .collect();
+    assert!(
+        !node_names.is_empty() && node_names.iter().all(|n| n == NODE),
+        "reports name nodes {node_names:?}, not the downward API's {NODE}"
+    );
+    // The kubelet stops the agent with SIGTERM and its grace period.
+    let code = agent.stop();
+    assert_eq!(code, 0, "the agent's pod exited {code}:\n{}", agent.logs());
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A field the translation does not know fails it, instead of being
+/// dropped: here `hostUsers` (user namespaces), added to the agent's pod.
+#[test]
+fn an_untranslated_field_fails_the_translation() {
+    let test = "an_untranslated_field_fails_the_translation";
+    if !common::require("kubectl", test) {
+        return;
+    }
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("pods-field"));
+    fs::create_dir_all(&work).unwrap();
+    let rendered = work.join("rendered.yaml");
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root().join("deploy"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    fs::write(&rendered, out.stdout).unwrap();
+    let docs = yaml_documents(&rendered);
+    let mut template = find(&docs, "DaemonSet", "tally-agent")["spec"]["template"].clone();
+    template["spec"]["hostUsers"] = Value::Bool(false);
+    let node = Node {
+        name: NODE.into(),
+        scratch: work.join("node"),
+        secrets: BTreeMap::from([
+            (
+                "tally-collector-tls".to_owned(),
+                BTreeMap::from([("ca.crt".to_owned(), b"x".to_vec())]),
+            ),
+            (
+                "tally-ingest-tokens".to_owned(),
+                BTreeMap::from([("token".to_owned(), b"x".to_vec())]),
+            ),
+        ]),
+        ..Node::default()
+    };
+    let failed = std::panic::catch_unwind(|| PodRun::translate(&template, &node, "tally-agent"))
+        .expect_err("hostUsers has no translation");
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("spec.hostUsers"),
+        "the failure names the field: {message}"
+    );
+}
