@@ -22,111 +22,24 @@
 //! deploy.rs checks those fields against the API's schemas and checkov.
 #![allow(dead_code)] // each test binary uses a different part
 
+mod fields;
+mod host;
+mod pod;
+
 use std::{
     collections::BTreeMap,
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
     os::unix::fs::{PermissionsExt as _, chown},
-    path::{Path, PathBuf},
-    process::Command,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread,
-    time::{Duration, Instant},
+    path::PathBuf,
+    time::Duration,
 };
 
 use serde_json::Value;
 
-/// Debian's podman: it runs the pods (dockerd runs the workloads).
-pub const PODMAN: &str = "/usr/bin/podman";
-
-/// Capabilities this machine can give a container: the bounding set of
-/// this process (root). The sandbox the tests run in has no
-/// CAP_SYS_RESOURCE, so no runtime here can grant it.
-fn bounding_set() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .expect("CapBnd in /proc/self/status")
-        .trim();
-    u64::from_str_radix(hex, 16).unwrap()
-}
-
-/// The capability numbers of the names a manifest may add.
-fn capability_number(name: &str) -> Option<u32> {
-    const NAMES: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
-}
-
-/// Resource limits for the pods. The kubelet sets none: a container gets
-/// its runtime's. Podman as root asks runc for 1048576 open files, which
-/// runc cannot set here (no CAP_SYS_RESOURCE, see [`bounding_set`]): the
-/// pods get this process's open-files limit (the one dockerd and containerd
-/// run with here), and at most 32768 processes, the most runc could set
-/// here (measured: 32768 passes, 40000 fails).
-fn ulimits() -> [String; 2] {
-    let hard = |resource| {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes the struct it is given.
-        assert_eq!(unsafe { libc::getrlimit(resource, &mut r) }, 0);
-        r.rlim_max
-    };
-    let nofile = hard(libc::RLIMIT_NOFILE);
-    let nproc = hard(libc::RLIMIT_NPROC).min(32768);
-    [
-        format!("--ulimit=nofile={nofile}:{nofile}"),
-        format!("--ulimit=nproc={nproc}:{nproc}"),
-    ]
-}
+use fields::{at, bytes, millicores, object, quantity, string, uint, untranslatable};
+pub use host::PODMAN;
+use host::{bounding_set, capability_number, ulimits};
+pub use pod::{Handler, Probe};
 
 /// Pod-spec fields that only a cluster acts on (the scheduler, the API
 /// server, the eviction manager), with why they are not run here.
@@ -166,24 +79,6 @@ pub struct Node {
     pub label: String,
 }
 
-/// How a probe asks.
-#[derive(Debug, Clone)]
-pub enum Handler {
-    /// Run in the container (`podman exec`), success on exit 0.
-    Exec(Vec<String>),
-    /// An HTTP GET from the node to the pod's address, success on 2xx/3xx.
-    HttpGet { path: String, port: u16 },
-}
-
-#[derive(Debug, Clone)]
-pub struct Probe {
-    pub handler: Handler,
-    pub initial_delay: Duration,
-    pub period: Duration,
-    pub timeout: Duration,
-    pub failure_threshold: u32,
-}
-
 /// A pod template made into a `podman run`.
 #[derive(Debug)]
 pub struct PodRun {
@@ -198,71 +93,6 @@ pub struct PodRun {
     pub uid: u32,
     /// Every field read, with what became of it (for the test's log).
     pub translated: Vec<String>,
-}
-
-/// A path in the pod spec, for errors.
-fn at(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn object<'a>(v: &'a Value, path: &str) -> &'a serde_json::Map<String, Value> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("{path} is not an object: {v}"))
-}
-
-fn untranslatable(path: &str, v: &Value) -> ! {
-    panic!(
-        "{path} = {v}: no translation to the local runtime; run it in common/kubelet.rs or list it in CLUSTER_ONLY with why"
-    )
-}
-
-fn string(v: &Value, path: &str) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("{path} is not a string: {v}"))
-        .to_owned()
-}
-
-fn uint(v: &Value, path: &str) -> u64 {
-    v.as_u64()
-        .unwrap_or_else(|| panic!("{path} is not a whole number: {v}"))
-}
-
-/// A Kubernetes quantity in bytes (`64Mi`, `1Gi`, `256M`, `1000`).
-pub fn bytes(q: &str) -> u64 {
-    let units: &[(&str, u64)] = &[
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("k", 1000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-    ];
-    for (suffix, mult) in units {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<u64>().unwrap_or_else(|_| panic!("quantity {q}")) * mult;
-        }
-    }
-    q.parse().unwrap_or_else(|_| panic!("quantity {q}"))
-}
-
-/// A CPU quantity in millicores (`20m`, `1`, `0.5`).
-pub fn millicores(q: &str) -> u64 {
-    match q.strip_suffix('m') {
-        Some(m) => m.parse().unwrap_or_else(|_| panic!("cpu {q}")),
-        None => (q.parse::<f64>().unwrap_or_else(|_| panic!("cpu {q}")) * 1000.0).round() as u64,
-    }
-}
-
-fn quantity(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => panic!("a quantity: {other}"),
-    }
 }
 
 /// The pod's volumes, prepared on the node: what `podman run` mounts for
@@ -807,216 +637,4 @@ impl PodRun {
         self.note(&format!("{path}[{name}]"), &flag);
         self.args.push(flag);
     }
-
-    /// Starts the container; the pod, removed on drop.
-    pub fn start(self) -> Pod {
-        let out = Command::new(PODMAN).args(&self.args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "podman {:?} failed: {}",
-            self.args,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let ip = inspect(&id, "{{.NetworkSettings.IPAddress}}");
-        Pod {
-            id,
-            ip,
-            run: self,
-            liveness_failures: Arc::new(Mutex::new(Vec::new())),
-            stop: Arc::new(AtomicBool::new(false)),
-            started: Instant::now(),
-        }
-    }
-}
-
-fn inspect(id: &str, format: &str) -> String {
-    let out = Command::new(PODMAN)
-        .args(["inspect", "--format", format, id])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A running pod: its container, address, and the kubelet's probes.
-pub struct Pod {
-    pub id: String,
-    pub ip: String,
-    pub run: PodRun,
-    /// Liveness results that failed (time since start, why).
-    liveness_failures: Arc<Mutex<Vec<(Duration, String)>>>,
-    stop: Arc<AtomicBool>,
-    started: Instant,
-}
-
-impl Pod {
-    /// Runs a probe once, as the kubelet does; why it failed.
-    pub fn probe_once(&self, probe: &Probe) -> Result<(), String> {
-        probe_once(&self.id, &self.ip, probe)
-    }
-
-    /// Waits until the readiness probe passes (on its schedule, after its
-    /// initial delay); how long it took.
-    pub fn wait_ready(&self, within: Duration) -> Duration {
-        let probe = self
-            .run
-            .readiness
-            .clone()
-            .unwrap_or_else(|| panic!("{} has no readiness probe", self.run.name));
-        thread::sleep(probe.initial_delay);
-        let mut last = String::new();
-        while self.started.elapsed() < within {
-            match self.probe_once(&probe) {
-                Ok(()) => return self.started.elapsed(),
-                Err(why) => last = why,
-            }
-            assert!(
-                self.running(),
-                "{} exited before it was ready; logs:\n{}",
-                self.run.name,
-                self.logs()
-            );
-            thread::sleep(probe.period);
-        }
-        panic!(
-            "{} not ready within {within:?}: {last}; logs:\n{}",
-            self.run.name,
-            self.logs()
-        )
-    }
-
-    /// Runs the liveness probe on its schedule in the background; a run of
-    /// `failureThreshold` failures would have the kubelet restart the
-    /// container, which [`Pod::assert_live`] reports.
-    pub fn watch_liveness(&self) {
-        let Some(probe) = self.run.liveness.clone() else {
-            return;
-        };
-        let (id, ip) = (self.id.clone(), self.ip.clone());
-        let failures = Arc::clone(&self.liveness_failures);
-        let stop = Arc::clone(&self.stop);
-        let started = self.started;
-        thread::spawn(move || {
-            let wake = |d: Duration| {
-                let until = Instant::now() + d;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(100));
-                }
-            };
-            wake(probe.initial_delay.saturating_sub(started.elapsed()));
-            let mut in_a_row = 0;
-            while !stop.load(Ordering::Relaxed) {
-                match probe_once(&id, &ip, &probe) {
-                    Ok(()) => in_a_row = 0,
-                    Err(why) => {
-                        in_a_row += 1;
-                        if in_a_row >= probe.failure_threshold {
-                            failures.lock().unwrap().push((started.elapsed(), why));
-                        }
-                    }
-                }
-                wake(probe.period);
-            }
-        });
-    }
-
-    /// How many liveness probes ran out of the threshold so far.
-    pub fn assert_live(&self) {
-        let failures = self.liveness_failures.lock().unwrap();
-        assert!(
-            failures.is_empty(),
-            "{}: the kubelet would have restarted it: {failures:?}; logs:\n{}",
-            self.run.name,
-            self.logs()
-        );
-    }
-
-    pub fn running(&self) -> bool {
-        inspect(&self.id, "{{.State.Running}}") == "true"
-    }
-
-    /// stdout and stderr so far.
-    pub fn logs(&self) -> String {
-        let out = Command::new(PODMAN)
-            .args(["logs", &self.id])
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    /// `podman stop` with the pod's grace period; the exit code.
-    pub fn stop(&self) -> i32 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = Command::new(PODMAN).args(["stop", &self.id]).output();
-        inspect(&self.id, "{{.State.ExitCode}}")
-            .parse()
-            .unwrap_or(-1)
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = Command::new(PODMAN).args(["rm", "-f", &self.id]).output();
-    }
-}
-
-fn probe_once(id: &str, ip: &str, probe: &Probe) -> Result<(), String> {
-    match &probe.handler {
-        Handler::Exec(argv) => {
-            let out = Command::new("timeout")
-                .arg(probe.timeout.as_secs().max(1).to_string())
-                .arg(PODMAN)
-                .args(["exec", id])
-                .args(argv)
-                .output()
-                .map_err(|e| e.to_string())?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "exec {argv:?}: {} {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        }
-        Handler::HttpGet { path, port } => {
-            let addr: SocketAddr = format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
-            let get = || -> std::io::Result<String> {
-                let mut s = TcpStream::connect_timeout(&addr, probe.timeout)?;
-                s.set_read_timeout(Some(probe.timeout))?;
-                write!(
-                    s,
-                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n"
-                )?;
-                let mut reply = String::new();
-                s.read_to_string(&mut reply)?;
-                Ok(reply)
-            };
-            let reply = get().map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
-            let status: u16 = reply
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if (200..400).contains(&status) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "GET http://{addr}{path}: {}",
-                    reply.lines().next().unwrap_or("no answer")
-                ))
-            }
-        }
-    }
-}
-
-/// Where a file or directory is, for messages.
-pub fn shown(p: &Path) -> String {
-    p.display().to_string()
 }
