@@ -275,6 +275,7 @@ fn shipped_pods_report_a_container_end_to_end() {
         || !container::require_docker(test)
         || !common::require("kubectl", test)
         || !common::require("openssl", test)
+        || !common::require(kubelet::PODMAN, test)
     {
         return;
     }

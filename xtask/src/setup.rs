@@ -292,12 +292,20 @@ fn find_libllvm(libdir: &Path) -> Result<PathBuf> {
     })
 }
 
+/// Whether a Debian package is installed. Not `dpkg -s`: it succeeds for a
+/// package that was removed but left its configuration files behind
+/// ("deinstall ok config-files"), which then never got installed again
+/// (seen with podman).
+fn installed(package: &str) -> bool {
+    cmd("dpkg-query")
+        .args(["-W", "-f", "${Status}", package])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "install ok installed")
+}
+
 fn debian_packages(wanted: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|p| !cmd::succeeds(cmd("dpkg").args(["-s", p])))
-        .collect();
+    let missing: Vec<&str> = wanted.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }

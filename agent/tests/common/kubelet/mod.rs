@@ -609,9 +609,25 @@ impl PodRun {
         let inside = string(&m["mountPath"], path);
         let read_only = m.get("readOnly").and_then(Value::as_bool) == Some(true);
         for k in object(m, path).keys() {
-            if !matches!(k.as_str(), "name" | "mountPath" | "readOnly") {
+            if !matches!(
+                k.as_str(),
+                "name" | "mountPath" | "readOnly" | "recursiveReadOnly"
+            ) {
                 untranslatable(&at(path, k), &m[k]);
             }
+        }
+        match m.get("recursiveReadOnly").and_then(Value::as_str) {
+            None | Some("Disabled") => {}
+            // What the kubelet does where the runtime cannot: podman 4.3
+            // has no recursive read-only bind, so read-only at the top.
+            Some("IfPossible") => self.note(
+                &format!("{path}[{name}].recursiveReadOnly"),
+                "IfPossible: read-only, not recursive (podman 4.3 cannot)",
+            ),
+            Some(other) => untranslatable(
+                &format!("{path}[{name}].recursiveReadOnly"),
+                &Value::String(other.to_owned()),
+            ),
         }
         let flag = match volumes
             .get(&name)
