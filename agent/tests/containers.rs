@@ -13,7 +13,7 @@ use std::{
 
 use common::{
     Agent, assert_within,
-    container::{self, Container, Image, Run},
+    container::{self, Image, Run},
     sum,
 };
 use serde_json::Value;
@@ -127,13 +127,6 @@ fn static_workload() -> Image {
     Image::static_c("workload", &workloads_dir().join("workload.c"))
 }
 
-/// The workload's JSON report: its last stdout line.
-fn report_of(c: &Container) -> Value {
-    let (out, err) = c.wait_success(Duration::from_secs(60));
-    let line = out.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("workload printed {out:?} ({e}); {err}"))
-}
-
 /// The C workload of the data-path tests in a scratch container: the
 /// agent's syscall counts and faults equal the workload's own, and its
 /// windows name the container's full id, docker, and the real cgroup.
@@ -151,9 +144,9 @@ fn static_workload_in_a_container_matches_its_own_counts() {
     // container gone before the agent's next tick keeps its cgroup's path:
     // it is read at the exec; pods.rs checks one of 0.6 s in 10 s windows.)
     let idle = Run::new().start(&image, &["tick", "2", "300"]);
-    let idle_report = report_of(&idle);
+    let idle_report = idle.report();
     let busy = Run::new().start(&image, &["alloc", "20000", "16"]);
-    let busy_report = report_of(&busy);
+    let busy_report = busy.report();
     let (lines, stderr, _) = agent.stop();
     let startup = windows_of_program(&lines, &idle.id, "workload");
     let windows = windows_of_program(&lines, &busy.id, "workload");
@@ -262,7 +255,7 @@ fn kubelet_cgroupfs_parent_yields_pod_and_qos() {
         .start(&image, &["tick", "20", "50"]);
     assert!(c.pid > 0, "the container exited before docker inspect");
     let (cgroup_id, path) = cgroup_of(c.pid);
-    let report = report_of(&c);
+    let report = c.report();
     let (lines, stderr, _) = agent.stop();
     let windows = windows_of_program(&lines, &c.id, "workload");
     assert!(
@@ -567,7 +560,7 @@ fn c_malloc_churn_in_a_container_is_alloc_churn() {
     let agent = Agent::start(&["--interval", "1"]);
     let c = Run::new().start(&image, &["6"]);
     let pid = u64::from(c.pid);
-    let report = report_of(&c);
+    let report = c.report();
     let blocks = report["blocks"].as_f64().unwrap();
     let (lines, stderr, _) = agent.stop_after_exit_of(pid);
     let windows = common::windows_of(&lines, pid);

@@ -27,8 +27,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::Engine as _;
 use common::{
-    container::{self, Container, Image, Run},
+    container::{self, Image, Run},
     kubelet::{self, CLUSTER_ONLY, Node, PodRun},
 };
 use serde_json::Value;
@@ -185,21 +186,10 @@ fn secrets(objects: &Path) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
         }
         let mut data = BTreeMap::new();
         for (k, b64) in v["data"].as_object().into_iter().flatten() {
-            let decoded = Command::new("base64")
-                .arg("-d")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .and_then(|mut c| {
-                    use std::io::Write as _;
-                    c.stdin
-                        .take()
-                        .unwrap()
-                        .write_all(b64.as_str().unwrap().as_bytes())?;
-                    c.wait_with_output()
-                })
-                .unwrap();
-            data.insert(k.clone(), decoded.stdout);
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_str().expect("Secret data is base64 text"))
+                .expect("Secret data decodes");
+            data.insert(k.clone(), decoded);
         }
         out.insert(v["metadata"]["name"].as_str().unwrap().to_owned(), data);
     }
@@ -239,13 +229,6 @@ fn wait_for(path: &Path, within: Duration, what: &str, log: &Path) {
         );
         thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The workload's JSON report: its last stdout line.
-fn report_of(c: &Container) -> Value {
-    let (out, err) = c.wait_success(Duration::from_secs(60));
-    let line = out.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("workload printed {out:?} ({e}); {err}"))
 }
 
 /// The stored windows of `container` (every process in it), from the
@@ -301,8 +284,7 @@ fn shipped_pods_report_a_container_end_to_end() {
         .unwrap();
     assert!(copy.success());
     certificates(&work);
-    let bin = stand_ins(&work);
-    let cluster = work.join("cluster");
+    let cluster = stand_ins(&work);
     let log = work.join("readme-block.log");
     let script = readme_install_block();
     let path = format!(
@@ -318,7 +300,6 @@ fn shipped_pods_report_a_container_end_to_end() {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let _ = bin;
     wait_for(
         &cluster.join("applied"),
         Duration::from_secs(60),
@@ -417,9 +398,9 @@ fn shipped_pods_report_a_container_end_to_end() {
     // A workload container: the data-path workload, its own counts.
     let image = Image::static_c("workload", &root().join("agent/tests/workloads/workload.c"));
     let idle = Run::new().start(&image, &["tick", "2", "300"]);
-    let idle_report = report_of(&idle);
+    let idle_report = idle.report();
     let busy = Run::new().start(&image, &["alloc", "20000", "16"]);
-    let busy_report = report_of(&busy);
+    let busy_report = busy.report();
     // Its exit window reaches the store: a window (10 s) and its send.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

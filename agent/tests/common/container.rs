@@ -526,6 +526,15 @@ impl Container {
         )
     }
 
+    /// A workload's JSON report (tests/workloads): the last line it printed
+    /// before exiting 0.
+    pub fn report(&self) -> serde_json::Value {
+        let (out, err) = self.wait_success(Duration::from_secs(60));
+        let line = out.lines().last().unwrap_or_default();
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("workload printed {out:?} ({e}); {err}"))
+    }
+
     /// Waits for the exit and asserts it was 0; stdout and stderr.
     pub fn wait_success(&self, timeout: Duration) -> (String, String) {
         let code = self.wait(timeout);

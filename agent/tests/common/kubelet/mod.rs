@@ -89,8 +89,6 @@ pub struct PodRun {
     pub readiness: Option<Probe>,
     /// Container ports by name.
     pub ports: BTreeMap<String, u16>,
-    /// The uid the container runs as.
-    pub uid: u32,
     /// Every field read, with what became of it (for the test's log).
     pub translated: Vec<String>,
 }
@@ -126,7 +124,6 @@ impl PodRun {
             liveness: None,
             readiness: None,
             ports: BTreeMap::new(),
-            uid: 0,
             translated: Vec::new(),
         };
         for (k, v) in object(template, "template") {
@@ -155,6 +152,14 @@ impl PodRun {
 
     fn note(&mut self, field: &str, became: impl std::fmt::Display) {
         self.translated.push(format!("{field}: {became}"));
+    }
+
+    /// A boolean field that maps to one flag when it has the value `when`.
+    fn flag_if(&mut self, field: &str, v: &Value, when: bool, flag: &str) {
+        if v.as_bool() == Some(when) {
+            self.args.push(flag.to_owned());
+            self.note(field, flag);
+        }
     }
 
     fn spec(&mut self, spec: &Value, node: &Node) {
@@ -197,24 +202,9 @@ impl PodRun {
             let path = at("spec", k);
             match k.as_str() {
                 "securityContext" | "containers" => {}
-                "hostPID" => {
-                    if v.as_bool() == Some(true) {
-                        self.args.push("--pid=host".into());
-                        self.note(&path, "--pid=host");
-                    }
-                }
-                "hostNetwork" => {
-                    if v.as_bool() == Some(true) {
-                        self.args.push("--network=host".into());
-                        self.note(&path, "--network=host");
-                    }
-                }
-                "hostIPC" => {
-                    if v.as_bool() == Some(true) {
-                        self.args.push("--ipc=host".into());
-                        self.note(&path, "--ipc=host");
-                    }
-                }
+                "hostPID" => self.flag_if(&path, v, true, "--pid=host"),
+                "hostNetwork" => self.flag_if(&path, v, true, "--network=host"),
+                "hostIPC" => self.flag_if(&path, v, true, "--ipc=host"),
                 "terminationGracePeriodSeconds" => {
                     let s = uint(v, &path);
                     self.args.push(format!("--stop-timeout={s}"));
@@ -241,7 +231,6 @@ impl PodRun {
                 "runAsNonRoot with uid 0: the kubelet would not start it"
             );
         }
-        self.uid = user;
         for (host, ip) in &node.hosts {
             self.args.push(format!("--add-host={host}:{ip}"));
         }
@@ -402,12 +391,11 @@ impl PodRun {
         c: &Value,
         node: &Node,
         volumes: &BTreeMap<String, Volume>,
-        pod_uid: u64,
-        pod_gid: u64,
+        uid: u64,
+        gid: u64,
     ) -> (u32, Vec<String>) {
         let mut image = None;
         let mut args: Vec<String> = Vec::new();
-        let (uid, gid) = (pod_uid, pod_gid);
         // Ports first: probes name them.
         for p in c["ports"].as_array().into_iter().flatten() {
             assert_eq!(p["protocol"], "TCP", "containers[0].ports: {p}");
@@ -484,23 +472,11 @@ impl PodRun {
         for (k, v) in object(v, path) {
             let field = at(path, k);
             match k.as_str() {
-                "privileged" => {
-                    if v.as_bool() == Some(true) {
-                        self.args.push("--privileged".into());
-                    }
-                }
+                "privileged" => self.flag_if(&field, v, true, "--privileged"),
                 "allowPrivilegeEscalation" => {
-                    if v.as_bool() == Some(false) {
-                        self.args.push("--security-opt=no-new-privileges".into());
-                        self.note(&field, "--security-opt=no-new-privileges");
-                    }
+                    self.flag_if(&field, v, false, "--security-opt=no-new-privileges")
                 }
-                "readOnlyRootFilesystem" => {
-                    if v.as_bool() == Some(true) {
-                        self.args.push("--read-only".into());
-                        self.note(&field, "--read-only");
-                    }
-                }
+                "readOnlyRootFilesystem" => self.flag_if(&field, v, true, "--read-only"),
                 "capabilities" => {
                     for (ck, cv) in object(v, &field) {
                         let flag = match ck.as_str() {
