@@ -11,6 +11,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .compile_fds(fds.clone())?;
+    // The messages alone, for crates that link no gRPC (feature `grpc` off:
+    // tally-core converts to and from them without tonic or tokio).
+    let messages = PathBuf::from(std::env::var("OUT_DIR")?).join("messages");
+    std::fs::create_dir_all(&messages)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .out_dir(&messages)
         .compile_fds(fds)?;
 
     // The collector's Ingest server, same route and wire format, but taking
@@ -27,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .route_name("Stream")
                 .input_type("crate::received::ReceivedReport")
                 .output_type("crate::v1::IngestAck")
-                .codec_path("crate::received::ReceivedCodec")
+                .codec_path("crate::received_codec::ReceivedCodec")
                 .client_streaming()
                 .server_streaming()
                 .build(),

@@ -1,15 +1,13 @@
 //! One entry point per parser that reads untrusted bytes, shared by the
 //! fuzz targets (`fuzz/`, `cargo xtask fuzz`) and the test that replays
-//! their corpus and every crash they found (`tests/fuzz_corpus.rs`), so
+//! their corpus and every crash they found (`tests/it/fuzz_corpus.rs`), so
 //! both exercise exactly the same code. Each panics only where the parser
 //! broke a promise (a panic is the finding).
 use bytes::Bytes;
 use prost::Message as _;
 
-use crate::{
-    collector::{ingest, validate::Limits},
-    transport::Caller,
-};
+use tally_collector::{ingest, validate::Limits};
+use tally_transport::Caller;
 
 /// One fuzz target: takes any bytes, panics only on a broken promise.
 pub type Target = fn(&[u8]);
@@ -54,7 +52,7 @@ pub fn ingest(data: &[u8]) {
 /// The cgroup path parser: a container id it returns is 64 hex digits.
 pub fn cgroup_path(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Some(info) = crate::enrich::container::parse(&text) {
+    if let Some(info) = tally_core::model::container::parse(&text) {
         assert_eq!(info.id.len(), 64);
         assert!(
             info.id
@@ -67,22 +65,22 @@ pub fn cgroup_path(data: &[u8]) {
 /// `/proc/<pid>/stat`: a comm may hold any byte but NUL, and another
 /// kernel may add or drop fields.
 pub fn proc_stat(data: &[u8]) {
-    let _ = crate::collect::procfs::parse_stat(data);
+    let _ = tally_core::procstat::parse_stat(data);
 }
 
 /// A JVM's hsperfdata file, read from a process the agent does not trust.
 pub fn hsperf(data: &[u8]) {
-    if let Ok(perf) = crate::gc::hsperf::parse(data) {
+    if let Ok(perf) = tally_node::runtimes::hsperf::parse(data) {
         let _ = perf.gc_counters();
     }
 }
 
 /// An ELF's `.note.stapsdt` notes.
 pub fn stapsdt(data: &[u8]) {
-    if let Ok(probes) = crate::gc::stapsdt::probes(data) {
-        let _ = crate::gc::stapsdt::hotspot_gc_offsets_of(&probes);
+    if let Ok(probes) = tally_node::runtimes::stapsdt::probes(data) {
+        let _ = tally_node::runtimes::stapsdt::hotspot_gc_offsets_of(&probes);
         for p in &probes {
-            let _ = crate::gc::stapsdt::file_offset(data, p.address);
+            let _ = tally_node::runtimes::stapsdt::file_offset(data, p.address);
         }
     }
 }
@@ -90,7 +88,7 @@ pub fn stapsdt(data: &[u8]) {
 /// The collector's token file.
 pub fn token_file(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = crate::transport::TokenTable::parse(&text, std::path::Path::new("tokens"));
+    let _ = tally_transport::TokenTable::parse(&text, std::path::Path::new("tokens"));
 }
 
 /// The user's price override file (`--prices`): parsed, then applied to
@@ -98,13 +96,13 @@ pub fn token_file(data: &[u8]) {
 /// negative, and every error names a line.
 pub fn price_overrides(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let applied = crate::cost::overrides::parse(&text)
-        .and_then(|o| o.apply(crate::cost::PriceTable::embedded()));
+    let applied = tally_core::cost::overrides::parse(&text)
+        .and_then(|o| o.apply(tally_core::cost::PriceTable::embedded()));
     match applied {
         Ok(table) => {
             for lifecycle in [
-                crate::cost::Lifecycle::OnDemand,
-                crate::cost::Lifecycle::Spot,
+                tally_core::cost::Lifecycle::OnDemand,
+                tally_core::cost::Lifecycle::Spot,
             ] {
                 for (t, r) in [("m6i.xlarge", "us-east-1"), ("m7g.large", "sa-east-1")] {
                     if let Some(p) = table.price(t, r, lifecycle) {

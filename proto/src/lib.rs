@@ -4,15 +4,22 @@
 //! `Query` services.
 //!
 //! The code is generated at build time by `build.rs` (protox, no `protoc`
-//! needed).
+//! needed). Without the default feature `grpc` it is the messages alone:
+//! prost, no tonic.
 
 /// `package tally.v1`.
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
-    tonic::include_proto!("tally.v1");
+    #[cfg(feature = "grpc")]
+    include!(concat!(env!("OUT_DIR"), "/tally.v1.rs"));
+    #[cfg(not(feature = "grpc"))]
+    include!(concat!(env!("OUT_DIR"), "/messages/tally.v1.rs"));
 }
 
 pub use v1::*;
 
+#[cfg(feature = "grpc")]
 pub mod raw;
 pub mod received;
+#[cfg(feature = "grpc")]
+pub mod received_codec;

@@ -1,6 +1,0 @@
-//! Names for what the kernel reports: cgroup ids to paths and containers,
-//! containers to pods (`kube`), and the node's own identity (`node`).
-pub mod cgroup;
-pub mod container;
-pub mod kube;
-pub mod node;

@@ -1,0 +1,178 @@
+//! The `Query` service: the workloads and their verdicts (from the latest
+//! classification pass), one workload's history (from the store), and a
+//! watch stream of every stored window.
+use std::sync::{Arc, Mutex, RwLock};
+
+use tally_proto as pb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{
+    fleet_verdicts::Fleet,
+    store::{Reader, StoreError},
+    workload::{self, WorkloadId},
+};
+use tally_core::gc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("request without a workload key (a container id, or a node name and process key)")]
+    NoKey,
+    #[error("no workload {0}")]
+    NotFound(WorkloadId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("query task failed: {0}")]
+    Task(String),
+}
+
+impl From<QueryError> for Status {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::NoKey => Status::invalid_argument(e.to_string()),
+            QueryError::NotFound(_) => Status::not_found(e.to_string()),
+            QueryError::Store(_) | QueryError::Task(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// Verdicts of every workload as of the latest classification pass.
+pub type Snapshot = Arc<RwLock<Arc<Vec<pb::Workload>>>>;
+
+/// Events a watcher may fall behind by before it skips ahead: a slow
+/// watcher loses events, ingest never waits for it.
+pub const WATCH_BACKLOG: usize = 4096;
+
+pub struct QueryService {
+    pub fleet: Arc<Mutex<Fleet>>,
+    pub snapshot: Snapshot,
+    pub reader: Arc<Mutex<Reader>>,
+    pub watch: broadcast::Sender<Arc<pb::WatchEvent>>,
+}
+
+/// Recomputes every workload's verdict into the snapshot.
+pub fn classify_all(fleet: &Mutex<Fleet>, snapshot: &Snapshot) {
+    let all = fleet
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .snapshot(None);
+    *snapshot
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(all);
+}
+
+fn on_node(w: &pb::Workload, node: &str) -> bool {
+    node.is_empty() || w.nodes.iter().any(|n| n == node)
+}
+
+#[tonic::async_trait]
+impl pb::query_server::Query for QueryService {
+    async fn list_workloads(
+        &self,
+        request: Request<pb::ListWorkloadsRequest>,
+    ) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
+        let node = request.into_inner().node_name;
+        let all = self
+            .snapshot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let workloads = all.iter().filter(|w| on_node(w, &node)).cloned().collect();
+        Ok(Response::new(pb::ListWorkloadsResponse { workloads }))
+    }
+
+    async fn workload_history(
+        &self,
+        request: Request<pb::WorkloadHistoryRequest>,
+    ) -> Result<Response<pb::WorkloadHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let id = req
+            .key
+            .as_ref()
+            .and_then(WorkloadId::from_proto)
+            .ok_or(QueryError::NoKey)?;
+        let reader = self.reader.clone();
+        let lookup = id.clone();
+        let windows = tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .history(&lookup, req.since_unix_ms)
+        })
+        .await
+        .map_err(|e| QueryError::Task(e.to_string()))?
+        .map_err(QueryError::from)?;
+        let current = self
+            .fleet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .workload(&id);
+        if current.is_none() && windows.is_empty() {
+            return Err(QueryError::NotFound(id).into());
+        }
+        let points = windows
+            .into_iter()
+            .map(|w| {
+                let s = workload::signals(w.runtime, w.window_seconds, &w.delta, w.rss_bytes);
+                pb::WorkloadPoint {
+                    window_end_unix_ms: w.window_end_unix_ms,
+                    window_seconds: w.window_seconds,
+                    verdict: Some(workload::verdict_to_proto(&gc::classify(&s))),
+                    delta: Some(w.delta),
+                    rss_bytes: w.rss_bytes,
+                    node_name: w.node,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::WorkloadHistoryResponse {
+            workload: current,
+            points,
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let reader = self.reader.clone();
+        let nodes = tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .nodes()
+        })
+        .await
+        .map_err(|e| QueryError::Task(e.to_string()))?
+        .map_err(QueryError::from)?;
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let node = request.into_inner().node_name;
+        let mut events = self.watch.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        let wanted = event.workload.as_ref().is_some_and(|w| on_node(w, &node));
+                        if wanted && tx.send(Ok((*event).clone())).await.is_err() {
+                            break; // the watcher is gone
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!("a watcher fell behind; skipped {n} events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

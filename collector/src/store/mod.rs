@@ -1,0 +1,727 @@
+//! The collector's durable history: one SQLite file in WAL mode, written by
+//! one thread.
+//!
+//! Tables:
+//! - `reports`: one row per stored report, unique per (node, agent instance,
+//!   sequence), with the whole report (every process window) as its encoded
+//!   `tally.v1.NodeReport` in `body`: the per-process record, kept compact
+//!   because one blob per report costs far less than one row per process;
+//! - `windows`: one row per workload per report (a container's processes
+//!   summed, a process outside a container alone), its counters an encoded
+//!   `tally.v1.Counters`; clustered by (workload, window end) for history;
+//! - `workloads`, `nodes`: names for the integer ids used above;
+//! - `agents`: per agent instance, the last stored sequence (the ack and the
+//!   dedupe) and the end of its latest window;
+//! - `workload_pods`: a container workload's Kubernetes names (namespace,
+//!   pod, container, owner, readable in `sqlite3`) and its whole
+//!   `tally.v1.PodMetadata`, as the latest report that named them; written
+//!   only when they change.
+//!
+//! Reports are written in batches, one transaction a batch (group commit):
+//! every report arriving while the previous commit syncs goes into the next
+//! one, so a commit (and its fsync) is paid per batch, not per report, and a
+//! report is all in or all out. Acks are sent only after the commit.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use prost::Message as _;
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+use tally_proto as pb;
+
+mod reader;
+
+pub use reader::{Reader, StoredWindow};
+
+use super::{
+    fleet_verdicts::{Fleet, NodeWindow},
+    workload::{WorkloadId, WorkloadWindow, runtime_from_proto, runtime_to_proto, text},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store {}: unexpected schema version {found} (this collector writes {SCHEMA_VERSION})", path.display())]
+    Schema { path: PathBuf, found: i64 },
+}
+
+/// Bumped when a table changes shape; a store of another version is refused.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS agents (
+    instance TEXT PRIMARY KEY,
+    node_id INTEGER NOT NULL,
+    start_unix_ms INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    last_window_end_unix_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY,
+    node_id INTEGER NOT NULL,
+    agent_instance TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    window_start_unix_ms INTEGER NOT NULL,
+    window_end_unix_ms INTEGER NOT NULL,
+    received_unix_ms INTEGER NOT NULL,
+    processes INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (node_id, agent_instance, sequence)
+);
+CREATE INDEX IF NOT EXISTS reports_by_end ON reports (window_end_unix_ms);
+CREATE TABLE IF NOT EXISTS workloads (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    cgroup_path TEXT NOT NULL
+);
+-- Clustered by workload and time (WITHOUT ROWID): one B-tree to insert
+-- into instead of a table and an index, and a workload's history is
+-- contiguous on disk.
+CREATE TABLE IF NOT EXISTS windows (
+    workload_id INTEGER NOT NULL,
+    window_end_unix_ms INTEGER NOT NULL,
+    report_id INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    window_seconds REAL NOT NULL,
+    runtime INTEGER NOT NULL,
+    processes INTEGER NOT NULL,
+    rss_bytes INTEGER NOT NULL,
+    delta BLOB NOT NULL,
+    PRIMARY KEY (workload_id, window_end_unix_ms, report_id)
+) WITHOUT ROWID;
+-- Added after version 1 without changing any table: older stores gain it.
+CREATE TABLE IF NOT EXISTS workload_pods (
+    workload_id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    pod TEXT NOT NULL,
+    container TEXT NOT NULL,
+    owner_kind TEXT NOT NULL,
+    owner_name TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    updated_unix_ms INTEGER NOT NULL
+);
+";
+
+/// How hard a commit is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// fsync at every commit: an acknowledged report survives a power cut.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: an acknowledged report survives the
+    /// collector being killed, not the machine losing power.
+    Normal,
+}
+
+/// A report checked and prepared for the store (off the writer thread).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub node_name: Arc<str>,
+    pub agent_instance: String,
+    pub agent_start_unix_ms: i64,
+    pub sequence: u64,
+    pub window_start_unix_ms: i64,
+    pub window_end_unix_ms: i64,
+    pub processes: u32,
+    /// The encoded `NodeReport`, as received.
+    pub body: Bytes,
+    pub windows: Vec<WorkloadWindow>,
+}
+
+impl Prepared {
+    pub fn window_seconds(&self) -> f64 {
+        (self.window_end_unix_ms - self.window_start_unix_ms).max(0) as f64 / 1000.0
+    }
+}
+
+/// What happened to one report of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stored {
+        last_stored_sequence: u64,
+    },
+    /// Already stored (resent after a reconnect): not stored again.
+    Duplicate {
+        last_stored_sequence: u64,
+    },
+}
+
+impl Outcome {
+    pub fn last_stored_sequence(self) -> u64 {
+        match self {
+            Outcome::Stored {
+                last_stored_sequence,
+            }
+            | Outcome::Duplicate {
+                last_stored_sequence,
+            } => last_stored_sequence,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AgentState {
+    last_sequence: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WorkloadRow {
+    id: i64,
+    last_end_ms: i64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub reports: usize,
+    pub windows: usize,
+    pub workloads: usize,
+}
+
+/// The writer's handle: the connection and the ids it has handed out.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    nodes: HashMap<Arc<str>, i64>,
+    workloads: HashMap<WorkloadId, WorkloadRow>,
+    agents: HashMap<String, AgentState>,
+    /// The pod metadata stored for each workload row, so that an unchanged
+    /// one is not written again.
+    pods: HashMap<i64, pb::PodMetadata>,
+    /// The `windows` rows of the batch being written, and their encoded
+    /// `delta`s end to end in `deltas`; both reused from batch to batch.
+    rows: Vec<WindowRow>,
+    deltas: Vec<u8>,
+}
+
+/// One `windows` row, held until the batch's rows are sorted.
+struct WindowRow {
+    workload_id: i64,
+    window_end_unix_ms: i64,
+    report_id: i64,
+    node_id: i64,
+    window_seconds: f64,
+    runtime: i32,
+    processes: u32,
+    rss_bytes: u64,
+    /// The encoded delta: `deltas[delta.0..delta.1]`.
+    delta: (usize, usize),
+}
+
+/// The database file inside the data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tally.sqlite")
+}
+
+fn sql_u64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // The writer holds the lock only for a commit; readers wait that out.
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` and loads the ids
+    /// and sequences it holds.
+    pub fn open(data_dir: &Path, sync: Sync) -> Result<Self, StoreError> {
+        let path = db_path(data_dir);
+        let conn = open_conn(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match sync {
+                Sync::Full => "FULL",
+                Sync::Normal => "NORMAL",
+            },
+        )?;
+        // The index leaves of every live workload stay hot between reports.
+        conn.pragma_update(None, "cache_size", -32_768)?;
+        // Checkpoint (copy the WAL into the database, and fsync it) less
+        // often than the 4 MiB default: one per 64 MiB of WAL.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != 0 && version != SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path,
+                found: version,
+            });
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+
+        let mut store = Self {
+            conn,
+            path,
+            nodes: HashMap::new(),
+            workloads: HashMap::new(),
+            agents: HashMap::new(),
+            pods: HashMap::new(),
+            rows: Vec::new(),
+            deltas: Vec::new(),
+        };
+        store.load_ids()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load_ids(&mut self) -> Result<(), StoreError> {
+        let mut q = self.conn.prepare("SELECT name, id FROM nodes")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (name, id) = row?;
+            self.nodes.insert(Arc::from(name), id);
+        }
+        let mut q = self
+            .conn
+            .prepare("SELECT instance, last_sequence FROM agents")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (instance, last) = row?;
+            self.agents.insert(
+                instance,
+                AgentState {
+                    last_sequence: u64::try_from(last).unwrap_or(0),
+                },
+            );
+        }
+        let mut q = self.conn.prepare(
+            "SELECT w.key, w.id, (SELECT MAX(window_end_unix_ms) FROM windows WHERE workload_id = w.id)
+             FROM workloads w",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (key, id, last) = row?;
+            // A key this version cannot parse is skipped, not fatal.
+            if let Some(wid) = WorkloadId::from_db_key(&key) {
+                self.workloads.insert(
+                    wid,
+                    WorkloadRow {
+                        id,
+                        last_end_ms: last.unwrap_or(0),
+                    },
+                );
+            }
+        }
+        let mut q = self
+            .conn
+            .prepare("SELECT workload_id, metadata FROM workload_pods")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        for row in rows {
+            let (id, meta) = row?;
+            if let Ok(meta) = pb::PodMetadata::decode(&meta[..]) {
+                self.pods.insert(id, meta);
+            }
+        }
+        Ok(())
+    }
+
+    /// The last stored sequence of an agent instance, 0 if none.
+    pub fn last_sequence(&self, agent_instance: &str) -> u64 {
+        self.agents
+            .get(agent_instance)
+            .map_or(0, |a| a.last_sequence)
+    }
+
+    /// Stores a batch in one transaction. On error nothing of the batch is
+    /// stored, and the in-memory ids are as before.
+    pub fn write_batch(
+        &mut self,
+        batch: &[Prepared],
+        received_unix_ms: i64,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut new_nodes: Vec<Arc<str>> = Vec::new();
+        let mut new_workloads: Vec<WorkloadId> = Vec::new();
+        let mut agents_before: Vec<(String, Option<AgentState>)> = Vec::new();
+        let mut ends_before: Vec<(WorkloadId, i64)> = Vec::new();
+        let result = self.write_batch_inner(
+            batch,
+            received_unix_ms,
+            &mut new_nodes,
+            &mut new_workloads,
+            &mut agents_before,
+            &mut ends_before,
+        );
+        if result.is_err() {
+            // The transaction rolled back: so do the ids it handed out. The
+            // pods written are forgotten whole: they are written again.
+            self.pods.clear();
+            for n in new_nodes {
+                self.nodes.remove(&n);
+            }
+            for w in new_workloads {
+                self.workloads.remove(&w);
+            }
+            for (w, end) in ends_before.into_iter().rev() {
+                if let Some(row) = self.workloads.get_mut(&w) {
+                    row.last_end_ms = end;
+                }
+            }
+            for (instance, before) in agents_before.into_iter().rev() {
+                match before {
+                    Some(a) => self.agents.insert(instance, a),
+                    None => self.agents.remove(&instance),
+                };
+            }
+        }
+        result
+    }
+
+    fn write_batch_inner(
+        &mut self,
+        batch: &[Prepared],
+        received_unix_ms: i64,
+        new_nodes: &mut Vec<Arc<str>>,
+        new_workloads: &mut Vec<WorkloadId>,
+        agents_before: &mut Vec<(String, Option<AgentState>)>,
+        ends_before: &mut Vec<(WorkloadId, i64)>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        // A failed batch may have left rows behind.
+        self.rows.clear();
+        self.deltas.clear();
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut insert_node = tx.prepare_cached("INSERT INTO nodes (name) VALUES (?1)")?;
+            let mut insert_report = tx.prepare_cached(
+                "INSERT INTO reports (node_id, agent_instance, sequence, window_start_unix_ms,
+                    window_end_unix_ms, received_unix_ms, processes, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            let mut upsert_agent = tx.prepare_cached(
+                "INSERT INTO agents (instance, node_id, start_unix_ms, last_sequence, last_window_end_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (instance) DO UPDATE SET
+                    last_sequence = excluded.last_sequence,
+                    last_window_end_unix_ms = MAX(last_window_end_unix_ms, excluded.last_window_end_unix_ms)",
+            )?;
+            let mut insert_workload = tx.prepare_cached(
+                "INSERT INTO workloads (key, name, cgroup_path) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut upsert_pod = tx.prepare_cached(
+                "INSERT INTO workload_pods (workload_id, namespace, pod, container, owner_kind,
+                    owner_name, metadata, updated_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (workload_id) DO UPDATE SET
+                    namespace = excluded.namespace, pod = excluded.pod,
+                    container = excluded.container, owner_kind = excluded.owner_kind,
+                    owner_name = excluded.owner_name, metadata = excluded.metadata,
+                    updated_unix_ms = excluded.updated_unix_ms",
+            )?;
+            let mut insert_window = tx.prepare_cached(
+                "INSERT INTO windows (workload_id, node_id, report_id, window_end_unix_ms,
+                    window_seconds, runtime, processes, rss_bytes, delta)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+
+            for r in batch {
+                let last = self
+                    .agents
+                    .get(&r.agent_instance)
+                    .map_or(0, |a| a.last_sequence);
+                // Agents send in sequence order, so anything at or below the
+                // last stored one was stored before (or dropped by the agent,
+                // which never resends it).
+                if r.sequence <= last {
+                    outcomes.push(Outcome::Duplicate {
+                        last_stored_sequence: last,
+                    });
+                    continue;
+                }
+                let node_id = match self.nodes.get(&r.node_name) {
+                    Some(&id) => id,
+                    None => {
+                        insert_node.execute([&*r.node_name])?;
+                        let id = tx.last_insert_rowid();
+                        self.nodes.insert(r.node_name.clone(), id);
+                        new_nodes.push(r.node_name.clone());
+                        id
+                    }
+                };
+                let inserted = insert_report.execute(params![
+                    node_id,
+                    r.agent_instance,
+                    sql_u64(r.sequence),
+                    r.window_start_unix_ms,
+                    r.window_end_unix_ms,
+                    received_unix_ms,
+                    r.processes,
+                    &r.body[..],
+                ])?;
+                // The unique key is the last line of defence against a
+                // duplicate the in-memory state missed.
+                if inserted == 0 {
+                    outcomes.push(Outcome::Duplicate {
+                        last_stored_sequence: last,
+                    });
+                    continue;
+                }
+                let report_id = tx.last_insert_rowid();
+                upsert_agent.execute(params![
+                    r.agent_instance,
+                    node_id,
+                    r.agent_start_unix_ms,
+                    sql_u64(r.sequence),
+                    r.window_end_unix_ms,
+                ])?;
+                agents_before.push((
+                    r.agent_instance.clone(),
+                    self.agents.get(&r.agent_instance).cloned(),
+                ));
+                self.agents.insert(
+                    r.agent_instance.clone(),
+                    AgentState {
+                        last_sequence: r.sequence,
+                    },
+                );
+
+                let window_seconds = r.window_seconds();
+                for w in &r.windows {
+                    let workload_id = match self.workloads.get_mut(&w.id) {
+                        Some(row) => {
+                            if row.last_end_ms < r.window_end_unix_ms {
+                                ends_before.push((w.id.clone(), row.last_end_ms));
+                                row.last_end_ms = r.window_end_unix_ms;
+                            }
+                            row.id
+                        }
+                        None => {
+                            insert_workload.execute(params![
+                                w.id.db_key(),
+                                text(&w.name),
+                                text(&w.cgroup_path)
+                            ])?;
+                            let id = tx.last_insert_rowid();
+                            self.workloads.insert(
+                                w.id.clone(),
+                                WorkloadRow {
+                                    id,
+                                    last_end_ms: r.window_end_unix_ms,
+                                },
+                            );
+                            new_workloads.push(w.id.clone());
+                            id
+                        }
+                    };
+                    if let Some(pod) = &w.pod
+                        && self.pods.get(&workload_id) != Some(pod)
+                    {
+                        upsert_pod.execute(params![
+                            workload_id,
+                            pod.namespace,
+                            pod.pod_name,
+                            pod.container_name,
+                            pod.owner_kind,
+                            pod.owner_name,
+                            pod.encode_to_vec(),
+                            received_unix_ms,
+                        ])?;
+                        self.pods.insert(workload_id, pod.clone());
+                    }
+                    let start = self.deltas.len();
+                    // Encoding into a Vec cannot fail.
+                    let _ = w.delta.encode(&mut self.deltas);
+                    self.rows.push(WindowRow {
+                        workload_id,
+                        window_end_unix_ms: r.window_end_unix_ms,
+                        report_id,
+                        node_id,
+                        window_seconds,
+                        runtime: runtime_to_proto(w.runtime) as i32,
+                        processes: w.processes,
+                        rss_bytes: w.rss_bytes,
+                        delta: (start, self.deltas.len()),
+                    });
+                }
+                outcomes.push(Outcome::Stored {
+                    last_stored_sequence: r.sequence,
+                });
+            }
+            // In key order: a batch holds several reports of each node, so
+            // a workload's rows go into its leaf one after the other, and the
+            // leaves are visited in order, not at random, once per batch.
+            self.rows
+                .sort_unstable_by_key(|w| (w.workload_id, w.window_end_unix_ms, w.report_id));
+            let inserted = self.rows.drain(..).try_for_each(|w| {
+                insert_window
+                    .execute(params![
+                        w.workload_id,
+                        w.node_id,
+                        w.report_id,
+                        w.window_end_unix_ms,
+                        w.window_seconds,
+                        w.runtime,
+                        w.processes,
+                        sql_u64(w.rss_bytes),
+                        &self.deltas[w.delta.0..w.delta.1],
+                    ])
+                    .map(drop)
+            });
+            self.deltas.clear();
+            inserted?;
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Deletes what ended before `cutoff_ms`: windows, reports, workloads
+    /// left without windows, and agents not heard from since.
+    pub fn remove_before(&mut self, cutoff_ms: i64) -> Result<Removed, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut removed = Removed::default();
+        let mut gone: Vec<WorkloadId> = Vec::new();
+        {
+            // Per workload, so each delete walks the (workload, end) index
+            // instead of scanning the table.
+            let mut delete_windows = tx.prepare_cached(
+                "DELETE FROM windows WHERE workload_id = ?1 AND window_end_unix_ms < ?2",
+            )?;
+            let mut delete_workload = tx.prepare_cached("DELETE FROM workloads WHERE id = ?1")?;
+            let mut delete_pod =
+                tx.prepare_cached("DELETE FROM workload_pods WHERE workload_id = ?1")?;
+            for (wid, row) in &self.workloads {
+                removed.windows += delete_windows.execute(params![row.id, cutoff_ms])?;
+                if row.last_end_ms < cutoff_ms {
+                    delete_workload.execute([row.id])?;
+                    delete_pod.execute([row.id])?;
+                    gone.push(wid.clone());
+                }
+            }
+            removed.reports = tx.execute(
+                "DELETE FROM reports WHERE window_end_unix_ms < ?1",
+                [cutoff_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM agents WHERE last_window_end_unix_ms < ?1",
+                [cutoff_ms],
+            )?;
+        }
+        tx.commit()?;
+        removed.workloads = gone.len();
+        for w in gone {
+            if let Some(row) = self.workloads.remove(&w) {
+                self.pods.remove(&row.id);
+            }
+        }
+        let mut q = self.conn.prepare("SELECT instance FROM agents")?;
+        let live: std::collections::HashSet<String> = q
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        self.agents.retain(|k, _| live.contains(k));
+        Ok(removed)
+    }
+
+    /// Rebuilds the recent state: for every workload, its recent windows on
+    /// each node (what its verdict reads), and every node's latest window
+    /// end.
+    pub fn load_fleet(&self) -> Result<Fleet, StoreError> {
+        let mut fleet = Fleet::new();
+        let mut node_names: HashMap<i64, Arc<str>> = HashMap::new();
+        for (name, &id) in &self.nodes {
+            node_names.insert(id, name.clone());
+        }
+        let mut q = self.conn.prepare(
+            "SELECT n.name, MAX(a.last_window_end_unix_ms)
+             FROM agents a JOIN nodes n ON n.id = a.node_id GROUP BY n.name",
+        )?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (node, end) = row?;
+            fleet.node_reported(&node, end);
+        }
+        let mut names = self
+            .conn
+            .prepare_cached("SELECT name, cgroup_path FROM workloads WHERE id = ?1")?;
+        // The newest windows of one workload, enough for two verdict
+        // horizons of 1 s windows (the fleet drops what is older).
+        let mut latest = self.conn.prepare_cached(
+            "SELECT node_id, window_end_unix_ms, window_seconds, runtime, rss_bytes, delta
+             FROM windows WHERE workload_id = ?1
+             ORDER BY window_end_unix_ms DESC LIMIT 256",
+        )?;
+        for (wid, row) in &self.workloads {
+            let Some((name, cgroup_path)) = names
+                .query_row([row.id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?
+            else {
+                continue;
+            };
+            let rows = latest.query_map([row.id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, f64>(2)?,
+                    r.get::<_, i32>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                ))
+            })?;
+            for w in rows {
+                let (node_id, end, secs, runtime, rss, delta) = w?;
+                let Some(node) = node_names.get(&node_id) else {
+                    continue;
+                };
+                fleet.observe(
+                    wid.clone(),
+                    &name,
+                    &cgroup_path,
+                    NodeWindow {
+                        node: node.clone(),
+                        window_end_ms: end,
+                        window_seconds: secs,
+                        runtime: runtime_from_proto(runtime),
+                        // A row this version cannot decode counts as empty.
+                        delta: pb::Counters::decode(&delta[..]).unwrap_or_default(),
+                        rss_bytes: u64::try_from(rss).unwrap_or(0),
+                    },
+                );
+            }
+            if let Some(pod) = self.pods.get(&row.id) {
+                fleet.set_pod(wid, pod);
+            }
+        }
+        Ok(fleet)
+    }
+}
+
+#[cfg(test)]
+mod tests;
