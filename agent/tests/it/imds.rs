@@ -4,8 +4,6 @@
 //! accepts and never answers), the client gives up within its 1 s
 //! time-out, and `agent run` still starts collecting within 2 s, its
 //! reports saying "unknown" in the end.
-mod common;
-
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -22,6 +20,8 @@ use std::{
 };
 
 use agent::enrich::node::{IMDS_TIMEOUT, Imds};
+
+use crate::common;
 
 const TOKEN: &str = "AQAEAOrtwPZ-imds-test-token==";
 

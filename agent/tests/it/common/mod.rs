@@ -1,6 +1,5 @@
 //! Shared by the integration tests: run the real agent, run known C
 //! workloads in cgroups of their own, and read both sides' numbers.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::{
     fs,

@@ -7,9 +7,6 @@
 //! checked against the windows it covers: the cumulative sums at a window's
 //! end equal the sum of the JSON deltas up to that window, exactly for
 //! counts.
-mod common;
-mod exporting;
-
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader},
@@ -19,9 +16,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::TestCgroup;
-use exporting::{KillOnDrop, RunAgent, RunCollector, http_get, python_venv, rss_bytes, tmp};
 use serde_json::Value;
+
+use crate::common::{self, TestCgroup};
+use crate::exporting::{KillOnDrop, RunAgent, RunCollector, http_get, python_venv, rss_bytes, tmp};
 
 /// A receiver process and the file it writes.
 struct Receiver {

@@ -1,12 +1,11 @@
 //! The data path against the kernel's own accounting: the real eBPF
 //! programs, the real agent binary, known C workloads in cgroups of their
 //! own. Needs root (see `common::require_root`).
-mod common;
-
 use std::{process::Command, time::Duration};
 
-use common::{Agent, TestCgroup, assert_within, run_workload, sum, windows_of};
 use serde_json::Value;
+
+use crate::common::{self, Agent, TestCgroup, assert_within, run_workload, sum, windows_of};
 
 const SYSCALL_FIELDS: [(&str, &str); 5] = [
     ("mmap_calls", "mmap_bytes"),

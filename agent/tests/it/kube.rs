@@ -6,10 +6,6 @@
 //! list and watch events, its pod, namespace and owner. Covered: ADDED,
 //! MODIFIED, DELETED, a 410 Gone that forces a relist, and a pod that
 //! appears after its process.
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod common;
-
 use std::{
     collections::BTreeMap,
     process::{Child, Command, Stdio},
@@ -22,9 +18,10 @@ use agent::enrich::{
     container::Runtime,
     kube::{Credentials, PodSource, Status},
 };
-use apiserver::ApiServer;
-use common::{Agent, TestCgroup};
 use serde_json::{Value, json};
+
+use crate::common::{self, Agent, TestCgroup};
+use crate::support::apiserver::ApiServer;
 
 const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
 

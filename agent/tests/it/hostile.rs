@@ -2,10 +2,6 @@
 //! socket: no credentials, someone else's credentials, garbage, truncated
 //! and oversized frames, a client that stops reading, and 10,000 idle
 //! connections. Throughout, a well-behaved client keeps getting its acks.
-mod common;
-
-use common::daemons::Collector;
-
 use std::{
     io::Write as _,
     path::{Path, PathBuf},
@@ -18,6 +14,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use tally_proto as pb;
 use tonic::{Code, metadata::MetadataValue};
+
+use crate::common::{self, daemons::Collector};
 
 /// The collector on loopback, its store in `dir/data`.
 fn collector(dir: &Path, extra: &[&str]) -> Collector {
