@@ -327,6 +327,7 @@ fn without_privileges_one_line_and_exit_2() {
         return; // needs root to become someone else
     }
     use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
+    let _serial = common::serial();
     // A copy nobody can reach: the build tree may sit in a directory only
     // root may enter (a clone in `mktemp -d`, mode 0700).
     let dir = std::env::temp_dir().join(common::unique("tally-unprivileged"));

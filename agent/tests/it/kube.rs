@@ -248,6 +248,7 @@ fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 /// the node's labels.
 #[test]
 fn the_watcher_follows_list_watch_and_relist() {
+    let _serial = common::serial();
     let api = standin();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -339,6 +340,7 @@ fn the_watcher_follows_list_watch_and_relist() {
 /// Without the API server: nothing from it, and no stall.
 #[test]
 fn an_unreachable_api_server_leaves_the_runtime_fallback() {
+    let _serial = common::serial();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);

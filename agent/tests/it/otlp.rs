@@ -224,10 +224,11 @@ fn otlp_export_matches_json_windows_and_has_resource_attributes() {
     if !common::require_root(test) {
         return;
     }
+    // Before the venv: python_venv may make it, and deploy's tests use it.
+    let _serial = common::serial();
     let Some(python) = python_venv(test) else {
         return;
     };
-    let _serial = common::serial();
     // The first two exports are refused with UNAVAILABLE: retried, and
     // still every window arrives.
     let receiver = Receiver::start(&python, 2);
@@ -478,6 +479,8 @@ fn otlp_endpoint_down_never_blocks_collection_and_memory_stays_bounded() {
 #[test]
 fn collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint() {
     let test = "collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint";
+    // Before the venv: python_venv may make it, and deploy's tests use it.
+    let _serial = common::serial();
     let Some(python) = python_venv(test) else {
         return;
     };

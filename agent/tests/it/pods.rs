@@ -542,6 +542,7 @@ fn an_untranslated_field_fails_the_translation() {
     if !common::require("kubectl", test) {
         return;
     }
+    let _serial = common::serial();
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("pods-field"));
     fs::create_dir_all(&work).unwrap();
     let rendered = work.join("rendered.yaml");
