@@ -9,8 +9,8 @@
 //! holds `common::serial()` for its whole run; only pure ones (parsing,
 //! nothing started) run beside them.
 //!
-//! `cargo test -p agent --test it -- datapath::` runs one area; the data the
-//! tests build and run is in `tests/workloads/` and `tests/fixtures/`.
+//! `cargo test --release -p agent --test it -- datapath::` runs one area; the
+//! data the tests build and run is in `tests/workloads/` and `tests/fixtures/`.
 
 // What the tests share.
 mod common;
