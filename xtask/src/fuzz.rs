@@ -2,7 +2,7 @@
 //! `fuzz/` (cargo-fuzz, nightly, AddressSanitizer) for a bounded time,
 //! starting from the committed seeds in `fuzz/corpus/<target>/`. An input
 //! that crashes a target is copied to `fuzz/regressions/<target>/`, where
-//! `agent/tests/fuzz_corpus.rs` replays it on every `cargo xtask test`:
+//! `agent/tests/it/fuzz_corpus.rs` replays it on every `cargo xtask test`:
 //! commit it with the fix.
 use std::path::Path;
 
@@ -122,7 +122,7 @@ pub fn run(args: &Args, root: &Path) -> Result<()> {
     let crashed: Vec<&Outcome> = outcomes.iter().filter(|o| o.crashed.is_some()).collect();
     if !crashed.is_empty() {
         bail!(
-            "{} fuzz target(s) crashed; the inputs are in fuzz/regressions/ and now fail agent/tests/fuzz_corpus.rs: fix the parser and commit them",
+            "{} fuzz target(s) crashed; the inputs are in fuzz/regressions/ and now fail agent/tests/it/fuzz_corpus.rs: fix the parser and commit them",
             crashed.len()
         );
     }

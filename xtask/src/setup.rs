@@ -56,8 +56,8 @@ fn rust_targets(wanted: &[&str]) -> Result<()> {
 
 /// The official OTLP packages from PyPI the OTLP receiver of the export
 /// tests is written against, in a venv under target/ (`tally-pyenv`, the
-/// path agent/tests/exporting/mod.rs looks for); kubernetes-validate and
-/// checkov check deploy/ (agent/tests/deploy.rs).
+/// path agent/tests/it/exporting.rs looks for); kubernetes-validate and
+/// checkov check deploy/ (agent/tests/it/deploy.rs).
 const PIP_TEST_PACKAGES: &[&str] = &[
     "grpcio",
     "opentelemetry-proto",
@@ -133,9 +133,9 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             // PyYAML: the pod test reads the rendered manifests.
             "python3-yaml",
             // dockerd 20.10 with containerd and runc: the container tests
-            // (agent/tests/containers.rs) run workloads in real containers.
+            // (agent/tests/it/containers.rs) run workloads in real containers.
             "docker.io",
-            // podman runs the pods of deploy/ (agent/tests/pods.rs):
+            // podman runs the pods of deploy/ (agent/tests/it/pods.rs):
             // dockerd 20.10 refuses the capabilities BPF and PERFMON.
             "podman",
             // The JVM tests' JDK 17 (javac too). Temurin 25, their other

@@ -13,21 +13,35 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cmd;
 
-/// Integration test binaries with long versions under `TALLY_SOAK=1`.
-const SOAK_TESTS: &[&str] = &["faults", "hostile"];
+/// The integration tests' one binary: agent/tests/it/main.rs, a module per
+/// area.
+const TEST_BINARY: &str = "it";
+
+/// Its modules with long versions under `TALLY_SOAK=1`.
+const SOAK_MODULES: &[&str] = &["faults", "hostile"];
 
 pub fn run(root: &Path, filter: &[String]) -> Result<()> {
+    let main_rs = root.join("agent/tests/it/main.rs");
+    let text = fs::read_to_string(&main_rs)
+        .with_context(|| format!("cannot read {}", main_rs.display()))?;
+    let modules = modules(&text);
+    for soak in SOAK_MODULES {
+        if !modules.iter().any(|m| m == soak) {
+            bail!("{} declares no module {soak}", main_rs.display());
+        }
+    }
     let results = root.join("target/soak-results.tsv");
     let _ = fs::remove_file(&results);
     let mut failed = None;
-    for test in SOAK_TESTS {
+    for module in SOAK_MODULES {
         let outcome = cmd::run(
             cmd::cargo()
-                .args(["test", "--release", "--package", "agent", "--test", test])
+                .args(["test", "--release", "--package", "agent"])
+                .args(["--test", TEST_BINARY])
                 .arg("--")
                 // One at a time: they load programs and measure.
                 .args(["--test-threads", "1"])
-                .args(filter)
+                .args(harness_args(module, &modules, filter))
                 .env("TALLY_SOAK", "1")
                 .env("TALLY_SOAK_RESULTS", &results),
         );
@@ -48,6 +62,32 @@ pub fn run(root: &Path, filter: &[String]) -> Result<()> {
         bail!("records were lost");
     }
     Ok(())
+}
+
+/// The modules `main.rs` declares (`mod name;`), in order.
+fn modules(main_rs: &str) -> Vec<String> {
+    main_rs
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .map(|m| m.trim().to_owned())
+        .collect()
+}
+
+/// The harness arguments that run `module`'s tests and no other: its
+/// name as the filter (`faults::`). The caller's own arguments (e.g. a
+/// test name filter) would widen that, since libtest runs what matches any
+/// filter; so with them, every other module is skipped instead, and a
+/// filter still narrows within `module` as it did in the module's own
+/// test binary.
+fn harness_args(module: &str, modules: &[String], extra: &[String]) -> Vec<String> {
+    if extra.is_empty() {
+        return vec![format!("{module}::")];
+    }
+    let mut args = extra.to_vec();
+    for other in modules.iter().filter(|m| *m != module) {
+        args.extend(["--skip".to_owned(), format!("{other}::")]);
+    }
+    args
 }
 
 /// Aligned columns under a header.
@@ -91,6 +131,35 @@ fn table(rows: &[Vec<&str>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modules_are_read_from_main_rs() {
+        let main_rs =
+            "//! Docs: mod nothing;\n\n// Shared.\nmod common;\n\nmod faults;\nmod hostile;\n";
+        assert_eq!(modules(main_rs), ["common", "faults", "hostile"]);
+    }
+
+    #[test]
+    fn a_module_alone_and_a_filter_narrows_within_it() {
+        let modules: Vec<String> = ["common", "datapath", "faults", "hostile"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(harness_args("faults", &modules, &[]), ["faults::"]);
+        let extra = ["outage".to_owned(), "--nocapture".to_owned()];
+        assert_eq!(
+            harness_args("faults", &modules, &extra),
+            [
+                "outage",
+                "--nocapture",
+                "--skip",
+                "common::",
+                "--skip",
+                "datapath::",
+                "--skip",
+                "hostile::"
+            ]
+        );
+    }
 
     #[test]
     fn table_aligns_and_right_aligns_numbers() {

@@ -6,10 +6,6 @@
 //! list and watch events, its pod, namespace and owner. Covered: ADDED,
 //! MODIFIED, DELETED, a 410 Gone that forces a relist, and a pod that
 //! appears after its process.
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod common;
-
 use std::{
     collections::BTreeMap,
     process::{Child, Command, Stdio},
@@ -22,9 +18,10 @@ use agent::enrich::{
     container::Runtime,
     kube::{Credentials, PodSource, Status},
 };
-use apiserver::ApiServer;
-use common::{Agent, TestCgroup};
 use serde_json::{Value, json};
+
+use crate::common::{self, Agent, TestCgroup};
+use crate::support::apiserver::ApiServer;
 
 const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
 
@@ -251,6 +248,7 @@ fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 /// the node's labels.
 #[test]
 fn the_watcher_follows_list_watch_and_relist() {
+    let _serial = common::serial();
     let api = standin();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -342,6 +340,7 @@ fn the_watcher_follows_list_watch_and_relist() {
 /// Without the API server: nothing from it, and no stall.
 #[test]
 fn an_unreachable_api_server_leaves_the_runtime_fallback() {
+    let _serial = common::serial();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);

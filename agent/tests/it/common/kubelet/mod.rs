@@ -20,7 +20,6 @@
 //!
 //! What no local runtime acts on is listed in [`CLUSTER_ONLY`] with why;
 //! deploy.rs checks those fields against the API's schemas and checkov.
-#![allow(dead_code)] // each test binary uses a different part
 
 mod fields;
 mod host;

@@ -7,7 +7,6 @@
 //! It is plain HTTP/1.1 on std threads: one connection per request
 //! (`Connection: close`), watches held open and fed as the test changes
 //! pods.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::{
     collections::{BTreeMap, HashMap},

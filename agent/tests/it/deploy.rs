@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+use crate::common;
+
 /// The oldest Kubernetes the manifests must be valid for.
 const OLDEST_MINOR: u32 = 30;
 
@@ -149,6 +151,7 @@ fn the_kustomization_lists_every_manifest() {
 
 #[test]
 fn every_manifest_validates_for_kubernetes_1_30_and_newer() {
+    let _serial = common::serial();
     let test = "every_manifest_validates_for_kubernetes_1_30_and_newer";
     let Some(rendered) = rendered(test) else {
         return;
@@ -236,6 +239,7 @@ fn justified_in_readme() -> BTreeSet<(String, String)> {
 
 #[test]
 fn checkov_fails_only_what_the_readme_justifies() {
+    let _serial = common::serial();
     let test = "checkov_fails_only_what_the_readme_justifies";
     let Some(mut checkov) = venv_command(test, "checkov") else {
         return;
@@ -288,6 +292,7 @@ fn checkov_fails_only_what_the_readme_justifies() {
 /// unknown flag before it looks at `--help`, which ends the parse.
 #[test]
 fn the_manifests_arguments_are_the_agents() {
+    let _serial = common::serial();
     let args_of = |file: &str| -> Vec<String> {
         let text = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
         let mut args = Vec::new();

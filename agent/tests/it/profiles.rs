@@ -10,9 +10,6 @@
 //!
 //! and the test decodes the PNG and counts the pixels of frames in inferno's
 //! hot palette and in the GC colour.
-mod common;
-mod exporting;
-
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -20,7 +17,8 @@ use std::{
     time::Duration,
 };
 
-use exporting::{KillOnDrop, RunAgent, RunCollector, require_tool, tmp};
+use crate::common;
+use crate::exporting::{KillOnDrop, RunAgent, RunCollector, require_tool, tmp};
 
 fn go_build(name: &str) -> std::path::PathBuf {
     let out = tmp().join(format!("go-{name}"));

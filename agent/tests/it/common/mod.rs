@@ -1,6 +1,5 @@
 //! Shared by the integration tests: run the real agent, run known C
 //! workloads in cgroups of their own, and read both sides' numbers.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::{
     fs,
@@ -23,8 +22,11 @@ pub mod container;
 pub mod daemons;
 pub mod kubelet;
 
-/// Integration tests run one at a time: each loads the programs and
-/// measures CPU, and two at once would disturb each other.
+/// The one lock of this test binary: a test that loads the programs,
+/// starts the agent, the collector, a container or another daemon,
+/// measures counts or timing, or uses a shared file or port holds it for
+/// its whole run, so no two of them (of any area) run at once and disturb
+/// each other. Only pure tests run without it.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -8,18 +8,17 @@
 //! does not have), where the agent reads the binary through the process's
 //! mappings and root. Needs root, go and dockerd (`cargo xtask test`
 //! installs and starts them).
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
-use common::{
-    Agent, TestCgroup,
+use serde_json::Value;
+
+use crate::common::{
+    self, Agent, TestCgroup,
     container::{self, Image},
 };
-use serde_json::Value;
 
 /// Seconds of allocation per run, after a quiet start.
 const RUN_SECONDS: f64 = 8.0;

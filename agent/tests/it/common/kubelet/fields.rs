@@ -17,7 +17,7 @@ pub(super) fn object<'a>(v: &'a Value, path: &str) -> &'a serde_json::Map<String
 
 pub(super) fn untranslatable(path: &str, v: &Value) -> ! {
     panic!(
-        "{path} = {v}: no translation to the local runtime; run it in common/kubelet.rs or list it in CLUSTER_ONLY with why"
+        "{path} = {v}: no translation to the local runtime; run it in tests/it/common/kubelet/ or list it in CLUSTER_ONLY with why"
     )
 }
 

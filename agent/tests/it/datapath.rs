@@ -1,12 +1,11 @@
 //! The data path against the kernel's own accounting: the real eBPF
 //! programs, the real agent binary, known C workloads in cgroups of their
 //! own. Needs root (see `common::require_root`).
-mod common;
-
 use std::{process::Command, time::Duration};
 
-use common::{Agent, TestCgroup, assert_within, run_workload, sum, windows_of};
 use serde_json::Value;
+
+use crate::common::{self, Agent, TestCgroup, assert_within, run_workload, sum, windows_of};
 
 const SYSCALL_FIELDS: [(&str, &str); 5] = [
     ("mmap_calls", "mmap_bytes"),
@@ -328,6 +327,7 @@ fn without_privileges_one_line_and_exit_2() {
         return; // needs root to become someone else
     }
     use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
+    let _serial = common::serial();
     // A copy nobody can reach: the build tree may sit in a directory only
     // root may enter (a clone in `mktemp -d`, mode 0700).
     let dir = std::env::temp_dir().join(common::unique("tally-unprivileged"));

@@ -4,19 +4,18 @@
 //! runc. Checked against the workloads' own counts and the runtimes' own
 //! reports, as the host tests do. Needs root and a running dockerd (`cargo
 //! xtask test` installs docker.io and starts it).
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use common::{
-    Agent, assert_within,
+use serde_json::Value;
+
+use crate::common::{
+    self, Agent, assert_within,
     container::{self, Image, Run},
     sum,
 };
-use serde_json::Value;
 
 const SYSCALL_FIELDS: [(&str, &str); 5] = [
     ("mmap_calls", "mmap_bytes"),

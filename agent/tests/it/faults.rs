@@ -6,8 +6,6 @@
 //! Short by default (`cargo xtask test`); `TALLY_SOAK=1` runs the long
 //! versions (`cargo xtask soak`), and `TALLY_SOAK_RESULTS=<file>` collects
 //! one result line per test for its table. Needs root.
-mod common;
-
 use std::{
     fs,
     io::Read as _,
@@ -17,8 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Agent, TestCgroup, assert_within,
+use serde_json::Value;
+
+use crate::common::{
+    self, Agent, TestCgroup, assert_within,
     churn::{Running, forkstorm, occupancy, rss_bytes, warned_losses},
     daemons::{
         Collector, highest_acked, integrity_check, printed_container_totals, record_result, soak,
@@ -26,7 +26,6 @@ use common::{
     },
     run_workload, sum, windows_of,
 };
-use serde_json::Value;
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

@@ -4,8 +4,6 @@
 //! gc-heavy on both nodes within 30 s; the collector is killed (-9) and
 //! restarted in the middle, and afterwards every report each agent made is
 //! stored exactly once. Needs root and go.
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -13,11 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    TestCgroup,
+use serde_json::Value;
+
+use crate::common::{
+    self, TestCgroup,
     daemons::{Collector, stored},
 };
-use serde_json::Value;
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

@@ -38,8 +38,6 @@
 //! hsperfdata in its `/tmp` under its namespaced pid.
 //!
 //! Each case prints one row to stderr (`JVM-GC-ROW …`) for the README.
-mod common;
-
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
@@ -48,11 +46,12 @@ use std::{
 };
 
 use agent::gc::hsperf;
-use common::{
-    Agent,
+use serde_json::Value;
+
+use crate::common::{
+    self, Agent,
     container::{self, Image},
 };
-use serde_json::Value;
 
 const WORK_SECONDS: f64 = 8.0;
 const WAIT_BEFORE: f64 = 2.5;

@@ -7,9 +7,6 @@
 //! checked against the windows it covers: the cumulative sums at a window's
 //! end equal the sum of the JSON deltas up to that window, exactly for
 //! counts.
-mod common;
-mod exporting;
-
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader},
@@ -19,9 +16,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::TestCgroup;
-use exporting::{KillOnDrop, RunAgent, RunCollector, http_get, python_venv, rss_bytes, tmp};
 use serde_json::Value;
+
+use crate::common::{self, TestCgroup};
+use crate::exporting::{KillOnDrop, RunAgent, RunCollector, http_get, python_venv, rss_bytes, tmp};
 
 /// A receiver process and the file it writes.
 struct Receiver {
@@ -226,10 +224,11 @@ fn otlp_export_matches_json_windows_and_has_resource_attributes() {
     if !common::require_root(test) {
         return;
     }
+    // Before the venv: python_venv may make it, and deploy's tests use it.
+    let _serial = common::serial();
     let Some(python) = python_venv(test) else {
         return;
     };
-    let _serial = common::serial();
     // The first two exports are refused with UNAVAILABLE: retried, and
     // still every window arrives.
     let receiver = Receiver::start(&python, 2);
@@ -480,6 +479,8 @@ fn otlp_endpoint_down_never_blocks_collection_and_memory_stays_bounded() {
 #[test]
 fn collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint() {
     let test = "collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint";
+    // Before the venv: python_venv may make it, and deploy's tests use it.
+    let _serial = common::serial();
     let Some(python) = python_venv(test) else {
         return;
     };

@@ -2,10 +2,6 @@
 //! socket: no credentials, someone else's credentials, garbage, truncated
 //! and oversized frames, a client that stops reading, and 10,000 idle
 //! connections. Throughout, a well-behaved client keeps getting its acks.
-mod common;
-
-use common::daemons::Collector;
-
 use std::{
     io::Write as _,
     path::{Path, PathBuf},
@@ -18,6 +14,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use tally_proto as pb;
 use tonic::{Code, metadata::MetadataValue};
+
+use crate::common::{self, daemons::Collector};
 
 /// The collector on loopback, its store in `dir/data`.
 fn collector(dir: &Path, extra: &[&str]) -> Collector {
@@ -142,6 +140,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn no_credentials_off_loopback_needs_insecure() {
+    let _serial = common::serial();
     let dir = tmp("insecure");
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["collector", "--listen", "0.0.0.0:0", "--data"])
@@ -188,6 +187,7 @@ fn no_credentials_off_loopback_needs_insecure() {
 
 #[test]
 fn tokens_bind_writers_to_their_node() {
+    let _serial = common::serial();
     let dir = tmp("tokens");
     let tokens = dir.join("tokens");
     std::fs::write(
@@ -495,6 +495,7 @@ fn grpc_frame(len_claimed: u32, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn malformed_frames_are_refused_with_a_reason() {
+    let _serial = common::serial();
     let dir = tmp("frames");
     let c = collector(&dir, &["--max-report-bytes", "65536"]);
     let rt = runtime();

@@ -16,7 +16,6 @@
 //! label `tally-test.owner=<pid of the test binary>`, are removed (`docker
 //! rm -f`) when their [`Container`] is dropped, also while a test panics,
 //! and those of a test binary that was killed are removed by the next one.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},

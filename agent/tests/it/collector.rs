@@ -14,6 +14,8 @@ use agent::stream::{Streamer, StreamerConfig};
 use tally_proto as pb;
 use tokio_stream::StreamExt as _;
 
+use crate::common;
+
 /// A collector process; killed with SIGKILL when dropped.
 struct Collector {
     child: Child,
@@ -209,8 +211,12 @@ fn key_of(w: &pb::Workload) -> Option<&pb::workload_key::Key> {
     w.key.as_ref()?.key.as_ref()
 }
 
+// common::serial() is held across awaits on purpose: it keeps other
+// tests out for the whole run, and nothing in this test's runtime takes it.
 #[tokio::test]
+#[allow(clippy::await_holding_lock)]
 async fn two_agents_on_two_nodes_both_appear_and_a_container_merges_across_them() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(dir.path(), "127.0.0.1:0");
     let mut watch = c
@@ -340,8 +346,12 @@ async fn two_agents_on_two_nodes_both_appear_and_a_container_merges_across_them(
     assert_eq!(table.lines().count(), 4, "{table}");
 }
 
+// common::serial() is held across awaits on purpose: it keeps other
+// tests out for the whole run, and nothing in this test's runtime takes it.
 #[tokio::test]
+#[allow(clippy::await_holding_lock)]
 async fn kill9_loses_no_acknowledged_report_and_the_streamer_resends_the_rest() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let mut c = Collector::start(dir.path(), "127.0.0.1:0");
     let addr = c.addr;
@@ -431,8 +441,12 @@ async fn kill9_loses_no_acknowledged_report_and_the_streamer_resends_the_rest() 
     assert_eq!(integrity(dir.path()), "ok");
 }
 
+// common::serial() is held across awaits on purpose: it keeps other
+// tests out for the whole run, and nothing in this test's runtime takes it.
 #[tokio::test]
+#[allow(clippy::await_holding_lock)]
 async fn duplicates_are_stored_once_and_acked_with_the_last_sequence() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(dir.path(), "127.0.0.1:0");
     let r = |seq| {
@@ -468,6 +482,7 @@ async fn duplicates_are_stored_once_and_acked_with_the_last_sequence() {
 
 #[test]
 fn a_collector_that_is_down_or_a_bad_url_is_one_clear_line() {
+    let _serial = common::serial();
     // Nothing listens on port 9 of loopback.
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["workloads", "--collector", "http://127.0.0.1:9"])

@@ -1,7 +1,6 @@
 //! Shared by the export tests (otlp.rs, prometheus.rs, profiles.rs): run
 //! `agent run` with exporters, plain HTTP GETs, free ports, the Python venv
 //! with the official OTLP packages, and tools that must be present under CI.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -213,13 +212,8 @@ impl RunAgent {
         rest[..rest.find('/').unwrap()].parse().unwrap()
     }
 
-    /// JSON lines printed so far.
-    pub fn take_lines(&self) -> Vec<Value> {
-        self.lines.try_iter().collect()
-    }
-
     /// Stops the agent with SIGINT (it flushes its exports) and returns
-    /// the lines it printed since the last take, and its stderr.
+    /// the lines it printed, and its stderr.
     pub fn stop(mut self) -> (Vec<Value>, String) {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };

@@ -3,18 +3,16 @@
 //! query through Prometheus' HTTP API returns the workload's `tally_…`
 //! series with the expected labels and the rate the kernel's own CPU time
 //! of the workload gives.
-mod common;
-mod exporting;
-
 use std::{
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use common::TestCgroup;
-use exporting::{KillOnDrop, RunAgent, free_port, http_get, require_tool, tmp, urlencode};
 use serde_json::Value;
+
+use crate::common::{self, TestCgroup};
+use crate::exporting::{KillOnDrop, RunAgent, free_port, http_get, require_tool, tmp, urlencode};
 
 /// `GET /api/v1/query?query=…`: the result vector.
 fn query(prom: std::net::SocketAddr, q: &str) -> Vec<Value> {

@@ -4,8 +4,6 @@
 //! accepts and never answers), the client gives up within its 1 s
 //! time-out, and `agent run` still starts collecting within 2 s, its
 //! reports saying "unknown" in the end.
-mod common;
-
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -22,6 +20,8 @@ use std::{
 };
 
 use agent::enrich::node::{IMDS_TIMEOUT, Imds};
+
+use crate::common;
 
 const TOKEN: &str = "AQAEAOrtwPZ-imds-test-token==";
 
@@ -136,6 +136,7 @@ fn serve(mut conn: TcpStream, log: &Mutex<Vec<(String, u16)>>) {
 /// IMDSv2.
 #[test]
 fn without_a_token_the_stand_in_answers_401() {
+    let _serial = common::serial();
     let imds = ImdsStandIn::start();
     let mut conn = TcpStream::connect(imds.addr).unwrap();
     write!(
@@ -150,6 +151,7 @@ fn without_a_token_the_stand_in_answers_401() {
 
 #[test]
 fn the_client_takes_a_token_then_reads_the_facts() {
+    let _serial = common::serial();
     let imds = ImdsStandIn::start();
     let facts = Imds::new(&imds.url(), IMDS_TIMEOUT)
         .unwrap()
@@ -190,6 +192,7 @@ fn closed_port() -> SocketAddr {
 
 #[test]
 fn a_silent_or_closed_imds_fails_within_its_timeout() {
+    let _serial = common::serial();
     let (hole, _keep) = black_hole();
     let started = Instant::now();
     let err = Imds::new(&format!("http://{hole}"), IMDS_TIMEOUT)

@@ -9,8 +9,6 @@
 //! workload, and the rerun moves the way it predicts: a lower GC share of
 //! CPU, a higher RSS peak, and that peak within the GOMEMLIMIT it set.
 //! Needs root, go, and (for the HTML check) chromium.
-mod common;
-
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
@@ -20,8 +18,9 @@ use std::{
     time::Duration,
 };
 
-use common::TestCgroup;
 use serde_json::Value;
+
+use crate::common::{self, TestCgroup};
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

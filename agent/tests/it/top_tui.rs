@@ -5,8 +5,6 @@
 //! SIGTERM and must give the terminal back too.
 //!
 //! Every step is checked on what tmux shows (`capture-pane -p`).
-mod common;
-
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -15,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestCgroup, require_root, serial, unique};
+use crate::common::{self, TestCgroup, require_root, serial, unique};
 
 /// The workload's name, as its comm: recognisable, under 16 characters.
 const SPIN: &str = "tallytopspin";

@@ -14,8 +14,6 @@
 //! from 127.0.0.1:4317 to the collector's pod. The block's last command,
 //! `agent workloads`, must list the workload container the agent's pod saw;
 //! the stored windows of that container must hold its own counts.
-mod common;
-
 use std::{
     collections::BTreeMap,
     fs,
@@ -28,12 +26,14 @@ use std::{
 };
 
 use base64::Engine as _;
-use common::{
+use serde_json::Value;
+use tally_proto as pb;
+
+use crate::common::{
+    self,
     container::{self, Image, Run},
     kubelet::{self, CLUSTER_ONLY, Node, PodRun},
 };
-use serde_json::Value;
-use tally_proto as pb;
 
 /// The image the manifests name (`images:` in deploy/kustomization.yaml).
 const IMAGE: &str = "tally:0.1.0";
@@ -542,6 +542,7 @@ fn an_untranslated_field_fails_the_translation() {
     if !common::require("kubectl", test) {
         return;
     }
+    let _serial = common::serial();
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("pods-field"));
     fs::create_dir_all(&work).unwrap();
     let rendered = work.join("rendered.yaml");

@@ -4,16 +4,15 @@
 //! (`GODEBUG=gctrace=1`, `-Xlog:gc`, `node --trace-gc`, and the JVM's GC
 //! threads' CPU in `/proc/<pid>/task/*/stat`). Needs root, go, java, node,
 //! stress-ng (installed by `cargo xtask test`).
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{Agent, TestCgroup, require};
 use serde_json::Value;
+
+use crate::common::{self, Agent, TestCgroup, require};
 
 const RUN_SECONDS: f64 = 12.0;
 
@@ -277,7 +276,7 @@ fn gc_ids(log: &str) -> usize {
 
 /// The verdict of an allocation-heavy JVM, and its collections against its
 /// own log. Its GC share against the JVM's own GC CPU accounting, for each
-/// collector, is `tests/jvm_gc.rs`'s.
+/// collector, is `jvm_gc.rs`'s.
 #[test]
 fn jvm_alloc_heavy_is_gc_heavy_and_counts_its_collections() {
     let test = "jvm_alloc_heavy_is_gc_heavy_and_counts_its_collections";

@@ -1,0 +1,3 @@
+//! Stand-ins for the services a node talks to.
+
+pub mod apiserver;
