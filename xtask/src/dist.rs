@@ -5,7 +5,7 @@
 //! The eBPF programs are built per target: aya-build passes the target's
 //! architecture as `bpf_target_arch`, and the syscall arguments' offsets in
 //! `struct pt_regs` come from the running kernel's BTF for that architecture
-//! (agent/src/probes/offsets.rs), so an arm64 binary carries arm64 programs.
+//! (node/src/probes/offsets.rs), so an arm64 binary carries arm64 programs.
 use std::{
     fs,
     path::{Path, PathBuf},

@@ -365,6 +365,7 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_core::workload::WorkloadId;
 
     fn workload(container: Option<&str>, kind: pb::VerdictKind, cpu: f64) -> pb::Workload {
         let key = match container {

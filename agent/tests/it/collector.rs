@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::stream::{Streamer, StreamerConfig};
+use tally_node::stream::{Streamer, StreamerConfig};
 use tally_proto as pb;
 use tokio_stream::StreamExt as _;
 

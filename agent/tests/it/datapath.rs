@@ -364,7 +364,7 @@ fn full_map_is_counted_and_reported_and_maps_shrink() {
     let _serial = common::serial();
     let mut agent = Agent::start_with_env(
         &["--max-processes", "64"],
-        &[("TALLY_LOG", "info,agent::collect=debug")],
+        &[("TALLY_LOG", "info,tally_node::collect=debug")],
     );
     // 300 processes alive at once, each making an mmap call.
     let report = run_workload(None, &["forkmany", "300", "800"]);

@@ -181,7 +181,7 @@ fn collector_crash_keeps_every_acknowledged_report() {
         "node-crash",
         "0.1",
         &[],
-        "info,agent::stream=debug",
+        "info,tally_node::stream=debug",
     );
     let mut lost_acked = 0;
     let mut acked_at_kills = Vec::new();
@@ -240,7 +240,7 @@ fn process_churn_keeps_reporting_bounded_and_exact() {
     let storm_bin = forkstorm();
     let mut agent = Agent::start_with_env(
         &["--interval", "1"],
-        &[("TALLY_LOG", "info,agent::collect=debug")],
+        &[("TALLY_LOG", "info,tally_node::collect=debug")],
     );
     // What the binary's start-up (the dynamic loader) adds to its own counts.
     let idle = run_workload(None, &["tick", "0", "1"]);

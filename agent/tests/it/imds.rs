@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::enrich::node::{IMDS_TIMEOUT, Imds};
+use tally_node::enrich::node::{IMDS_TIMEOUT, Imds};
 
 use crate::common;
 

@@ -45,8 +45,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::gc::hsperf;
 use serde_json::Value;
+use tally_node::runtimes::hsperf;
 
 use crate::common::{
     self, Agent,
@@ -104,7 +104,7 @@ fn threads_named(pid: u32, prefix: &str) -> usize {
 /// utime + stime of the whole process, seconds.
 fn process_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
-    let s = agent::collect::procfs::parse_stat(&stat).unwrap();
+    let s = tally_core::procstat::parse_stat(&stat).unwrap();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     s.cpu_ticks as f64 / hz

@@ -14,11 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::enrich::{
-    container::Runtime,
-    kube::{Credentials, PodSource, Status},
-};
 use serde_json::{Value, json};
+use tally_core::model::container::Runtime;
+use tally_node::enrich::kube::{Credentials, PodSource, Status};
 
 use crate::common::{self, Agent, TestCgroup};
 use crate::support::apiserver::ApiServer;
@@ -486,7 +484,7 @@ fn pods_namespaces_and_owners_of_workloads_in_kubelet_cgroups() {
         &["--kubeconfig", kubeconfig.to_str().unwrap()],
         &[
             ("NODE_NAME", NODE),
-            ("TALLY_LOG", "info,agent::enrich::kube=debug"),
+            ("TALLY_LOG", "info,tally_node::enrich::kube=debug"),
         ],
     );
     agent.wait_for_stderr("watching the pods of node", Duration::from_secs(10));
@@ -589,7 +587,7 @@ fn a_process_in_a_deleted_pods_cgroup_is_not_named() {
         &["--kubeconfig", kubeconfig.to_str().unwrap()],
         &[
             ("NODE_NAME", NODE),
-            ("TALLY_LOG", "info,agent::enrich::kube=debug"),
+            ("TALLY_LOG", "info,tally_node::enrich::kube=debug"),
         ],
     );
     agent.wait_for_stderr("watching the pods of node", Duration::from_secs(10));

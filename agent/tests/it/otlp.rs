@@ -143,7 +143,7 @@ fn nanos(v: &Value) -> u64 {
 
 /// The window end as `--json` prints it.
 fn ts_of(nanos: u64) -> String {
-    agent::top::format::rfc3339(UNIX_EPOCH + Duration::from_nanos(nanos))
+    tally_core::time::rfc3339(UNIX_EPOCH + Duration::from_nanos(nanos))
 }
 
 /// Each metric checked: (OTLP name, point attributes, JSON field).

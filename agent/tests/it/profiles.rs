@@ -209,7 +209,7 @@ fn go_profile_reads_in_pprof_and_renders_as_a_flame_graph() {
     assert!(svg.starts_with("<?xml"), "an SVG");
     assert!(svg.contains("main.burn") && svg.contains("main.churn"));
     assert!(
-        svg.contains(&agent::profile::flame::gc_fill()),
+        svg.contains(&tally_export::profile::flame::gc_fill()),
         "GC frames highlighted"
     );
     assert!(svg.contains("class=\"gc\""));
@@ -241,7 +241,7 @@ fn go_profile_reads_in_pprof_and_renders_as_a_flame_graph() {
     let png = std::fs::read(&png_path).expect("a screenshot");
     let image = Image::decode(&png);
     assert_eq!((image.width, image.height), (1200, 900));
-    let gc = agent::profile::flame::GC_COLOR;
+    let gc = tally_export::profile::flame::GC_COLOR;
     let gc_pixels = image.count(|p| p == [gc.r, gc.g, gc.b]);
     // inferno's "hot" palette: red 205..255, green 0..230, blue 0..55.
     let hot_pixels = image.count(|[r, g, b]| r >= 205 && g <= 230 && b <= 55);

@@ -475,7 +475,7 @@ fn watch_thread_cpu(pid: u64) -> std::thread::JoinHandle<(f64, f64)> {
                 let Ok(stat) = std::fs::read(task.path().join("stat")) else {
                     continue;
                 };
-                let Ok(s) = agent::collect::procfs::parse_stat(&stat) else {
+                let Ok(s) = tally_core::procstat::parse_stat(&stat) else {
                     continue;
                 };
                 if u64::from(s.pid) == pid {

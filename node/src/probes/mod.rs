@@ -20,7 +20,7 @@ use aya::{
     },
 };
 
-/// The programs, built by `agent/build.rs` from `agent-ebpf`.
+/// The programs, built by `node/build.rs` from `agent-ebpf`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
 
 /// Where a program attaches.

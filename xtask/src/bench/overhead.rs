@@ -275,7 +275,7 @@ fn agent_command(setup: &Setup, mode: Mode) -> Command {
         // Every process's stacks, and the debug line that reports the
         // symbolization cache's size.
         c.args(["--log-format", "text"])
-            .env("TALLY_LOG", "info,agent::collect=debug");
+            .env("TALLY_LOG", "info,tally_node::collect=debug");
     }
     c.args([
         "top",

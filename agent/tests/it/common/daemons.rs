@@ -218,7 +218,7 @@ pub fn printed_container_totals(lines: &[Value], container_id: &str) -> pb::Coun
 }
 
 /// The sequences each agent instance logged as acknowledged (`acked=N`,
-/// with `TALLY_LOG=…,agent::stream=debug`), the highest.
+/// with `TALLY_LOG=…,tally_node::stream=debug`), the highest.
 pub fn highest_acked(stderr: &str) -> u64 {
     stderr
         .lines()

@@ -94,7 +94,7 @@ pub fn scratch_dir() -> PathBuf {
 /// The cgroup2 mount of this machine.
 pub fn cgroup2_mount() -> PathBuf {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    agent::enrich::cgroup::find_cgroup2_mount(&mountinfo).expect("a cgroup2 mount")
+    tally_node::enrich::cgroup::find_cgroup2_mount(&mountinfo).expect("a cgroup2 mount")
 }
 
 /// A cgroup created for a test, removed (deepest first) on drop.

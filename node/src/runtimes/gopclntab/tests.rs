@@ -198,7 +198,8 @@ pub(crate) fn go_build(name: &str, flags: &[&str]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tally-gopclntab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(name);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/go/allocheavy.go");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/workloads/go/allocheavy.go");
     let status = Command::new("go")
         .arg("build")
         .args(flags)
