@@ -70,17 +70,17 @@ pub fn proc_stat(data: &[u8]) {
 
 /// A JVM's hsperfdata file, read from a process the agent does not trust.
 pub fn hsperf(data: &[u8]) {
-    if let Ok(perf) = tally_node::runtimes::hsperf::parse(data) {
+    if let Ok(perf) = tally_node::runtimes::jvm::hsperf::parse(data) {
         let _ = perf.gc_counters();
     }
 }
 
 /// An ELF's `.note.stapsdt` notes.
 pub fn stapsdt(data: &[u8]) {
-    if let Ok(probes) = tally_node::runtimes::stapsdt::probes(data) {
-        let _ = tally_node::runtimes::stapsdt::hotspot_gc_offsets_of(&probes);
+    if let Ok(probes) = tally_node::runtimes::jvm::stapsdt::probes(data) {
+        let _ = tally_node::runtimes::jvm::stapsdt::hotspot_gc_offsets_of(&probes);
         for p in &probes {
-            let _ = tally_node::runtimes::stapsdt::file_offset(data, p.address);
+            let _ = tally_node::runtimes::jvm::stapsdt::file_offset(data, p.address);
         }
     }
 }

@@ -304,7 +304,6 @@ impl Fleet {
 
     fn describe(&self, id: &WorkloadId, t: &Tracked) -> pb::Workload {
         let (s, verdict) = self.judge(t);
-        let secs = s.window_seconds.max(1e-3);
         let mut nodes: Vec<String> = t.nodes.iter().map(|n| n.node.to_string()).collect();
         nodes.sort();
         pb::Workload {
@@ -316,8 +315,8 @@ impl Fleet {
             gc_cpu_share: s.gc_cpu_share(),
             cpu_seconds: s.cpu_seconds,
             window_seconds: s.window_seconds,
-            alloc_bytes_per_second: s.alloc_bytes as f64 / secs,
-            faults_per_second: s.minor_faults.saturating_add(s.major_faults) as f64 / secs,
+            alloc_bytes_per_second: s.alloc_bytes_per_second(),
+            faults_per_second: s.faults_per_second(),
             rss_bytes: s.rss_bytes,
             last_seen_unix_ms: t
                 .nodes

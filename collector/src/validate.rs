@@ -95,6 +95,8 @@ pub enum InvalidReport {
         delta: u64,
         total: u64,
     },
+    #[error("gc_cpu_seconds = {sum} is not gc_thread_cpu_seconds + gc_stack_cpu_seconds = {parts}")]
+    GcCpuNotItsParts { sum: f64, parts: f64 },
     #[error("limit --{limit} ({max}) exceeded: {actual}")]
     Limit {
         limit: &'static str,
@@ -438,6 +440,16 @@ fn counters(c: &pb::Counters, max_cpu: f64) -> Result<(), InvalidReport> {
     finite_non_negative("gc_thread_cpu_seconds", c.gc_thread_cpu_seconds, max_cpu)?;
     finite_non_negative("gc_stack_cpu_seconds", c.gc_stack_cpu_seconds, max_cpu)?;
     finite_non_negative("gc_blind_cpu_seconds", c.gc_blind_cpu_seconds, max_cpu)?;
+    // The wire repeats the sum of the GC's two parts (for readers that want
+    // one number); verdicts and the cost report read the parts, so a sum
+    // that disagrees with them is refused rather than believed.
+    let parts = c.gc_thread_cpu_seconds + c.gc_stack_cpu_seconds;
+    if (c.gc_cpu_seconds - parts).abs() > 1e-9 * parts.max(1.0) {
+        return Err(InvalidReport::GcCpuNotItsParts {
+            sum: c.gc_cpu_seconds,
+            parts,
+        });
+    }
     for (name, v) in [
         ("mmap_bytes", c.mmap_bytes),
         ("munmap_bytes", c.munmap_bytes),

@@ -35,7 +35,7 @@ pub fn node_report(tick: &Tick, node: &NodeIdentity, agent: pb::AgentStats) -> p
             .windows
             .iter()
             .map(|w| {
-                let mut p = process_window(w, tick.sample_period_ns);
+                let mut p = process_window(w);
                 p.pod_ref = w.pod.as_deref().map_or(0, |pod| pods.refer(pod));
                 p
             })
@@ -62,10 +62,9 @@ impl<'a> PodTable<'a> {
     }
 }
 
-fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
-    let signals = w.gc_signals(sample_period_ns);
-    let seconds = |samples: u64| samples as f64 * sample_period_ns as f64 / 1e9;
-    let mut delta = counters(&w.delta, sample_period_ns);
+fn process_window(w: &Window) -> pb::ProcessWindow {
+    let signals = w.gc_signals();
+    let mut delta = counters(&w.delta, w.cpu_seconds);
     delta.gc_thread_cpu_seconds = signals.gc_thread_cpu_seconds;
     delta.gc_stack_cpu_seconds = signals.gc_stack_cpu_seconds;
     delta.gc_cpu_seconds = signals.gc_cpu_seconds();
@@ -86,7 +85,7 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
         container_id: container.map(|c| wire_text(&c.id, 128)).unwrap_or_default(),
         runtime: runtime(w.runtime) as i32,
         delta: Some(delta),
-        total: Some(counters(&w.total, sample_period_ns)),
+        total: Some(counters(&w.total, w.total_cpu_seconds)),
         rss_bytes: w.rss_bytes,
         exited: w.exited,
         verdict: w.verdict.as_ref().map(|v| pb::Verdict {
@@ -100,7 +99,7 @@ fn process_window(w: &Window, sample_period_ns: u64) -> pb::ProcessWindow {
             .map(|g| pb::ThreadGroup {
                 name: wire_text(&g.name, 64),
                 threads: g.threads,
-                cpu_seconds: seconds(g.samples),
+                cpu_seconds: g.cpu_seconds,
                 gc: g.gc,
             })
             .collect(),
@@ -150,10 +149,10 @@ pub fn pod_metadata(p: &PodInfo) -> pb::PodMetadata {
     }
 }
 
-fn counters(c: &Counters, sample_period_ns: u64) -> pb::Counters {
+fn counters(c: &Counters, cpu_seconds: f64) -> pb::Counters {
     pb::Counters {
         cpu_samples: c.cpu_samples,
-        cpu_seconds: c.cpu_samples as f64 * sample_period_ns as f64 / 1e9,
+        cpu_seconds,
         mmap_calls: c.mmap_calls,
         mmap_bytes: c.mmap_bytes,
         munmap_calls: c.munmap_calls,

@@ -114,9 +114,8 @@ pub struct ThreadRecord<'a> {
 }
 
 impl<'a> WindowRecord<'a> {
-    pub fn new(w: &'a Window, ts: &str, sample_period_ns: u64) -> Self {
-        let signals = w.gc_signals(sample_period_ns);
-        let seconds = |samples: u64| round_to(samples as f64 * sample_period_ns as f64 / 1e9, 6);
+    pub fn new(w: &'a Window, ts: &str) -> Self {
+        let signals = w.gc_signals();
         let container = w.cgroup.as_ref().and_then(|c| c.container.as_ref());
         let d = &w.delta;
         Self {
@@ -168,7 +167,7 @@ impl<'a> WindowRecord<'a> {
                 .map(|g| ThreadRecord {
                     name: &g.name,
                     threads: g.threads,
-                    cpu_seconds: seconds(g.samples),
+                    cpu_seconds: round_to(g.cpu_seconds, 6),
                     gc: g.gc,
                 })
                 .collect(),
@@ -300,12 +299,11 @@ pub fn json_lines(
     windows: &[Window],
     containers: &[ContainerWindow],
     at: SystemTime,
-    sample_period_ns: u64,
 ) -> Vec<String> {
     let ts = rfc3339(at);
     let processes = windows
         .iter()
-        .map(|w| serde_json::to_string(&WindowRecord::new(w, &ts, sample_period_ns)));
+        .map(|w| serde_json::to_string(&WindowRecord::new(w, &ts)));
     let containers = containers
         .iter()
         .map(|c| serde_json::to_string(&ContainerRecord::new(c, &ts)));
@@ -326,12 +324,7 @@ mod tests {
         let path = format!(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1f8e2c3a_4b5d_4e6f_8a9b_0c1d2e3f4a5b.slice/cri-containerd-{id}.scope"
         );
-        let lines = json_lines(
-            &[window(42, "java", &path)],
-            &[],
-            SystemTime::UNIX_EPOCH,
-            10_101_010,
-        );
+        let lines = json_lines(&[window(42, "java", &path)], &[], SystemTime::UNIX_EPOCH);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         let agreed = [
             "ts",
@@ -382,7 +375,6 @@ mod tests {
             &[window(1, "systemd", "/init.scope")],
             &[],
             SystemTime::UNIX_EPOCH,
-            10_101_010,
         );
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert!(v["container_id"].is_null());
@@ -417,8 +409,8 @@ mod tests {
             source: Source::ApiServer,
         }));
         let windows = [w];
-        let containers = crate::model::containers(&windows, 10_101_010);
-        let lines = json_lines(&windows, &containers, SystemTime::UNIX_EPOCH, 10_101_010);
+        let containers = crate::model::containers(&windows);
+        let lines = json_lines(&windows, &containers, SystemTime::UNIX_EPOCH);
         assert_eq!(lines.len(), 2);
         for line in &lines {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();

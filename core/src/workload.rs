@@ -10,7 +10,10 @@ use tally_proto::{
     received::{ProcessView, ReceivedReport},
 };
 
-use crate::gc::{GcSignals, Runtime};
+use crate::{
+    gc::{GcSignals, Runtime},
+    model,
+};
 
 /// A container (by runtime id, the same on every node), else a process on a
 /// node (pid plus start time, so a reused pid is a new workload).
@@ -236,20 +239,19 @@ pub fn signals(
         gc_stack_cpu_seconds: delta.gc_stack_cpu_seconds,
         gc_cycles: delta.gc_cycles,
         gc_pause_seconds: delta.gc_pause_seconds,
-        alloc_bytes: delta
-            .mmap_bytes
-            .saturating_add(delta.brk_bytes)
-            .saturating_add(delta.mremap_bytes),
-        release_bytes: delta
-            .munmap_bytes
-            .saturating_add(delta.madvise_dontneed_bytes)
-            .saturating_add(delta.madvise_free_bytes),
-        alloc_calls: delta
-            .mmap_calls
-            .saturating_add(delta.munmap_calls)
-            .saturating_add(delta.brk_calls)
-            .saturating_add(delta.mremap_calls)
-            .saturating_add(delta.madvise_calls),
+        alloc_bytes: model::alloc_bytes(delta.mmap_bytes, delta.brk_bytes, delta.mremap_bytes),
+        release_bytes: model::release_bytes(
+            delta.munmap_bytes,
+            delta.madvise_dontneed_bytes,
+            delta.madvise_free_bytes,
+        ),
+        alloc_calls: model::alloc_calls([
+            delta.mmap_calls,
+            delta.munmap_calls,
+            delta.brk_calls,
+            delta.mremap_calls,
+            delta.madvise_calls,
+        ]),
         minor_faults: delta.minor_faults,
         major_faults: delta.major_faults,
         rss_bytes,

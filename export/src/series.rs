@@ -187,15 +187,14 @@ impl SeriesState {
 
     /// Takes one tick's windows.
     pub fn update(&mut self, tick: &Tick) {
-        let period = tick.sample_period_ns;
         let now = tick.at;
         // Exited processes were exported one last time after their exit
         // window: drop them now.
         self.processes.retain(|_, e| !e.exited);
         for w in &tick.windows {
-            self.update_process(w, period, now);
+            self.update_process(w, now);
         }
-        for c in model::containers(&tick.windows, period) {
+        for c in model::containers(&tick.windows) {
             let signals = c.signals;
             let attrs = Arc::new(attrs::container(&c));
             let e = self
@@ -232,8 +231,8 @@ impl SeriesState {
         self.evict(now);
     }
 
-    fn update_process(&mut self, w: &Window, period: u64, now: SystemTime) {
-        let signals = w.gc_signals(period);
+    fn update_process(&mut self, w: &Window, now: SystemTime) {
+        let signals = w.gc_signals();
         let start = self.process_start(w.key);
         let e = self.processes.entry(w.key).or_insert_with(|| Entity {
             attrs: Arc::new(EntityAttrs::default()),

@@ -14,3 +14,5 @@ pub mod profile;
 pub mod run;
 pub mod runtimes;
 pub mod stream;
+#[cfg(test)]
+mod test_support;

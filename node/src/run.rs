@@ -106,13 +106,8 @@ pub fn run(opts: &RunOptions, mut sampler: Sampler) -> Result<(), RunError> {
         if opts.json {
             let mut windows = tick.windows.clone();
             tally_core::records::sort_windows(&mut windows);
-            let containers = tally_core::model::containers(&windows, tick.sample_period_ns);
-            for line in tally_core::records::json_lines(
-                &windows,
-                &containers,
-                tick.at,
-                tick.sample_period_ns,
-            ) {
+            let containers = tally_core::model::containers(&windows);
+            for line in tally_core::records::json_lines(&windows, &containers, tick.at) {
                 let _ = writeln!(stdout, "{line}");
             }
             let _ = stdout.flush();

@@ -217,8 +217,9 @@ impl Column {
             Column::Runtime => a.runtime.name().cmp(b.runtime.name()),
             Column::Cpu => num(|e| e.cpu_pct),
             Column::Gc => num(|e| e.gc_pct),
-            Column::Verdict => severity(a)
-                .cmp(&severity(b))
+            Column::Verdict => a
+                .severity()
+                .cmp(&b.severity())
                 .then(a.confidence.total_cmp(&b.confidence)),
             Column::Alloc => num(|e| e.alloc_bps),
             Column::Mmap => num(|e| e.mmap_ps),
@@ -232,19 +233,6 @@ impl Column {
             Column::Cost => num(|e| e.cost_month.unwrap_or(-1.0)),
             Column::Container => a.container_short.cmp(&b.container_short),
         }
-    }
-}
-
-/// gc-heavy is the most severe: it sorts first when descending.
-pub fn severity(e: &Entry) -> u8 {
-    match e.verdict {
-        Some(VerdictKind::GcHeavy) => 5,
-        Some(VerdictKind::AllocChurn) => 4,
-        // Worth a look: nothing is known of its GC.
-        Some(VerdictKind::GcUnobservable) => 3,
-        Some(VerdictKind::Steady) => 2,
-        Some(VerdictKind::Idle) => 1,
-        None => 0,
     }
 }
 

@@ -21,7 +21,7 @@ use super::{
 };
 use tally_core::{
     gc::{Runtime, Verdict, VerdictKind},
-    model::{CgroupInfo, Counters, ThreadGroup, Tick, container},
+    model::{CgroupInfo, Counters, ThreadGroup, Tick, container, samples_to_seconds},
     testing::test_window,
 };
 
@@ -116,14 +116,18 @@ pub fn recorded_ticks() -> Vec<Tick> {
                         name: t["name"].as_str().unwrap_or_default().to_owned(),
                         threads: u(t, "threads") as u32,
                         samples: samples(f(t, "cpu_seconds")),
+                        cpu_seconds: samples_to_seconds(samples(f(t, "cpu_seconds")), PERIOD_NS),
                         gc: t["gc"].as_bool().unwrap_or(false),
                     })
                     .collect()
             })
             .unwrap_or_default();
         let gc_threads: u64 = w.threads.iter().filter(|t| t.gc).map(|t| t.samples).sum();
-        w.gc_thread_samples = gc_threads;
-        w.gc_stack_samples = samples(f(&v, "gc_cpu_seconds")).saturating_sub(gc_threads);
+        w.gc_thread_cpu_seconds = samples_to_seconds(gc_threads, PERIOD_NS);
+        w.gc_stack_cpu_seconds = samples_to_seconds(
+            samples(f(&v, "gc_cpu_seconds")).saturating_sub(gc_threads),
+            PERIOD_NS,
+        );
         w.verdict =
             VerdictKind::from_name(v["verdict"].as_str().unwrap_or_default()).map(|kind| Verdict {
                 kind,

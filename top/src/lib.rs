@@ -51,9 +51,9 @@ pub fn write_tick(
         windows.retain(|w| opts.pids.contains(&w.key.tgid));
     }
     records::sort_windows(&mut windows);
-    let containers = tally_core::model::containers(&windows, tick.sample_period_ns);
+    let containers = tally_core::model::containers(&windows);
     if opts.json {
-        for line in records::json_lines(&windows, &containers, tick.at, tick.sample_period_ns) {
+        for line in records::json_lines(&windows, &containers, tick.at) {
             writeln!(out, "{line}")?;
         }
     } else {

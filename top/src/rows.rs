@@ -170,6 +170,19 @@ pub struct Search {
 }
 
 impl Entry {
+    /// gc-heavy is the most severe: it sorts first when descending.
+    pub fn severity(&self) -> u8 {
+        match self.verdict {
+            Some(VerdictKind::GcHeavy) => 5,
+            Some(VerdictKind::AllocChurn) => 4,
+            // Worth a look: nothing is known of its GC.
+            Some(VerdictKind::GcUnobservable) => 3,
+            Some(VerdictKind::Steady) => 2,
+            Some(VerdictKind::Idle) => 1,
+            None => 0,
+        }
+    }
+
     fn blank(id: RowId, kind: RowKind) -> Self {
         Self {
             id,
@@ -393,24 +406,20 @@ fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
-fn thread_rows(
-    groups: &[tally_core::model::ThreadGroup],
-    period_ns: u64,
-    seconds: f64,
-) -> Vec<ThreadRow> {
-    let pct = |samples: u64| 100.0 * samples as f64 * period_ns as f64 / 1e9 / seconds.max(1e-9);
+fn thread_rows(groups: &[tally_core::model::ThreadGroup], seconds: f64) -> Vec<ThreadRow> {
+    let pct = |cpu_seconds: f64| 100.0 * cpu_seconds / seconds.max(1e-9);
     groups
         .iter()
         .map(|g| ThreadRow {
             name: sanitize(&g.name),
             threads: g.threads,
-            cpu_pct: pct(g.samples),
+            cpu_pct: pct(g.cpu_seconds),
             gc: g.gc,
         })
         .collect()
 }
 
-fn process_entry(w: &Window, period_ns: u64, stacks: Option<&HashMap<u32, StackSummary>>) -> Entry {
+fn process_entry(w: &Window, stacks: Option<&HashMap<u32, StackSummary>>) -> Entry {
     let mut e = Entry::blank(RowId::Process(w.key), RowKind::Process);
     e.pid = Some(w.key.tgid);
     e.pids = vec![w.key.tgid];
@@ -429,12 +438,12 @@ fn process_entry(w: &Window, period_ns: u64, stacks: Option<&HashMap<u32, StackS
     e.runtime = w.runtime;
     let secs = w.seconds.max(1e-9);
     e.cpu_pct = 100.0 * w.cpu_seconds / secs;
-    e.gc_pct = 100.0 * w.gc_signals(period_ns).gc_cpu_share();
+    e.gc_pct = 100.0 * w.gc_signals().gc_cpu_share();
     e.set_verdict(w.verdict.as_ref());
     e.set_rates(&w.delta, w.seconds);
     e.rss = w.rss_bytes;
     e.exited = w.exited;
-    e.threads = thread_rows(&w.threads, period_ns, w.seconds);
+    e.threads = thread_rows(&w.threads, w.seconds);
     e.stacks = match stacks {
         None => Stacks::Off,
         Some(s) => s
@@ -457,14 +466,13 @@ pub const TOP_SYMBOLS: usize = 10;
 pub const MAX_GROUP_PIDS: usize = 64;
 /// Rows of a local tick. `stacks` is `None` when stack sampling is off.
 pub fn local_rows(tick: &Tick, stacks: Option<&HashMap<u32, StackSummary>>, cpus: usize) -> Rows {
-    let period = tick.sample_period_ns;
     let processes: Vec<Entry> = tick
         .windows
         .iter()
-        .map(|w| process_entry(w, period, stacks))
+        .map(|w| process_entry(w, stacks))
         .collect();
-    let containers = group_rows(&tick.windows, period, stacks, GroupBy::Container);
-    let pods = group_rows(&tick.windows, period, stacks, GroupBy::Pod);
+    let containers = group_rows(&tick.windows, stacks, GroupBy::Container);
+    let pods = group_rows(&tick.windows, stacks, GroupBy::Pod);
     // Workloads: containers, else processes.
     let gc_heavy = containers
         .iter()

@@ -13,7 +13,9 @@ use std::{
 use super::rows::{StackSummary, Symbol};
 use tally_core::{
     gc::{self, Runtime},
-    model::{CgroupInfo, Counters, ProcKey, ThreadGroup, Tick, Window, container},
+    model::{
+        CgroupInfo, Counters, ProcKey, ThreadGroup, Tick, Window, container, samples_to_seconds,
+    },
 };
 
 /// 99 Hz, as the probes sample by default.
@@ -424,17 +426,18 @@ impl Synthetic {
                 seconds,
                 delta,
                 total: p.total,
-                cpu_seconds: samples as f64 * SAMPLE_PERIOD_NS as f64 / 1e9,
+                cpu_seconds: samples_to_seconds(samples, SAMPLE_PERIOD_NS),
+                total_cpu_seconds: samples_to_seconds(p.total.cpu_samples, SAMPLE_PERIOD_NS),
                 rss_bytes: if exiting { 0 } else { p.rss },
                 exited: exiting,
                 runtime: p.runtime,
-                gc_thread_samples: thread_gc,
-                gc_stack_samples: stack_gc,
+                gc_thread_cpu_seconds: samples_to_seconds(thread_gc, SAMPLE_PERIOD_NS),
+                gc_stack_cpu_seconds: samples_to_seconds(stack_gc, SAMPLE_PERIOD_NS),
                 threads,
                 gc_sight: Default::default(),
                 verdict: None,
             };
-            w.verdict = Some(gc::classify(&w.gc_signals(SAMPLE_PERIOD_NS)));
+            w.verdict = Some(gc::classify(&w.gc_signals()));
             windows.push(w);
         }
         Tick {
@@ -481,6 +484,7 @@ fn thread_groups(p: &Proc, samples: u64) -> Vec<ThreadGroup> {
             name: p.comm.clone(),
             threads: 1,
             samples,
+            cpu_seconds: samples_to_seconds(samples, SAMPLE_PERIOD_NS),
             gc: false,
         }];
     };
@@ -502,10 +506,12 @@ fn thread_groups(p: &Proc, samples: u64) -> Vec<ThreadGroup> {
                 };
                 rest * share / rest_total.max(1e-9)
             };
+            let samples = (samples as f64 * part).round() as u64;
             ThreadGroup {
                 name: (*name).to_owned(),
                 threads: *threads,
-                samples: (samples as f64 * part).round() as u64,
+                samples,
+                cpu_seconds: samples_to_seconds(samples, SAMPLE_PERIOD_NS),
                 gc: *gc,
             }
         })

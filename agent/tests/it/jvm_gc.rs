@@ -15,7 +15,7 @@
 //!   `CPUTimeCounters`), over the process's CPU (`/proc/<pid>/stat`), both
 //!   read when the allocating threads have ended. It leaves out the VM
 //!   Thread, which starts and ends every pause and which Tally counts as GC
-//!   (`gc/threads.rs`); its own counter (`sun.threads.cpu_time.vm`) also
+//!   (`node/src/runtimes/jvm/mod.rs`); its own counter (`sun.threads.cpu_time.vm`) also
 //!   holds its other safepoint operations. So the JVM's GC share lies
 //!   between the GC threads' CPU (floor) and that plus the VM Thread's
 //!   (ceiling).
@@ -46,7 +46,7 @@ use std::{
 };
 
 use serde_json::Value;
-use tally_node::runtimes::hsperf;
+use tally_node::runtimes::jvm::hsperf;
 
 use crate::common::{
     self, Agent,

@@ -444,3 +444,32 @@ fn limits_name_themselves() {
         }
     );
 }
+
+/// The wire's GC CPU is the sum of its two parts; a process whose sum
+/// disagrees is refused (verdicts read the parts, the sum is not believed).
+#[test]
+fn gc_cpu_seconds_must_be_the_sum_of_its_parts() {
+    let agrees = |r: &mut pb::NodeReport| {
+        let d = process(r).delta.as_mut().unwrap();
+        d.gc_thread_cpu_seconds = 0.25;
+        d.gc_stack_cpu_seconds = 0.125;
+        d.gc_cpu_seconds = 0.375;
+    };
+    let mut r = valid();
+    agrees(&mut r);
+    check_report(&r).unwrap();
+    let why = refused(|r| {
+        agrees(r);
+        process(r).delta.as_mut().unwrap().gc_cpu_seconds = 0.5;
+    });
+    assert!(
+        matches!(why, InvalidReport::GcCpuNotItsParts { sum, parts } if sum == 0.5 && parts == 0.375),
+        "{why}"
+    );
+    // A sum without parts is refused too: the parts are what is read.
+    let why = refused(|r| process(r).delta.as_mut().unwrap().gc_cpu_seconds = 0.3);
+    assert!(
+        matches!(why, InvalidReport::GcCpuNotItsParts { .. }),
+        "{why}"
+    );
+}

@@ -244,11 +244,7 @@ pub fn recommend(
         seconds: obs.window_seconds,
     };
     let mut out = Vec::new();
-    let share = if obs.cpu_seconds > 0.0 {
-        obs.gc_cpu_seconds / obs.cpu_seconds
-    } else {
-        0.0
-    };
+    let share = crate::gc::cpu_share(obs.gc_cpu_seconds, obs.cpu_seconds);
     let mut effect = Effect {
         projected_peak_bytes: obs.rss_peak_bytes as f64,
         ..Effect::default()

@@ -18,6 +18,16 @@ pub mod verdict;
 pub use runtime::Runtime;
 pub use verdict::{Verdict, VerdictKind, classify, classify_after};
 
+/// `part` of `cpu_seconds` as a share, 0..1; 0 without CPU. Every share of
+/// CPU (GC, blind) is this one function.
+pub fn cpu_share(part: f64, cpu_seconds: f64) -> f64 {
+    if cpu_seconds <= 0.0 {
+        0.0
+    } else {
+        (part / cpu_seconds).clamp(0.0, 1.0)
+    }
+}
+
 /// Whether an instrument that measures GC CPU worked for a process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum GcSight {
@@ -90,13 +100,25 @@ impl GcSignals {
         self.gc_thread_cpu_seconds + self.gc_stack_cpu_seconds
     }
 
+    /// `count` per second of the window (at least 1 ms): every rate of a
+    /// window or a workload is this one function.
+    pub fn per_second(&self, count: f64) -> f64 {
+        count / self.window_seconds.max(1e-3)
+    }
+
+    /// Bytes asked of the kernel per second.
+    pub fn alloc_bytes_per_second(&self) -> f64 {
+        self.per_second(self.alloc_bytes as f64)
+    }
+
+    /// Minor and major faults per second.
+    pub fn faults_per_second(&self) -> f64 {
+        self.per_second(self.minor_faults.saturating_add(self.major_faults) as f64)
+    }
+
     /// Share of the CPU whose GC could not be seen, 0..1.
     pub fn blind_share(&self) -> f64 {
-        if self.cpu_seconds <= 0.0 {
-            0.0
-        } else {
-            (self.gc_blind_cpu_seconds / self.cpu_seconds).min(1.0)
-        }
+        cpu_share(self.gc_blind_cpu_seconds, self.cpu_seconds)
     }
 
     /// The same signals one window later: counts add up and the window
@@ -120,11 +142,7 @@ impl GcSignals {
 
     /// Share of the CPU spent in GC, 0..1; 0 without CPU.
     pub fn gc_cpu_share(&self) -> f64 {
-        if self.cpu_seconds <= 0.0 {
-            0.0
-        } else {
-            (self.gc_cpu_seconds() / self.cpu_seconds).min(1.0)
-        }
+        cpu_share(self.gc_cpu_seconds(), self.cpu_seconds)
     }
 
     /// Adds another process's (or window's) signals: for containers and

@@ -36,6 +36,31 @@ pub struct ProcKey {
     pub start_ticks: u64,
 }
 
+/// Bytes asked of the kernel: mmap, brk growth, mremap growth. The one
+/// definition, for the model's counters and the wire's.
+pub fn alloc_bytes(mmap: u64, brk: u64, mremap: u64) -> u64 {
+    mmap.saturating_add(brk).saturating_add(mremap)
+}
+
+/// Bytes handed back: munmap and madvise(DONTNEED/FREE).
+pub fn release_bytes(munmap: u64, madvise_dontneed: u64, madvise_free: u64) -> u64 {
+    munmap
+        .saturating_add(madvise_dontneed)
+        .saturating_add(madvise_free)
+}
+
+/// mmap, munmap, brk, mremap and madvise calls.
+pub fn alloc_calls(calls: [u64; 5]) -> u64 {
+    calls.into_iter().fold(0, u64::saturating_add)
+}
+
+/// CPU samples as seconds: the one place the sampling period turns counts
+/// into time. The node's sampler calls it when it makes a window; from
+/// there on every layer sees seconds.
+pub fn samples_to_seconds(samples: u64, sample_period_ns: u64) -> f64 {
+    samples as f64 * sample_period_ns as f64 / 1e9
+}
+
 /// Converts ns since boot to clock ticks the way `/proc/<pid>/stat` does
 /// (`nsec_to_clock_t`: truncating division).
 pub fn ticks_from_ns(ns: u64, clock_ticks_per_second: u64) -> u64 {
@@ -117,21 +142,27 @@ impl Counters {
 
     /// Bytes asked of the kernel: mmap, brk growth, mremap growth.
     pub fn alloc_bytes(&self) -> u64 {
-        self.mmap_bytes + self.brk_bytes + self.mremap_bytes
+        alloc_bytes(self.mmap_bytes, self.brk_bytes, self.mremap_bytes)
     }
 
     /// Bytes handed back: munmap and madvise(DONTNEED/FREE).
     pub fn release_bytes(&self) -> u64 {
-        self.munmap_bytes + self.madvise_dontneed_bytes + self.madvise_free_bytes
+        release_bytes(
+            self.munmap_bytes,
+            self.madvise_dontneed_bytes,
+            self.madvise_free_bytes,
+        )
     }
 
     /// All allocation syscalls.
     pub fn alloc_calls(&self) -> u64 {
-        self.mmap_calls
-            + self.munmap_calls
-            + self.brk_calls
-            + self.mremap_calls
-            + self.madvise_calls
+        alloc_calls([
+            self.mmap_calls,
+            self.munmap_calls,
+            self.brk_calls,
+            self.mremap_calls,
+            self.madvise_calls,
+        ])
     }
 }
 
@@ -153,17 +184,19 @@ pub struct Window {
     /// Cumulative since the agent first saw the process: what a report
     /// carries so that a lost report loses no total.
     pub total: Counters,
-    /// `delta.cpu_samples` times the sampling period.
+    /// `delta.cpu_samples` as seconds ([`samples_to_seconds`]).
     pub cpu_seconds: f64,
+    /// `total.cpu_samples` as seconds.
+    pub total_cpu_seconds: f64,
     /// Resident set at the end of the window; 0 once the process is gone.
     pub rss_bytes: u64,
     /// True in the window in which the process exited.
     pub exited: bool,
     pub runtime: Runtime,
-    /// Samples in GC threads (by name), and in GC code (by stack) of other
-    /// threads.
-    pub gc_thread_samples: u64,
-    pub gc_stack_samples: u64,
+    /// CPU of GC threads (by name), and of GC code (by stack) in other
+    /// threads, as seconds.
+    pub gc_thread_cpu_seconds: f64,
+    pub gc_stack_cpu_seconds: f64,
     /// Threads grouped by name, busiest first.
     pub threads: Vec<ThreadGroup>,
     /// Whether its GC could be seen in this window.
@@ -173,8 +206,7 @@ pub struct Window {
 
 impl Window {
     /// The GC signals of this window, for `gc::classify`.
-    pub fn gc_signals(&self, sample_period_ns: u64) -> GcSignals {
-        let secs = |samples: u64| samples as f64 * sample_period_ns as f64 / 1e9;
+    pub fn gc_signals(&self) -> GcSignals {
         let d = &self.delta;
         GcSignals {
             runtime: self.runtime,
@@ -187,8 +219,8 @@ impl Window {
                 0.0
             },
             gc_blind: (self.gc_sight.is_blind() && self.runtime.has_gc()).then_some(self.gc_sight),
-            gc_thread_cpu_seconds: secs(self.gc_thread_samples),
-            gc_stack_cpu_seconds: secs(self.gc_stack_samples),
+            gc_thread_cpu_seconds: self.gc_thread_cpu_seconds,
+            gc_stack_cpu_seconds: self.gc_stack_cpu_seconds,
             gc_cycles: d.gc_cycles,
             gc_pause_seconds: d.gc_pause_ns as f64 / 1e9,
             alloc_bytes: d.alloc_bytes(),
@@ -217,7 +249,7 @@ pub struct ContainerWindow {
 }
 
 /// Groups windows by container; processes outside containers are left out.
-pub fn containers(windows: &[Window], sample_period_ns: u64) -> Vec<ContainerWindow> {
+pub fn containers(windows: &[Window]) -> Vec<ContainerWindow> {
     let mut by_id: Vec<ContainerWindow> = Vec::new();
     for w in windows {
         let Some(cgroup) = w.cgroup.as_ref() else {
@@ -226,7 +258,7 @@ pub fn containers(windows: &[Window], sample_period_ns: u64) -> Vec<ContainerWin
         let Some(container) = cgroup.container.as_ref() else {
             continue;
         };
-        let signals = w.gc_signals(sample_period_ns);
+        let signals = w.gc_signals();
         match by_id.iter_mut().find(|c| c.container.id == container.id) {
             Some(c) => {
                 c.pids.push(w.key.tgid);

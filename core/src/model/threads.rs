@@ -8,5 +8,7 @@ pub struct ThreadGroup {
     pub name: String,
     pub threads: u32,
     pub samples: u64,
+    /// The samples as seconds.
+    pub cpu_seconds: f64,
     pub gc: bool,
 }

@@ -25,7 +25,7 @@ use self::{
     threads::ThreadTracker,
     tracker::{ExitReport, LiveProc, Tracker},
 };
-use tally_core::model::{Counters, ProcKey, Window, ticks_from_ns};
+use tally_core::model::{Counters, ProcKey, Window, samples_to_seconds, ticks_from_ns};
 
 use crate::{
     enrich::cgroup::CgroupResolver,
@@ -294,26 +294,33 @@ impl Sampler {
                     .map_or(tally_core::gc::Runtime::Unknown, |(r, _)| *r),
                 known => known,
             };
+            // Samples become seconds here, once (`model::samples_to_seconds`).
+            let seconds = |samples: u64| samples_to_seconds(samples, period);
+            let mut gc_thread_samples = 0;
             if let Some(t) = threads.get(&w.key.tgid) {
-                w.gc_thread_samples = t.gc_samples;
+                gc_thread_samples = t.gc_samples;
+                w.gc_thread_cpu_seconds = seconds(t.gc_samples);
                 w.threads.clone_from(&t.groups);
+                for g in &mut w.threads {
+                    g.cpu_seconds = seconds(g.samples);
+                }
             }
             let st = stacks.get(&w.key.tgid);
             if let Some(st) = st {
-                w.gc_stack_samples = st.gc_samples;
+                w.gc_stack_cpu_seconds = seconds(st.gc_samples);
             }
             w.gc_sight = self.sight.sight(
                 &self.proc_root,
                 w.key,
                 w.runtime,
                 sight::Evidence {
-                    gc_thread_samples: w.gc_thread_samples,
+                    gc_thread_samples,
                     cpu_samples: w.delta.cpu_samples,
                     stacks_sampled: self.stacks.samples_stacks_of(w.key.tgid),
                     stacks: st,
                 },
             );
-            w.verdict = Some(tally_core::gc::classify(&w.gc_signals(period)));
+            w.verdict = Some(tally_core::gc::classify(&w.gc_signals()));
         }
         Ok(())
     }

@@ -62,7 +62,7 @@ impl Runtimes {
         let gc_id_at = *self.hsperf.get(key)?;
         let from_memory =
             gc_id_at.and_then(|at| read_next_gc_id(proc_root, key.tgid, at).map(u64::from));
-        let counters = match runtimes::hsperf::read_gc_counters(proc_root, key.tgid) {
+        let counters = match runtimes::jvm::hsperf::read_gc_counters(proc_root, key.tgid) {
             Some(Ok(c)) => Some(c),
             Some(Err(err)) => {
                 tracing::debug!(pid = key.tgid, "hsperfdata: {err}");
@@ -188,7 +188,7 @@ impl Runtimes {
 /// or deleted since), from the pclntab every Go binary keeps, stripped or
 /// not; `None` (gccgo, no table) leaves the symbol table to find it.
 fn go_gc_entry_offset(exe: &Path) -> Option<u64> {
-    use crate::{probes::uprobes::GO_GC_CYCLE_SYMBOL, runtimes::gopclntab::GoFuncTable};
+    use crate::{probes::uprobes::GO_GC_CYCLE_SYMBOL, runtimes::go::pclntab::GoFuncTable};
     let table = match GoFuncTable::read(exe) {
         Ok(table) => table,
         Err(err) => {
@@ -230,7 +230,7 @@ fn next_gc_id_address(proc_root: &Path, pid: u32) -> Option<u64> {
             .flatten()
     })?;
     let libjvm = libjvm_of(proc_root, pid)?;
-    match runtimes::stapsdt::hotspot_next_gc_id_from_base(&libjvm) {
+    match runtimes::jvm::stapsdt::hotspot_next_gc_id_from_base(&libjvm) {
         Ok(delta) => start.checked_add(delta),
         Err(err) => {
             tracing::debug!(pid, "JVM GC ids not readable: {err}");
@@ -253,8 +253,8 @@ fn read_next_gc_id(proc_root: &Path, pid: u32, at: u64) -> Option<u32> {
 /// `hotspot:gc__begin`/`gc__end` USDT probes of the process's libjvm.so.
 fn probe_hotspot(proc_root: &Path, pid: u32, probes: &mut Probes) -> Result<(), String> {
     let libjvm = libjvm_of(proc_root, pid).ok_or("no libjvm.so in its maps")?;
-    let offsets = runtimes::stapsdt::hotspot_gc_offsets(&libjvm).map_err(|e| e.to_string())?;
-    let gc_id = runtimes::stapsdt::hotspot_gc_id_offset(&libjvm).map_err(|e| e.to_string())?;
+    let offsets = runtimes::jvm::stapsdt::hotspot_gc_offsets(&libjvm).map_err(|e| e.to_string())?;
+    let gc_id = runtimes::jvm::stapsdt::hotspot_gc_id_offset(&libjvm).map_err(|e| e.to_string())?;
     probes
         .probe_libjvm(&libjvm, gc_id, &offsets.all_begin, &offsets.all_end)
         .map_err(|e| e.to_string())?;

@@ -34,15 +34,13 @@ use blazesym::{
     },
 };
 
-mod go_frames;
-
-use go_frames::{FileId, GoTables, go_names};
+use crate::runtimes::go::frames::{FileId, GoTables, go_names};
 
 use tally_core::gc::Runtime;
 
 use crate::{
     probes::{ProbeError, Probes},
-    runtimes::{self, gopclntab::GoFuncTable},
+    runtimes::{self, go::pclntab::GoFuncTable},
 };
 
 /// What one process's sampled stacks showed in one window.

@@ -74,6 +74,8 @@ impl ThreadTracker {
                     name,
                     threads: 0,
                     samples: 0,
+                    // Set with the window's other seconds (`collect`).
+                    cpu_seconds: 0.0,
                     gc,
                 });
             group.threads += 1;

@@ -16,7 +16,7 @@
 //! map reads) adds nothing until it catches up, so no sample counts twice.
 use std::collections::HashMap;
 
-use tally_core::model::{Counters, ProcKey, Window};
+use tally_core::model::{Counters, ProcKey, Window, samples_to_seconds};
 
 /// A live process as read this tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,14 +260,15 @@ fn window(
         cgroup: None,
         pod: None,
         seconds,
-        cpu_seconds: delta.cpu_samples as f64 * sample_period_ns as f64 / 1e9,
+        cpu_seconds: samples_to_seconds(delta.cpu_samples, sample_period_ns),
+        total_cpu_seconds: samples_to_seconds(state.reported.cpu_samples, sample_period_ns),
         delta,
         total: state.reported,
         rss_bytes,
         exited,
         runtime: Default::default(),
-        gc_thread_samples: 0,
-        gc_stack_samples: 0,
+        gc_thread_cpu_seconds: 0.0,
+        gc_stack_cpu_seconds: 0.0,
         threads: Vec::new(),
         gc_sight: Default::default(),
         verdict: None,

@@ -1,12 +1,50 @@
-//! How the node sees a process's runtime and its GC: the runtime from its
-//! executable and maps ([`runtime`]), GC threads by name ([`threads`]), GC
-//! code by symbol ([`symbols`], with Go's own function table, [`gopclntab`]),
-//! and the runtimes' own GC events (USDT notes, [`stapsdt`]; HotSpot's
-//! hsperfdata, [`hsperf`]). The classification they feed is
+//! How the node sees a process's runtime and its GC. Each garbage-collected
+//! runtime is one module behind [`GcRuntime`] ([`go`], [`jvm`], [`node`],
+//! [`dotnet`]): its GC threads by name and its GC code by symbol. Shared by
+//! them: the runtime from the executable and maps ([`runtime`]), thread
+//! names ([`threads`]), C++ names ([`symbols`]). A runtime's own tables
+//! and events live in its module: Go's function table and frames
+//! ([`go::pclntab`], [`go::frames`]), HotSpot's USDT notes and hsperfdata
+//! ([`jvm::stapsdt`], [`jvm::hsperf`]). The classification they feed is
 //! `tally_core::gc`.
-pub mod gopclntab;
-pub mod hsperf;
+pub mod dotnet;
+pub mod go;
+pub mod jvm;
+pub mod node;
 pub mod runtime;
-pub mod stapsdt;
 pub mod symbols;
 pub mod threads;
+
+use tally_core::gc::Runtime;
+
+use threads::GcThreadKind;
+
+/// What the node knows of one garbage-collected runtime: which of its
+/// threads are GC threads, and which of its functions are GC code. Each
+/// runtime is one module ([`go`], [`jvm`], [`node`], [`dotnet`]); adding a
+/// runtime means adding one, and listing it in [`of`].
+pub trait GcRuntime: Sync {
+    fn runtime(&self) -> Runtime;
+
+    /// The kind of GC thread `comm` (trimmed) is, if it is one. Runtimes
+    /// that name no GC-only thread (Go, Node) have none.
+    fn gc_thread(&self, _comm: &str) -> Option<GcThreadKind> {
+        None
+    }
+
+    /// True if a frame with this symbol is the collector's code.
+    fn is_gc_symbol(&self, symbol: &str) -> bool;
+
+    /// True if a frame with this symbol is the runtime's own code, GC or
+    /// not: stacks showing such frames would show GC frames too.
+    fn is_runtime_symbol(&self, symbol: &str) -> bool;
+}
+
+/// The garbage-collected runtimes.
+const GC_RUNTIMES: [&dyn GcRuntime; 4] = [&go::Go, &jvm::Jvm, &node::Node, &dotnet::Dotnet];
+
+/// The module of a garbage-collected runtime; `None` for Python, native
+/// code and unknown processes (whose GC, if any, Tally does not see).
+pub fn of(runtime: Runtime) -> Option<&'static dyn GcRuntime> {
+    GC_RUNTIMES.into_iter().find(|r| r.runtime() == runtime)
+}

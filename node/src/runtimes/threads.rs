@@ -5,46 +5,9 @@
 //! "ZWorkerYoung#12" just fits. The rules match prefixes that survive the
 //! cut.
 //!
-//! **HotSpot** (JDK 9+ names its VM threads; JDK 8 leaves them all "java",
-//! so there this finds nothing). Seen with `-XX:+Use{G1,Parallel,Serial,Z,
-//! Shenandoah}GC` on OpenJDK 17.0.15 and Temurin 25.0.3:
-//! - G1: "GC Thread#N" (pause workers), "G1 Conc#N" (concurrent marking),
-//!   "G1 Refine#N" (remembered-set refinement), "G1 Main Marker", "G1
-//!   Service".
-//! - Parallel: "GC Thread#N". Serial: none; it collects in the VM Thread.
-//! - ZGC 17: "ZWorker#N", "ZDirector", "ZDriver", "ZStat", "ZUncommitter",
-//!   "ZUnmapper". ZGC 25 (generational): "ZWorkerYoung#N", "ZWorkerOld#N",
-//!   "ZDriverMajor", "ZDriverMinor", "ZUncommitter#N". The "X…" names of
-//!   JDK 21–23's non-generational ZGC follow the same pattern.
-//! - Shenandoah: "Shenandoah GC Threads#N", "Shenandoah Control Thread",
-//!   and in generational mode "Shenandoah Regulator Thread".
-//! - "VM Thread" **counts as GC**: it runs every stop-the-world operation,
-//!   and the GC pauses are the bulk of them. Serial GC does all its work
-//!   there; the others start and end every pause there (and G1/Parallel
-//!   do serial phases in it). Its other operations (deoptimisation, thread
-//!   dumps, class redefinition) are rare and short in a steady service.
-//! - Not GC: "RuntimeWorker#N" (ZGC) and "Safepoint Cleanup Thread#N"
-//!   (Shenandoah) are the collectors' spare workers for other VM operations
-//!   (heap inspection for `jmap -histo`, safepoint cleanup), idle otherwise;
-//!   "Reference Handler" and "Finalizer" run Java code after a GC, not the
-//!   GC; the JIT's "C1/C2 CompilerThre", "VM Periodic Tas", "Service
-//!   Thread", "Monitor Deflati" are not GC either.
 //!
-//! **.NET**: server GC runs on ".NET Server GC" threads and background GC
-//! on ".NET BGC" threads (the names .NET 6+ gives them, and that
-//! profilers such as Datadog's match). Workstation non-concurrent GC runs on
-//! the allocating thread and is not seen here.
-//!
-//! **Node**: no thread is GC-only. On node 20 every thread is named "node":
-//! the main thread runs scavenges and the final mark-compact pause, and the
-//! V8 platform workers run concurrent marking, sweeping and parallel
-//! scavenging *and* concurrent (TurboFan/Maglev) compilation and other
-//! tasks. Counting the workers as GC would call compilation GC; Node's GC
-//! is found from sampled stacks instead ([`super::symbols`]).
-//!
-//! **Go**: no thread is GC-only either: the runtime names no threads (they
-//! all carry the process's name) and runs the collector in goroutines on
-//! any thread. Go's GC is found from stacks too.
+//! Each runtime names its own GC threads ([`super::jvm`], [`super::dotnet`]);
+//! Node and Go have none (their modules say why).
 use tally_core::gc::Runtime;
 
 /// What a GC thread does.
@@ -70,80 +33,21 @@ pub fn is_gc_thread(runtime: Runtime, comm: &str) -> bool {
 pub fn gc_thread_kind(runtime: Runtime, comm: &str) -> Option<GcThreadKind> {
     // /proc's comm ends with a newline; a raw comm may carry NULs.
     let comm = comm.trim_end_matches(['\n', '\0']);
-    match runtime {
-        Runtime::Jvm => hotspot(comm),
-        Runtime::Dotnet => dotnet(comm),
-        Runtime::Go | Runtime::Node | Runtime::Python | Runtime::Native | Runtime::Unknown => None,
-    }
+    super::of(runtime).and_then(|r| r.gc_thread(comm))
 }
 
 /// `name#N`, the HotSpot worker pattern, with the number possibly cut by the
 /// 15-byte limit, even to nothing after the `#`.
-fn numbered(comm: &str, name: &str) -> bool {
+pub(super) fn numbered(comm: &str, name: &str) -> bool {
     comm.strip_prefix(name)
         .and_then(|rest| rest.strip_prefix('#'))
         .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn hotspot(comm: &str) -> Option<GcThreadKind> {
-    use GcThreadKind::*;
-    if comm == "VM Thread" {
-        return Some(VmThread);
-    }
-    // G1 and Parallel workers.
-    if numbered(comm, "GC Thread") {
-        return Some(Worker);
-    }
-    if let Some(g1) = comm.strip_prefix("G1 ") {
-        return Some(match g1 {
-            "Service" | "Main Marker" => Control,
-            // Conc#N, Refine#N, and whatever a future G1 adds.
-            _ => Worker,
-        });
-    }
-    // ZGC (Z…) and JDK 21–23's non-generational ZGC (X…).
-    for prefix in ["Z", "X"] {
-        let Some(z) = comm.strip_prefix(prefix) else {
-            continue;
-        };
-        if numbered(z, "Worker") || numbered(z, "WorkerYoung") || numbered(z, "WorkerOld") {
-            return Some(Worker);
-        }
-        if [
-            "Director",
-            "Driver",
-            "DriverMajor",
-            "DriverMinor",
-            "Stat",
-            "Uncommitter",
-            "Unmapper",
-        ]
-        .contains(&z)
-            || numbered(z, "Uncommitter")
-        {
-            return Some(Control);
-        }
-    }
-    if let Some(shenandoah) = comm.strip_prefix("Shenandoah ") {
-        // "Shenandoah GC Threads#N" cut to "Shenandoah GC T".
-        return Some(if shenandoah.starts_with("GC T") {
-            Worker
-        } else {
-            Control
-        });
-    }
-    None
-}
-
-fn dotnet(comm: &str) -> Option<GcThreadKind> {
-    (comm.starts_with(".NET Server GC") || comm.starts_with(".NET BGC"))
-        .then_some(GcThreadKind::Worker)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtimes::hsperf::testjvm;
+    use crate::test_support::jvm as testjvm;
 
     /// `cat /proc/<pid>/task/*/comm | sort -u` of JVMs on the development
     /// VM (2 CPUs; more workers with -XX:ParallelGCThreads=12

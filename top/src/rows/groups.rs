@@ -29,7 +29,8 @@ struct Group {
     container_id: Option<String>,
     pod_uid: Option<String>,
     cgroup_path: String,
-    threads: HashMap<String, (u32, u64, bool)>,
+    /// By name: threads, samples (the order), CPU seconds, GC.
+    threads: HashMap<String, (u32, u64, f64, bool)>,
     stacks: Option<HashMap<Arc<str>, (u64, bool)>>,
     stack_samples: u64,
     /// Members, for recording their stacks (bounded).
@@ -37,7 +38,7 @@ struct Group {
 }
 
 impl Group {
-    fn add(&mut self, w: &Window, period_ns: u64, stacks: Option<&StackSummary>) {
+    fn add(&mut self, w: &Window, stacks: Option<&StackSummary>) {
         self.procs += 1;
         if self.pids.len() < MAX_GROUP_PIDS {
             self.pids.push(w.key.tgid);
@@ -45,7 +46,7 @@ impl Group {
         self.exited += u32::from(w.exited);
         self.seconds = self.seconds.max(w.seconds);
         self.delta = self.delta.add(&w.delta);
-        self.signals.merge(&w.gc_signals(period_ns));
+        self.signals.merge(&w.gc_signals());
         self.rss += w.rss_bytes;
         if self.pod_names.is_none()
             && let Some(p) = w.pod.as_ref()
@@ -57,9 +58,13 @@ impl Group {
             self.name.clone_from(&w.comm);
         }
         for g in &w.threads {
-            let t = self.threads.entry(g.name.clone()).or_insert((0, 0, g.gc));
+            let t = self
+                .threads
+                .entry(g.name.clone())
+                .or_insert((0, 0, 0.0, g.gc));
             t.0 += g.threads;
             t.1 += g.samples;
+            t.2 += g.cpu_seconds;
         }
         if let Some(s) = stacks {
             self.stack_samples += s.samples;
@@ -71,7 +76,7 @@ impl Group {
         }
     }
 
-    fn entry(self, label: String, period_ns: u64, stacks_on: bool) -> Entry {
+    fn entry(self, label: String, stacks_on: bool) -> Entry {
         let mut e = Entry::blank(self.id, RowKind::Group);
         e.pod_name = self.pod_names.map(|(full, pod)| match e.id {
             RowId::Pod(_) => pod,
@@ -92,15 +97,14 @@ impl Group {
         e.set_rates(&self.delta, self.seconds);
         e.rss = self.rss;
         e.exited = self.exited == self.procs;
-        let mut threads: Vec<(String, (u32, u64, bool))> = self.threads.into_iter().collect();
+        let mut threads: Vec<(String, (u32, u64, f64, bool))> = self.threads.into_iter().collect();
         threads.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
-        let pct = |samples: u64| 100.0 * samples as f64 * period_ns as f64 / 1e9 / secs;
         e.threads = threads
             .into_iter()
-            .map(|(name, (threads, samples, gc))| ThreadRow {
+            .map(|(name, (threads, _, cpu_seconds, gc))| ThreadRow {
                 name: sanitize(&name),
                 threads,
-                cpu_pct: pct(samples),
+                cpu_pct: 100.0 * cpu_seconds / secs,
                 gc,
             })
             .collect();
@@ -133,7 +137,6 @@ pub(super) enum GroupBy {
 
 pub(super) fn group_rows(
     windows: &[Window],
-    period_ns: u64,
     stacks: Option<&HashMap<u32, StackSummary>>,
     by: GroupBy,
 ) -> Vec<Entry> {
@@ -173,7 +176,7 @@ pub(super) fn group_rows(
             groups.len() - 1
         });
         let st = stacks.and_then(|s| s.get(&w.key.tgid));
-        groups[i].add(w, period_ns, st);
+        groups[i].add(w, st);
     }
     groups
         .into_iter()
@@ -186,7 +189,7 @@ pub(super) fn group_rows(
                 (RowId::Cgroup(path), _) => cgroup_tail(path).to_owned(),
                 _ => g.name.clone(),
             };
-            g.entry(label, period_ns, stacks.is_some())
+            g.entry(label, stacks.is_some())
         })
         .collect()
 }

@@ -11,8 +11,6 @@ use tally_proto as pb;
 use super::{Entry, RowId, RowKind, Rows, Stacks, Totals, sanitize, short_id};
 use tally_core::gc::{self, VerdictKind};
 
-use crate::columns::severity;
-
 fn verdict_from_proto(v: Option<&pb::Verdict>) -> Option<gc::Verdict> {
     let v = v?;
     let kind = VerdictKind::from_proto(v.kind())?;
@@ -184,8 +182,8 @@ pub fn pod_rows(workloads: &[Entry]) -> Vec<Entry> {
             let worst = list
                 .iter()
                 .max_by(|a, b| {
-                    severity(a)
-                        .cmp(&severity(b))
+                    a.severity()
+                        .cmp(&b.severity())
                         .then(a.cpu_pct.total_cmp(&b.cpu_pct))
                 })
                 .copied()
@@ -220,16 +218,18 @@ pub fn pod_rows(workloads: &[Entry]) -> Vec<Entry> {
 pub fn history_point(p: &pb::WorkloadPoint) -> [f32; 5] {
     let d = p.delta.unwrap_or_default();
     let secs = p.window_seconds.max(1e-9);
-    let share = if d.cpu_seconds > 0.0 {
-        (d.gc_cpu_seconds / d.cpu_seconds).min(1.0)
-    } else {
-        0.0
-    };
+    // The runtime does not change a point's numbers.
+    let s = tally_core::workload::signals(
+        tally_core::gc::Runtime::Unknown,
+        p.window_seconds,
+        &d,
+        p.rss_bytes,
+    );
     [
-        (100.0 * d.cpu_seconds / secs) as f32,
-        (100.0 * share) as f32,
-        ((d.minor_faults + d.major_faults) as f64 / secs) as f32,
-        ((d.mmap_bytes + d.brk_bytes + d.mremap_bytes) as f64 / secs) as f32,
+        (100.0 * s.cpu_seconds / secs) as f32,
+        (100.0 * s.gc_cpu_share()) as f32,
+        ((s.minor_faults + s.major_faults) as f64 / secs) as f32,
+        (s.alloc_bytes as f64 / secs) as f32,
         p.rss_bytes as f32,
     ]
 }

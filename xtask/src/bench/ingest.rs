@@ -391,6 +391,8 @@ impl Proc {
             minor_faults: delta.minor_faults * k,
             major_faults: delta.major_faults * k,
             gc_cpu_seconds: gc * k as f64,
+            gc_thread_cpu_seconds: gc * 0.75 * k as f64,
+            gc_stack_cpu_seconds: gc * 0.25 * k as f64,
             ..delta
         };
         let thread_groups = if gc > 0.0 {

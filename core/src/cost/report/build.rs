@@ -16,8 +16,8 @@ use crate::{
         estimate_headroom, gc_tax,
         recommend::{Context, CurrentSettings, Observation, WorkloadKind, recommend},
     },
-    gc::Runtime,
-    workload::runtime_from_proto,
+    gc::{GcSignals, Runtime},
+    workload::{runtime_from_proto, signals as signals_of},
 };
 
 /// A GC tax below this many USD a month, or below [`NAMED_TAX_SHARE`] of
@@ -360,16 +360,21 @@ fn line(
     let w = &h.workload;
     let runtime = runtime_from_proto(w.runtime);
     let window_seconds: f64 = points.iter().map(|p| p.window_seconds).sum();
-    let delta = |f: fn(&pb::Counters) -> f64| -> f64 {
-        points.iter().filter_map(|p| p.delta.as_ref()).map(f).sum()
+    // The history's points as one window of signals: the GC's CPU is the
+    // sum of its parts, as for verdicts.
+    let mut signals = GcSignals {
+        runtime,
+        ..GcSignals::default()
     };
-    let cpu_seconds = delta(|d| d.cpu_seconds);
-    let gc_cpu_seconds = delta(|d| d.gc_cpu_seconds).min(cpu_seconds);
-    let gc_blind_share = if cpu_seconds > 0.0 {
-        (delta(|d| d.gc_blind_cpu_seconds) / cpu_seconds).min(1.0)
-    } else {
-        0.0
-    };
+    for p in points {
+        if let Some(d) = p.delta.as_ref() {
+            signals.then(&signals_of(runtime, p.window_seconds, d, p.rss_bytes));
+        }
+    }
+    let cpu_seconds = signals.cpu_seconds;
+    let gc_cpu_seconds = signals.gc_cpu_seconds().min(cpu_seconds);
+    let gc_cpu_share = signals.gc_cpu_share();
+    let gc_blind_share = signals.blind_share();
     let gc_unobservable = runtime.has_gc() && gc_blind_share >= crate::gc::verdict::BLIND_SHARE;
     let gc_cycles: u64 = points
         .iter()
@@ -482,11 +487,7 @@ fn line(
         },
         cpu_seconds,
         gc_cpu_seconds,
-        gc_cpu_share: if cpu_seconds > 0.0 {
-            gc_cpu_seconds / cpu_seconds
-        } else {
-            0.0
-        },
+        gc_cpu_share,
         gc_blind_share,
         gc_cycles,
         rss_avg_bytes: rss_avg,

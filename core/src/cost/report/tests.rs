@@ -51,6 +51,8 @@ fn history(
                 window_seconds: 1.0,
                 delta: Some(pb::Counters {
                     cpu_seconds: cpu_per_s,
+                    // As agents send it: the parts and their sum.
+                    gc_thread_cpu_seconds: cpu_per_s * gc,
                     gc_cpu_seconds: cpu_per_s * gc,
                     gc_cycles: cycles,
                     ..Default::default()

@@ -7,15 +7,15 @@ use std::{
     sync::{Arc, Weak},
 };
 
-use crate::runtimes::gopclntab::GoFuncTable;
+use crate::runtimes::go::pclntab::GoFuncTable;
 
 /// A mapped file: (device, inode) as `/proc/<pid>/maps` shows them.
-pub(super) type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// Parsed pclntabs by file. Processes own them; the last process of a file
 /// to go takes its table with it.
 #[derive(Default)]
-pub(super) struct GoTables(HashMap<FileId, Weak<GoFuncTable>>);
+pub(crate) struct GoTables(HashMap<FileId, Weak<GoFuncTable>>);
 
 impl GoTables {
     /// The table of the file mapped at `mapping` of `pid`, parsing it if no
@@ -28,7 +28,12 @@ impl GoTables {
             .readable_paths(pid)
             .into_iter()
             .map(|path| GoFuncTable::read(&path))
-            .find(|r| !matches!(r, Err(crate::runtimes::gopclntab::PclntabError::Io { .. })))?;
+            .find(|r| {
+                !matches!(
+                    r,
+                    Err(crate::runtimes::go::pclntab::PclntabError::Io { .. })
+                )
+            })?;
         match parsed {
             Ok(table) => {
                 let table = Arc::new(table);
@@ -42,7 +47,7 @@ impl GoTables {
         }
     }
 
-    pub(super) fn prune(&mut self) {
+    pub(crate) fn prune(&mut self) {
         self.0.retain(|_, w| w.strong_count() > 0);
     }
 }
@@ -105,7 +110,7 @@ fn file_mappings(pid: u32) -> Vec<Mapping> {
 }
 
 /// Names from Go pclntabs for the addresses of `pid` without a name yet.
-pub(super) fn go_names(
+pub(crate) fn go_names(
     pid: u32,
     ips: &[u64],
     names: &mut [Option<Arc<str>>],
@@ -140,7 +145,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::runtimes::gopclntab::tests::{go_available, go_build};
+    use crate::runtimes::go::pclntab::tests::{go_available, go_build};
 
     /// Two processes of one stripped PIE Go binary, deleted from disk once
     /// started: their frames are named through /proc/<pid>/map_files, from
