@@ -168,7 +168,7 @@ fn counters(c: &Counters, cpu_seconds: f64) -> pb::Counters {
         minor_faults: c.minor_faults,
         major_faults: c.major_faults,
         gc_cycles: c.gc_cycles,
-        gc_pause_seconds: c.gc_pause_ns as f64 / 1e9,
+        gc_pause_seconds: c.gc_pause_seconds(),
         ..Default::default()
     }
 }

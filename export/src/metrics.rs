@@ -205,7 +205,7 @@ pub fn points(e: &Entity) -> Vec<Point> {
     out.push(p(&FAULTS, &[("type", "major")], Value::Int(c.major_faults)));
     out.push(p(&RSS, &[], Value::Int(e.rss_bytes)));
     out.push(p(&GC_CYCLES, &[], Value::Int(c.gc_cycles)));
-    out.push(p(&GC_PAUSE, &[], Value::Double(c.gc_pause_ns as f64 / 1e9)));
+    out.push(p(&GC_PAUSE, &[], Value::Double(c.gc_pause_seconds())));
     if let Some(v) = &e.verdict {
         let attrs = [("verdict", v.kind.name()), ("runtime", e.runtime.name())];
         out.push(p(&VERDICT, &attrs, Value::Int(1)));

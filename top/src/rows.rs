@@ -265,7 +265,7 @@ impl Entry {
         self.majflt_ps = rate(d.major_faults);
         self.faults_ps = self.minflt_ps + self.majflt_ps;
         self.gc_cycles_ps = rate(d.gc_cycles);
-        self.gc_pause_share = d.gc_pause_ns as f64 / 1e9 / secs;
+        self.gc_pause_share = d.gc_pause_seconds() / secs;
     }
 
     fn set_verdict(&mut self, v: Option<&gc::Verdict>) {

@@ -140,6 +140,11 @@ impl Counters {
         *self == Self::default()
     }
 
+    /// GC pause time as seconds (counted in ns, exact).
+    pub fn gc_pause_seconds(&self) -> f64 {
+        self.gc_pause_ns as f64 / 1e9
+    }
+
     /// Bytes asked of the kernel: mmap, brk growth, mremap growth.
     pub fn alloc_bytes(&self) -> u64 {
         alloc_bytes(self.mmap_bytes, self.brk_bytes, self.mremap_bytes)
@@ -222,7 +227,7 @@ impl Window {
             gc_thread_cpu_seconds: self.gc_thread_cpu_seconds,
             gc_stack_cpu_seconds: self.gc_stack_cpu_seconds,
             gc_cycles: d.gc_cycles,
-            gc_pause_seconds: d.gc_pause_ns as f64 / 1e9,
+            gc_pause_seconds: d.gc_pause_seconds(),
             alloc_bytes: d.alloc_bytes(),
             release_bytes: d.release_bytes(),
             alloc_calls: d.alloc_calls(),
