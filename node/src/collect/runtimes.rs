@@ -12,7 +12,11 @@ use std::{
 
 use tally_core::{gc::Runtime, model::ProcKey};
 
-use crate::{collect::stacks::StackSampler, probes::Probes, runtimes};
+use crate::{
+    collect::stacks::StackSampler,
+    probes::Probes,
+    runtimes::{self, GcEvents},
+};
 
 /// Which processes keep their binaries free of uprobes.
 #[derive(Debug, Clone, Default)]
@@ -119,11 +123,17 @@ impl Runtimes {
         self.by_key.insert(key, runtime);
         let exe = proc_root.join(key.tgid.to_string()).join("exe");
         let uprobes = self.policy.allows(comm, cgroup_path);
-        match runtime {
-            Runtime::Go => {
-                if let Err(err) = stacks.sample(probes, key.tgid) {
-                    tracing::debug!(pid = key.tgid, "stack sampling: {err}");
-                }
+        // What to attach is the runtime module's to say.
+        let Some(module) = runtimes::of(runtime) else {
+            return runtime;
+        };
+        if module.gc_seen_by_stacks()
+            && let Err(err) = stacks.sample(probes, key.tgid)
+        {
+            tracing::debug!(pid = key.tgid, "stack sampling: {err}");
+        }
+        match module.gc_events() {
+            GcEvents::CycleUprobe => {
                 if uprobes && !probes.go_binary_probed(&exe) {
                     let entry = go_gc_entry_offset(&exe);
                     match probes.probe_go_binary(&exe, entry) {
@@ -137,12 +147,7 @@ impl Runtimes {
                     }
                 }
             }
-            Runtime::Node => {
-                if let Err(err) = stacks.sample(probes, key.tgid) {
-                    tracing::debug!(pid = key.tgid, "stack sampling: {err}");
-                }
-            }
-            Runtime::Jvm => {
+            GcEvents::HotspotUsdt => {
                 let probed = uprobes
                     && match probe_hotspot(proc_root, key.tgid, probes) {
                         Ok(()) => true,
@@ -159,7 +164,7 @@ impl Runtimes {
                         .insert(key, next_gc_id_address(proc_root, key.tgid));
                 }
             }
-            _ => {}
+            GcEvents::None => {}
         }
         runtime
     }

@@ -22,6 +22,11 @@ impl GcRuntime for Dotnet {
         Runtime::Dotnet
     }
 
+    // NativeAOT binaries have no libcoreclr and come out as native.
+    fn named_by(&self, _exe: &str, libs: &[&str]) -> bool {
+        libs.contains(&"libcoreclr.so")
+    }
+
     fn gc_thread(&self, comm: &str) -> Option<GcThreadKind> {
         dotnet(comm)
     }

@@ -19,12 +19,40 @@ use tally_core::gc::Runtime;
 
 use threads::GcThreadKind;
 
-/// What the node knows of one garbage-collected runtime: which of its
-/// threads are GC threads, and which of its functions are GC code. Each
+/// Where a runtime's GC cycles and pauses come from, beside its CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcEvents {
+    /// A uprobe on the runtime's GC-cycle function (Go's `gcStart`…).
+    CycleUprobe,
+    /// HotSpot's `gc__begin`/`gc__end` USDT probes, else its hsperfdata.
+    HotspotUsdt,
+    /// None the node reads.
+    None,
+}
+
+/// What the node knows of one garbage-collected runtime: how a process
+/// names it, where its GC shows (threads, stacks, events), which of its
+/// threads are GC threads and which of its functions are GC code. Each
 /// runtime is one module ([`go`], [`jvm`], [`node`], [`dotnet`]); adding a
-/// runtime means adding one, and listing it in [`of`].
+/// runtime means adding one, and listing it in [`of`]. How the ELF file
+/// itself says Go is [`runtime`]'s, after every name and library rule.
 pub trait GcRuntime: Sync {
     fn runtime(&self) -> Runtime;
+
+    /// True if the executable's file name (`exe`) or the file names of its
+    /// mapped libraries (`libs`) say this runtime.
+    fn named_by(&self, exe: &str, libs: &[&str]) -> bool;
+
+    /// True if its GC runs on ordinary threads, so that only sampled
+    /// stacks show it (`--stack-sampling gc-runtimes`).
+    fn gc_seen_by_stacks(&self) -> bool {
+        false
+    }
+
+    /// Where its GC cycles and pauses come from.
+    fn gc_events(&self) -> GcEvents {
+        GcEvents::None
+    }
 
     /// The kind of GC thread `comm` (trimmed) is, if it is one. Runtimes
     /// that name no GC-only thread (Go, Node) have none.

@@ -42,6 +42,15 @@ impl GcRuntime for Node {
         Runtime::Node
     }
 
+    // `node`/`nodejs`, or Node embedded in another program.
+    fn named_by(&self, exe: &str, libs: &[&str]) -> bool {
+        exe == "node" || exe == "nodejs" || libs.iter().any(|l| l.starts_with("libnode.so"))
+    }
+
+    fn gc_seen_by_stacks(&self) -> bool {
+        true
+    }
+
     fn is_gc_symbol(&self, symbol: &str) -> bool {
         is_v8_gc(symbol)
     }

@@ -114,25 +114,23 @@ pub fn detect_from(exe: &str, maps: &str, facts: Option<ExeFacts>) -> Runtime {
 /// Rules 1–4: the ones that need no ELF reading.
 fn detect_by_name_and_maps(exe: &str, maps: &str) -> Option<Runtime> {
     let libs: Vec<&str> = maps.lines().filter_map(mapped_file_name).collect();
-    let has = |pred: &dyn Fn(&str) -> bool| libs.iter().any(|l| pred(l));
-    if has(&|l| l == "libjvm.so") {
-        return Some(Runtime::Jvm);
-    }
     let exe = basename(exe);
-    if exe == "node" || exe == "nodejs" || has(&|l| l.starts_with("libnode.so")) {
-        return Some(Runtime::Node);
+    // Each runtime's module says what names it; the order is the rules'.
+    let named = |r: Runtime| super::of(r).is_some_and(|m| m.named_by(exe, &libs));
+    if let Some(r) = [Runtime::Jvm, Runtime::Node, Runtime::Dotnet]
+        .into_iter()
+        .find(|&r| named(r))
+    {
+        return Some(r);
     }
-    if has(&|l| l == "libcoreclr.so") {
-        return Some(Runtime::Dotnet);
-    }
-    if is_python_name(exe) || has(&|l| l.starts_with("libpython") && l.contains(".so")) {
+    if is_python_name(exe)
+        || libs
+            .iter()
+            .any(|l| l.starts_with("libpython") && l.contains(".so"))
+    {
         return Some(Runtime::Python);
     }
-    // gccgo links its runtime, libgo, dynamically by default.
-    if has(&|l| l.starts_with("libgo.so")) {
-        return Some(Runtime::Go);
-    }
-    None
+    named(Runtime::Go).then_some(Runtime::Go)
 }
 
 /// The file name of a maps line's path, if it maps a file.

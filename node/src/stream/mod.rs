@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! # use std::time::Duration;
-//! # use agent::stream::{Streamer, StreamerConfig};
+//! # use tally_node::stream::{Streamer, StreamerConfig};
 //! # fn reports() -> Vec<tally_proto::NodeReport> { Vec::new() }
 //! let streamer = Streamer::start(StreamerConfig::new("http://collector:4317"))?;
 //! for report in reports() {
@@ -24,7 +24,7 @@
 //! }
 //! // On the way out, give the collector a moment to take the rest.
 //! streamer.flush(Duration::from_secs(5));
-//! # Ok::<(), agent::stream::StreamError>(())
+//! # Ok::<(), tally_node::stream::StreamError>(())
 //! ```
 mod buffer;
 

@@ -37,7 +37,7 @@
 pub mod frames;
 pub mod pclntab;
 
-use super::GcRuntime;
+use super::{GcEvents, GcRuntime};
 use tally_core::gc::Runtime;
 
 /// Go's collector.
@@ -46,6 +46,20 @@ pub struct Go;
 impl GcRuntime for Go {
     fn runtime(&self) -> Runtime {
         Runtime::Go
+    }
+
+    // gccgo links its runtime, libgo, dynamically by default; `gc`-built
+    // binaries are known by their ELF sections (`runtime`).
+    fn named_by(&self, _exe: &str, libs: &[&str]) -> bool {
+        libs.iter().any(|l| l.starts_with("libgo.so"))
+    }
+
+    fn gc_seen_by_stacks(&self) -> bool {
+        true
+    }
+
+    fn gc_events(&self) -> GcEvents {
+        GcEvents::CycleUprobe
     }
 
     fn is_gc_symbol(&self, symbol: &str) -> bool {

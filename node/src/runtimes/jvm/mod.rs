@@ -53,7 +53,7 @@ pub mod hsperf;
 pub mod stapsdt;
 
 use super::{
-    GcRuntime,
+    GcEvents, GcRuntime,
     symbols::{contains_any, cxx_components},
     threads::{GcThreadKind, numbered},
 };
@@ -65,6 +65,15 @@ pub struct Jvm;
 impl GcRuntime for Jvm {
     fn runtime(&self) -> Runtime {
         Runtime::Jvm
+    }
+
+    // HotSpot, and OpenJ9's compatibility libjvm.so.
+    fn named_by(&self, _exe: &str, libs: &[&str]) -> bool {
+        libs.contains(&"libjvm.so")
+    }
+
+    fn gc_events(&self) -> GcEvents {
+        GcEvents::HotspotUsdt
     }
 
     fn gc_thread(&self, comm: &str) -> Option<GcThreadKind> {
