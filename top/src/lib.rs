@@ -7,8 +7,9 @@
 //! (with [`filter`] and [`history`]), [`rows`] turns ticks (or a collector's workloads) into rows, [`ui`]
 //! draws, [`input`] maps keys, [`source`] runs the data source on its own
 //! thread, [`terminal`] takes and always restores the terminal, [`live`]
-//! is the loop, [`bench`] measures it.
+//! is the loop, `bench` (feature `bench`) measures it.
 pub mod app;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod columns;
 pub mod filter;

@@ -80,11 +80,11 @@ fn main() -> Result<()> {
         }
         Command::Build => {
             setup::all(setup::Purpose::Run)?;
-            build()
+            build(&[])
         }
         Command::Run { args } => {
             setup::all(setup::Purpose::Run)?;
-            build()?;
+            build(&[])?;
             cmd::exec(cmd::cmd(root.join("target/release/agent")).args(args))
         }
         Command::Test { args } => {
@@ -111,7 +111,8 @@ fn main() -> Result<()> {
         }
         Command::Bench { which } => {
             setup::all(setup::Purpose::Bench)?;
-            build()?;
+            // With the view's benchmark (`agent top --bench-seconds`).
+            build(&["bench"])?;
             bench::run(which, &root)
         }
     }
@@ -124,9 +125,15 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Release build of the agent: its build script builds the eBPF programs.
-fn build() -> Result<()> {
-    cmd::run(cmd::cargo().args(["build", "--release", "--package", "agent"]))
+/// Release build of the agent, with these features of its package: the
+/// node crate's build script builds the eBPF programs.
+fn build(features: &[&str]) -> Result<()> {
+    let mut c = cmd::cargo();
+    c.args(["build", "--release", "--package", "agent"]);
+    if !features.is_empty() {
+        c.arg("--features").arg(features.join(","));
+    }
+    cmd::run(&mut c)
 }
 
 fn test(args: &[String]) -> Result<()> {

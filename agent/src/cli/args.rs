@@ -193,6 +193,7 @@ pub fn parse_interval(s: &str) -> Result<f64, String> {
 }
 
 /// WIDTHxHEIGHT.
+#[cfg(feature = "bench")]
 pub fn parse_size(s: &str) -> Result<(u16, u16), String> {
     let (w, h) = s.split_once('x').ok_or("WIDTHxHEIGHT, e.g. 80x24")?;
     let w: u16 = w.parse().map_err(|e| format!("{e}"))?;

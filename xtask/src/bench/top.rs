@@ -1,7 +1,8 @@
 //! `cargo xtask bench top`: the interactive view with 2,000 synthetic
 //! processes at a 1 s refresh, drawn through its real loop and crossterm
 //! backend into /dev/null at 80×24 and 300×80. The agent measures itself
-//! (hidden flags of `agent top`: `--synthetic N --bench-seconds S`) and
+//! (hidden flags of `agent top` built with its `bench` feature:
+//! `--synthetic N --bench-seconds S`) and
 //! prints JSON; this prints the table against the targets: under 5 ms a
 //! frame, under 3% of one core.
 use std::{path::Path, process::Command};

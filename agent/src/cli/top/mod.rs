@@ -16,13 +16,13 @@ use tally_node::{
     probes::{HOOKS, LoadOptions},
 };
 use tally_top::{
-    BatchView, InteractiveOptions, TopError, bench, columns::SourceKind, source,
-    table::HooksMissing, write_tick,
+    BatchView, InteractiveOptions, TopError, columns::SourceKind, source, table::HooksMissing,
+    write_tick,
 };
 
 use super::{
     Failure,
-    args::{ImdsArgs, KubeArgs, ProbeArgs, hostname, node_name, parse_interval, parse_size},
+    args::{ImdsArgs, KubeArgs, ProbeArgs, hostname, node_name, parse_interval},
     pricing::PricingArgs,
     require_privileges,
     transport::ClientArgs,
@@ -66,6 +66,7 @@ pub struct TopArgs {
     synthetic: Option<usize>,
     /// With --synthetic: measure frame times and CPU for this many seconds
     /// instead of showing anything (`cargo xtask bench top`).
+    #[cfg(feature = "bench")]
     #[arg(long, hide = true, requires = "synthetic")]
     bench_seconds: Option<f64>,
     /// With --synthetic: panic on the source thread after this many
@@ -73,7 +74,8 @@ pub struct TopArgs {
     #[arg(long, hide = true, requires = "synthetic", value_parser = parse_interval)]
     panic_after: Option<f64>,
     /// With --bench-seconds: a terminal size, WIDTHxHEIGHT; repeat.
-    #[arg(long, hide = true, value_parser = parse_size)]
+    #[cfg(feature = "bench")]
+    #[arg(long, hide = true, value_parser = super::args::parse_size)]
     bench_size: Vec<(u16, u16)>,
     #[command(flatten)]
     kube: KubeArgs,
@@ -150,22 +152,9 @@ fn run_batch(
 /// `agent top` without `--batch`.
 fn interactive(args: TopArgs) -> Result<(), Failure> {
     let interval = Duration::from_secs_f64(args.interval);
+    #[cfg(feature = "bench")]
     if let (Some(processes), Some(seconds)) = (args.synthetic, args.bench_seconds) {
-        let sizes = if args.bench_size.is_empty() {
-            vec![(80, 24), (300, 80)]
-        } else {
-            args.bench_size
-        };
-        let opts = bench::BenchOptions {
-            processes,
-            seconds,
-            interval,
-            sizes,
-        };
-        return bench::run(&opts).map_err(|e| Failure {
-            message: e.to_string(),
-            code: 1,
-        });
+        return bench(processes, seconds, interval, args.bench_size);
     }
     let pricing = args
         .pricing
@@ -235,4 +224,30 @@ fn interactive(args: TopArgs) -> Result<(), Failure> {
         Err(TopError::NotATerminal) => Err(Failure::usage(TopError::NotATerminal)),
         Err(err) => Err(Failure::failed(&err)),
     }
+}
+
+/// `--synthetic N --bench-seconds S`: frame times and CPU of the view,
+/// measured instead of shown.
+#[cfg(feature = "bench")]
+fn bench(
+    processes: usize,
+    seconds: f64,
+    interval: Duration,
+    sizes: Vec<(u16, u16)>,
+) -> Result<(), Failure> {
+    let sizes = if sizes.is_empty() {
+        vec![(80, 24), (300, 80)]
+    } else {
+        sizes
+    };
+    let opts = tally_top::bench::BenchOptions {
+        processes,
+        seconds,
+        interval,
+        sizes,
+    };
+    tally_top::bench::run(&opts).map_err(|e| Failure {
+        message: e.to_string(),
+        code: 1,
+    })
 }

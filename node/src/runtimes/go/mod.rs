@@ -40,6 +40,24 @@ pub mod pclntab;
 use super::{GcEvents, GcRuntime};
 use tally_core::gc::Runtime;
 
+/// The file offset of the Go runtime's GC-cycle function in the binary at
+/// `exe` (`/proc/<pid>/exe`: the file the process runs, in its container
+/// or deleted since), from the pclntab every Go binary keeps, stripped or
+/// not; `None` (gccgo, no table) leaves the symbol table to find it.
+pub fn gc_cycle_entry_offset(exe: &std::path::Path) -> Option<u64> {
+    use crate::probes::uprobes::GO_GC_CYCLE_SYMBOL;
+    use pclntab::GoFuncTable;
+    let table = match GoFuncTable::read(exe) {
+        Ok(table) => table,
+        Err(err) => {
+            tracing::debug!("{}: {err}; probing by symbol", exe.display());
+            return None;
+        }
+    };
+    let entry = table.entry_of(GO_GC_CYCLE_SYMBOL)?;
+    table.file_offset_of(entry)
+}
+
 /// Go's collector.
 pub struct Go;
 

@@ -50,6 +50,7 @@
 //! `G1CollectedHeap::attempt_allocation_slow`).
 //!
 pub mod hsperf;
+pub mod process;
 pub mod stapsdt;
 
 use super::{
