@@ -7,15 +7,14 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        mpsc::{self, Receiver},
-    },
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
+
+use crate::common::Agent;
 
 /// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
@@ -123,88 +122,25 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// `agent run …` with its stdout JSON lines (with `--json`) and stderr.
-pub struct RunAgent {
-    child: Child,
-    lines: Receiver<Value>,
-    stderr: Arc<Mutex<String>>,
-}
+/// `agent run …`: the common [`Agent`] with `run` first, its stdout JSON
+/// lines (with `--json`) and stderr.
+pub struct RunAgent(Agent);
 
 impl RunAgent {
     /// Starts `agent run ARGS` and waits until its probes are attached.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
-            .arg("run")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("agent starts");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("agent printed {line:?}: {e}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut agent = Self {
-            child,
-            lines,
-            stderr,
-        };
-        agent.wait_for_stderr("probes attached", Duration::from_secs(30));
-        agent
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        Self(Agent::spawn(&all, &[]))
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.stderr().contains(needle) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "agent exited ({status}) before {needle:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "no {needle:?} from the agent within {timeout:?}; stderr:\n{}",
-            self.stderr()
-        );
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.0.pid()
     }
 
     /// The address of `/metrics`, from the log line.
     pub fn metrics_addr(&self) -> SocketAddr {
-        let err = self.stderr();
+        let err = self.0.stderr();
         let at = err
             .find("serving metrics on http://")
             .unwrap_or_else(|| panic!("no metrics address in:\n{err}"));
@@ -214,26 +150,8 @@ impl RunAgent {
 
     /// Stops the agent with SIGINT (it flushes its exports) and returns
     /// the lines it printed, and its stderr.
-    pub fn stop(mut self) -> (Vec<Value>, String) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        thread::sleep(Duration::from_millis(100));
-        let lines = self.lines.try_iter().collect();
-        (lines, self.stderr())
-    }
-}
-
-impl Drop for RunAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn stop(self) -> (Vec<Value>, String) {
+        self.0.interrupt_within(Duration::from_secs(15))
     }
 }
 

@@ -291,6 +291,24 @@ impl Agent {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// SIGINT, then at most `wait` for the agent to exit (it flushes its
+    /// exports); the lines it printed and its stderr. An agent that did not
+    /// exit is killed when dropped.
+    pub fn interrupt_within(mut self, wait: Duration) -> (Vec<Value>, String) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(100));
+        let lines = self.lines.try_iter().collect();
+        (lines, self.stderr())
+    }
+
     /// The lines printed since the previous call, without stopping.
     pub fn take_lines(&self) -> Vec<Value> {
         self.lines.try_iter().collect()
