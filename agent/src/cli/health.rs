@@ -17,8 +17,5 @@ pub struct HealthArgs {
 pub fn run(args: HealthArgs) -> Result<(), Failure> {
     tally_node::health::check(&args.file, args.max_age)
         .map(|_| ())
-        .map_err(|why| Failure {
-            message: format!("unhealthy: {why}"),
-            code: 1,
-        })
+        .map_err(|why| Failure::failed_with(format!("unhealthy: {why}")))
 }

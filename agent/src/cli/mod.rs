@@ -34,12 +34,17 @@ impl Failure {
         }
     }
 
-    /// It started and failed: exit 1, with the error's causes.
-    pub fn failed(err: &dyn std::error::Error) -> Self {
+    /// It started and failed: exit 1, with this message.
+    pub fn failed_with(message: impl ToString) -> Self {
         Self {
-            message: error_chain(err),
+            message: message.to_string(),
             code: 1,
         }
+    }
+
+    /// It started and failed: exit 1, with the error's causes.
+    pub fn failed(err: &dyn std::error::Error) -> Self {
+        Self::failed_with(error_chain(err))
     }
 
     /// A usage failure with the error's causes.

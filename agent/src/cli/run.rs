@@ -98,12 +98,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                 c.kept
             ),
             Err(err) => {
-                return Err(Failure {
-                    message: format!(
-                        "cannot drop privileges after loading: {err} (--keep-privileges runs without dropping them)"
-                    ),
-                    code: 1,
-                });
+                return Err(Failure::failed_with(format!(
+                    "cannot drop privileges after loading: {err} (--keep-privileges runs without dropping them)"
+                )));
             }
         }
     }

@@ -246,8 +246,5 @@ fn bench(
         interval,
         sizes,
     };
-    tally_top::bench::run(&opts).map_err(|e| Failure {
-        message: e.to_string(),
-        code: 1,
-    })
+    tally_top::bench::run(&opts).map_err(Failure::failed_with)
 }
