@@ -111,6 +111,11 @@ fn main() -> Result<()> {
         }
         Command::Bench { which } => {
             setup::all(setup::Purpose::Bench)?;
+            if matches!(which, bench::Bench::Recommendations) {
+                // Real runtimes in real containers, as the suite has them.
+                setup::all(setup::Purpose::Test)?;
+                setup::dockerd(&root)?;
+            }
             // With the view's benchmark (`agent top --bench-seconds`).
             build(&["bench"])?;
             bench::run(which, &root)

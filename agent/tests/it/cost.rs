@@ -27,7 +27,7 @@ fn tmp() -> PathBuf {
 }
 
 /// A child killed (and reaped) when the test ends, passing or not.
-struct Reaped(Child);
+pub(crate) struct Reaped(pub(crate) Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -37,7 +37,7 @@ impl Drop for Reaped {
 }
 
 /// `agent collector` on a free port, and its URL.
-fn collector(data: &Path) -> (Reaped, String) {
+pub(crate) fn collector(data: &Path) -> (Reaped, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["collector", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)

@@ -45,6 +45,7 @@
 //!    saving (730 h), the model behind it, a confidence and the data window.
 //!    No memory figure it recommends is ever below an observed peak.
 pub mod allocation;
+pub mod calibration;
 pub mod gctax;
 pub mod live;
 pub mod overrides;

@@ -9,36 +9,36 @@
 //! container limit given with it covers the new heap plus the non-heap
 //! memory already observed.
 //!
-//! # Models (explicit, and conservative)
+//! # Models (each checked against a twin running the change)
 //!
-//! Savings are GC CPU priced at the node's CPU rate ([`NodeRates`], the
-//! OpenCost split) times the modelled reduction, of which only
-//! [`REALIZATION`] (half) is claimed: GC cost has parts that do not scale
-//! with the knob (stack and root scanning, allocation-rate changes, mutator
-//! assists). The memory a change adds is priced at the memory rate and
-//! subtracted. CPU saved is money saved only once requests (or nodes) shrink
-//! to match, which is what the Kubernetes recommendation does; its saving is
-//! computed *after* the runtime change, so the two add up.
+//! A runtime change is modelled as a cut in GC CPU and a growth in RSS,
+//! from the law of its runtime and the current settings read from the
+//! process ([`CurrentSettings`]; where one could not be read, the default
+//! is assumed, said, and the range widened). The cut and the growth become
+//! CPU and memory through factors measured on twins
+//! ([`super::calibration`], `cargo xtask bench recommendations`), priced at
+//! the node's rates ([`NodeRates`], the OpenCost split), and reported as a
+//! point and a range. CPU saved is money saved only once requests (or
+//! nodes) shrink to match, which is what the Kubernetes recommendation
+//! does; its saving is computed *after* the runtime change, so the two add
+//! up.
 //!
-//! - **Go** — the GC starts a cycle when the heap has grown `GOGC`% past the
-//!   live heap, so for a fixed live heap the number of cycles, and GC CPU,
-//!   is ∝ 1/GOGC. We double GOGC (to at most 400): modelled GC CPU −50%, at
-//!   the cost of a sawtooth up to twice as tall. `GOMEMLIMIT` (Go ≥ 1.19)
-//!   caps that growth: set at the projected peak plus the margin, never
-//!   below the observed peak, and under 90% of the container limit. Where
-//!   the cap binds, the effective GOGC is `100 × (limit ÷ live − 1)` and the
-//!   modelled reduction shrinks accordingly.
-//! - **JVM** — collection frequency is ∝ 1/(heap max − live), so doubling
-//!   the free heap halves GC CPU. `-Xmx` grows to live + 2 × free (at least
-//!   +25%); the container needs that plus the non-heap it already uses. The
-//!   collector: ParallelGC for batch work (throughput), G1 for services when
-//!   the JVM fell back to SerialGC (its choice with < 2 CPUs or < 1792 MiB).
-//!   Without a known `-Xmx`, the JVM default (25% of the container limit) is
-//!   assumed and confidence drops.
-//! - **Node** — V8's old-space (mark-compact) collections follow the same
-//!   1/(limit − live) law; `--max-old-space-size` grows like `-Xmx`. Many
-//!   collections per second are young-generation scavenges, which this flag
-//!   does not change; that is noted, not counted.
+//! What a saving means depends on the work ([`WorkMode`]): a service doing
+//! a fixed amount of work (CPU below its ceiling, tracking the requests)
+//! saves CPU and dollars; a CPU-bound job (pinned at its ceiling: CPU limit,
+//! GOMAXPROCS or the node's vCPUs) does the same work in less time, and no
+//! dollars are claimed for it.
+//!
+//! - **Go** — [`super::tuning`]'s `go`: GC CPU ∝ 1/GOGC; GOGC doubled (at
+//!   most 400), the heap peak grows by live × ΔGOGC/100, `GOMEMLIMIT` above
+//!   it (and under 90% of a container limit, which may cap the growth).
+//! - **JVM** — `jvm`: GC CPU ∝ 1/heap; the heap it runs at (committed,
+//!   from hsperfdata) fixed at twice that with `-Xms`/`-Xmx`; the container
+//!   limit covers it plus the non-heap already used. The collector:
+//!   ParallelGC for batch work, G1 for a service that fell back to
+//!   SerialGC (not counted in the saving).
+//! - **Node** — `node`: scavenges ∝ 1/semi-space;
+//!   `--max-semi-space-size` quadrupled (at most 128 MiB).
 //! - **Kubernetes** — memory request = projected peak (the observed peak,
 //!   or the peak after the runtime change) × (1 + margin), limit = request
 //!   (memory is not compressible); CPU request = observed peak cores ×
@@ -68,8 +68,6 @@ use super::{
     prices::{Lifecycle, PriceTable},
 };
 
-/// Share of the modelled GC CPU reduction that a saving claims.
-pub const REALIZATION: f64 = 0.5;
 /// Default safety margin above observed peaks.
 pub const DEFAULT_MARGIN: f64 = 0.15;
 /// GC share of CPU from which a runtime change is recommended.
@@ -125,6 +123,14 @@ pub struct CurrentSettings {
     pub jvm_collector: Option<JvmCollector>,
     /// `--max-old-space-size`, in MiB as the flag takes it.
     pub node_max_old_space_mib: Option<u64>,
+    /// `--max-semi-space-size`, in MiB; `None`: V8's default was not read.
+    pub node_max_semi_space_mib: Option<u64>,
+    /// `GOMAXPROCS`: the most cores Go code runs on at once.
+    pub gomaxprocs: Option<u32>,
+    /// `-Xms`.
+    pub jvm_initial_heap_bytes: Option<u64>,
+    /// The heap the JVM has committed (hsperfdata): the size it runs at.
+    pub jvm_heap_committed_bytes: Option<u64>,
     pub request_cpu_cores: Option<f64>,
     pub limit_cpu_cores: Option<f64>,
     pub request_memory_bytes: Option<u64>,
@@ -151,6 +157,63 @@ pub struct Observation {
     /// Confidence of the headroom estimate ([`super::gctax`]), if made.
     pub headroom_confidence: Option<Confidence>,
     pub replicas: u32,
+    /// The most CPU it can use: the CPU limit, GOMAXPROCS or the node's
+    /// vCPUs, whichever is least; `None` if none is known.
+    pub cpu_ceiling_cores: Option<f64>,
+}
+
+/// What a runtime change's saving is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavingKind {
+    /// Fixed work: less CPU for the same work, and so dollars.
+    Money,
+    /// CPU-bound: the same CPU, for less time; no dollars claimed.
+    Time,
+}
+
+/// Which saving applies to a workload, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkMode {
+    pub kind: SavingKind,
+    pub why: String,
+}
+
+/// Share of its CPU ceiling from which a workload counts as CPU-bound.
+pub const PINNED_SHARE: f64 = 0.85;
+
+/// Fixed work or CPU-bound, from the data: a workload whose average CPU is
+/// at its ceiling is limited by CPU, not by its work.
+pub fn work_mode(obs: &Observation) -> WorkMode {
+    let avg = if obs.window_seconds > 0.0 {
+        obs.cpu_seconds / obs.window_seconds
+    } else {
+        0.0
+    };
+    match obs.cpu_ceiling_cores.filter(|c| *c > 0.0) {
+        Some(ceiling) if avg >= PINNED_SHARE * ceiling => WorkMode {
+            kind: SavingKind::Time,
+            why: format!(
+                "CPU-bound: {avg:.2} cores average, pinned at its {ceiling:.2}-core ceiling"
+            ),
+        },
+        Some(ceiling) => WorkMode {
+            kind: SavingKind::Money,
+            why: format!(
+                "fixed work: {avg:.2} cores average, below its {ceiling:.2}-core ceiling, so CPU tracks the work"
+            ),
+        },
+        None if obs.kind == WorkloadKind::Batch => WorkMode {
+            kind: SavingKind::Time,
+            why: "a batch job: the same CPU for less time".to_string(),
+        },
+        None => WorkMode {
+            kind: SavingKind::Money,
+            why: format!(
+                "taken as fixed work ({avg:.2} cores average; its CPU ceiling is unknown)"
+            ),
+        },
+    }
 }
 
 /// Where the workload runs and the knobs of the recommender.
@@ -205,7 +268,14 @@ pub struct Recommendation {
     pub change: String,
     pub settings: Vec<Setting>,
     /// USD per 730-hour month for all replicas; negative = costs more.
+    /// Zero for a CPU-bound workload's runtime change (see `saving`).
     pub monthly_saving_usd: f64,
+    /// The range the calibrated model gives, (low, high), where it has one.
+    pub monthly_saving_range_usd: Option<(f64, f64)>,
+    /// What the saving is: dollars, or (CPU-bound work) time.
+    pub saving: SavingKind,
+    /// For [`SavingKind::Time`]: the share of CPU time saved, (low, high).
+    pub time_saving_share: Option<(f64, f64)>,
     pub confidence: Confidence,
     pub window: DataWindow,
     /// How the saving was computed.
@@ -250,13 +320,14 @@ pub fn recommend(
         ..Effect::default()
     };
     if share >= ctx.gc_heavy_share && obs.gc_cpu_seconds > 0.0 && obs.window_seconds > 0.0 {
-        let runtime = match obs.runtime {
-            Runtime::Go => Some(super::tuning::go(obs, current, ctx, margin)),
-            Runtime::Jvm => Some(super::tuning::jvm(obs, current, ctx, margin)),
-            Runtime::Node => Some(super::tuning::node(obs, current, ctx, margin)),
+        let mode = work_mode(obs);
+        let change = match obs.runtime {
+            Runtime::Go => super::tuning::go(obs, current, margin),
+            Runtime::Jvm => super::tuning::jvm(obs, current, margin),
+            Runtime::Node => super::tuning::node(obs, current, margin),
             _ => None,
         };
-        if let Some((mut rec, e)) = runtime {
+        if let Some((mut rec, e)) = change.and_then(|c| super::tuning::priced(c, obs, ctx, &mode)) {
             rec.window = window;
             effect = e;
             out.push(rec);
@@ -280,6 +351,7 @@ fn sanitized(obs: &Observation) -> Observation {
     o.rss_peak_bytes = o.rss_peak_bytes.max(o.rss_avg_bytes).max(o.rss_floor_bytes);
     o.rss_floor_bytes = o.rss_floor_bytes.min(o.rss_peak_bytes);
     o.replicas = o.replicas.max(1);
+    o.cpu_ceiling_cores = o.cpu_ceiling_cores.filter(|c| c.is_finite() && *c > 0.0);
     o
 }
 
@@ -311,28 +383,6 @@ pub(super) fn peak_confidence(obs: &Observation) -> Confidence {
     } else {
         Confidence::High
     }
-}
-
-/// The monthly value of GC cores saved, less the extra average memory.
-pub(super) fn net_saving(
-    ctx: &Context<'_>,
-    obs: &Observation,
-    cores_saved: f64,
-    extra_avg_bytes: f64,
-) -> (f64, String) {
-    let r = ctx.rates;
-    let n = f64::from(obs.replicas);
-    let cpu = cores_saved * r.usd_per_vcpu_hour * HOURS_PER_MONTH * n;
-    let mem = extra_avg_bytes / GIB * r.usd_per_gib_hour * HOURS_PER_MONTH * n;
-    let text = format!(
-        "{:.3} GC cores saved × ${:.5}/vCPU-h × 730 h × {} replica(s) = ${cpu:.2}; less {:.0} MiB more average memory × ${:.6}/GiB-h × 730 h = ${mem:.2}",
-        cores_saved,
-        r.usd_per_vcpu_hour,
-        obs.replicas,
-        extra_avg_bytes / MIB,
-        r.usd_per_gib_hour
-    );
-    (cpu - mem, text)
 }
 
 pub(super) fn mib(bytes: f64) -> u64 {
@@ -427,6 +477,9 @@ fn kubernetes(
         ),
         settings,
         monthly_saving_usd: saving,
+        monthly_saving_range_usd: None,
+        saving: SavingKind::Money,
+        time_saving_share: None,
         confidence: peak_confidence(obs),
         window: DataWindow { seconds: 0.0 },
         model: format!(

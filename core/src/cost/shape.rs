@@ -103,6 +103,9 @@ pub(super) fn shape(
             was: Some(current.instance_type.clone()),
         }],
         monthly_saving_usd: (current_cost - cost) * HOURS_PER_MONTH * n,
+        monthly_saving_range_usd: None,
+        saving: super::recommend::SavingKind::Money,
+        time_saving_share: None,
         confidence,
         window: DataWindow { seconds: 0.0 },
         model: format!(

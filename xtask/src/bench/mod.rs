@@ -7,6 +7,7 @@
 #[cfg(feature = "ingest-bench")]
 mod ingest;
 mod overhead;
+mod recommendations;
 mod top;
 
 use std::{
@@ -43,6 +44,10 @@ pub enum Bench {
     /// Frame time and CPU of the interactive `agent top` with 2,000
     /// synthetic processes at a 1 s refresh.
     Top(top::Args),
+    /// Predicted vs measured savings of Tally's runtime recommendations:
+    /// fixed-work Go, JVM (G1, Parallel) and Node services, each with a
+    /// twin running the change (about 15 minutes).
+    Recommendations,
 }
 
 pub fn run(which: Bench, root: &Path) -> Result<()> {
@@ -59,6 +64,7 @@ pub fn run(which: Bench, root: &Path) -> Result<()> {
                 .current_dir(root),
         ),
         Bench::Top(args) => top::run(&args, root),
+        Bench::Recommendations => recommendations::run(root),
     }
 }
 

@@ -448,6 +448,13 @@ impl Run {
         self
     }
 
+    /// `--memory`: the container's memory limit, in MiB (what a JVM's
+    /// container support sizes its default heap from).
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.args.push(format!("--memory={mib}m"));
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.args.push(format!("--env={key}={value}"));
         self

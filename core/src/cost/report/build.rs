@@ -349,6 +349,20 @@ fn rss_avg(points: &[&pb::WorkloadPoint]) -> u64 {
         / seconds) as u64
 }
 
+/// The most CPU a workload can use: its CPU limit, GOMAXPROCS, or the
+/// node's vCPUs, whichever is least.
+fn cpu_ceiling(current: &CurrentSettings, node: &NodeCost) -> Option<f64> {
+    [
+        current.limit_cpu_cores,
+        current.gomaxprocs.map(f64::from),
+        node.price.as_ref().map(|p| f64::from(p.vcpus)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|c| *c > 0.0)
+    .reduce(f64::min)
+}
+
 fn line(
     h: &WorkloadHistory,
     node: &str,
@@ -461,6 +475,7 @@ fn line(
                 rss_floor_bytes: floor,
                 headroom_confidence,
                 replicas: 1,
+                cpu_ceiling_cores: cpu_ceiling(&current, n),
             };
             let mut ctx = Context::new(rates);
             ctx.prices = Some(prices);
