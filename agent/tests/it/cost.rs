@@ -5,9 +5,9 @@
 //! without IMDS). In `agent report`'s JSON the GC-heavy one carries a GC tax
 //! worth naming and a Go recommendation; the steady one none. The HTML
 //! report renders in headless Chromium without network. Then the Go
-//! recommendation (GOGC and GOMEMLIMIT) is applied by rerunning the
-//! workload, and the rerun moves the way it predicts: a lower GC share of
-//! CPU, a higher RSS peak, and that peak within the GOMEMLIMIT it set.
+//! recommendation (GOGC; no GOMEMLIMIT, as no container limit is known) is
+//! applied by rerunning the workload, and the rerun moves the way it
+//! predicts: a lower GC share of CPU and a higher RSS peak.
 //! Needs root, go, and (for the HTML check) chromium.
 use std::{
     io::{BufRead as _, BufReader},
@@ -248,14 +248,15 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
             .all(|r| r["target"] != "go")
     );
     let gogc = setting(go, "GOGC");
-    let gomemlimit = setting(go, "GOMEMLIMIT");
-    let limit_mib: u64 = gomemlimit.trim_end_matches("MiB").parse().unwrap();
-    let heavy_peak = h["rss_peak_bytes"].as_u64().unwrap();
+    // GOMEMLIMIT only where a container limit is known; none is here.
     assert!(
-        limit_mib << 20 >= heavy_peak,
-        "never below the peak: {go:#}"
+        go["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != "GOMEMLIMIT"),
+        "{go:#}"
     );
-
     // The HTML report: one file, rendered offline.
     let html = tmp().join(common::unique("cost-report") + ".html");
     std::fs::write(&html, report(&url, "html")).unwrap();
@@ -277,7 +278,7 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
         &tuned_cg,
         &heavy_bin,
         &["20", "1"],
-        &[("GOGC", &gogc), ("GOMEMLIMIT", &gomemlimit), one_cpu],
+        &[("GOGC", &gogc), one_cpu],
     );
     assert!(tuned.0.wait().unwrap().success());
     thread::sleep(Duration::from_secs(3));
@@ -287,7 +288,7 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
     let share = |w: &Value| w["gc_cpu_share"].as_f64().unwrap();
     let peak = |w: &Value| w["rss_peak_bytes"].as_u64().unwrap();
     eprintln!(
-        "applied {gogc} {gomemlimit}: GC share {:.3} -> {:.3}, RSS peak {} -> {} MiB",
+        "applied GOGC={gogc}: GC share {:.3} -> {:.3}, RSS peak {} -> {} MiB",
         share(h),
         share(t),
         peak(h) >> 20,
@@ -298,6 +299,4 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
         peak(t) > peak(h),
         "RSS should rise into the headroom: {t:#}"
     );
-    // GOMEMLIMIT counts Go's memory, not RSS: allow the runtime's own.
-    assert!(peak(t) <= (limit_mib + 16) << 20, "{t:#}");
 }

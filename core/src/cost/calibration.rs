@@ -39,14 +39,14 @@ pub const GO: Calibration = Calibration {
 
 /// The JVM's heap doubled (`FixedWork.java`, G1 and Parallel).
 pub const JVM: Calibration = Calibration {
-    cpu: (0.5, 1.5),
-    rss: (0.3, 1.0),
+    cpu: (0.45, 1.0),
+    rss: (0.7, 1.1),
 };
 
 /// Node's semi-space quadrupled (`fixedwork.js`).
 pub const NODE: Calibration = Calibration {
-    cpu: (0.3, 1.2),
-    rss: (0.3, 1.0),
+    cpu: (0.05, 0.5),
+    rss: (0.7, 1.1),
 };
 
 /// Settings assumed rather than read widen the range by this much each way.

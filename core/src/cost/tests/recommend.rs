@@ -69,8 +69,14 @@ fn go_doubles_gogc_and_caps_the_heap_above_the_peak() {
     let recs = recommend(&go_service(), &known, &ctx());
     let go = find(&recs, Target::Go);
     // GOGC 100 → 200: live ≈ 1024 / 2 = 512 MiB, the peak grows by 512 to
-    // 1536 MiB; GOMEMLIMIT 1536 × 1.15 = 1766 → 1792 MiB (64 MiB steps).
-    assert_eq!(go.change, "GOGC=200 GOMEMLIMIT=1792MiB");
+    // 1536 MiB. No container limit: no GOMEMLIMIT, and that is said.
+    assert_eq!(go.change, "GOGC=200");
+    assert!(
+        go.caveats
+            .iter()
+            .any(|c| c.contains("no container memory limit"))
+    );
+    assert!(go.model.contains("grows to 1536 MiB"), "{}", go.model);
     assert_eq!(go.settings[0].was.as_deref(), Some("100"));
     assert!(go.model.contains("cuts it 50%"), "{}", go.model);
     let expected = calibrated_usd(calibration::GO, 0.5, 0.5, 512.0);

@@ -6,8 +6,10 @@
 //! keeps the memory of that peak (its scavenger returns it slowly), so the
 //! RSS peak stands for the heap peak: live ≈ peak ÷ (1 + GOGC/100), and
 //! doubling GOGC adds live × ΔGOGC/100 of RSS. A container limit caps the
-//! growth: under it, `GOMEMLIMIT` at 90% of the limit makes the GC run at
-//! the limit, an effective GOGC of 100 × (cap ÷ live − 1).
+//! growth: `GOMEMLIMIT` at 90% of the limit keeps the heap under it, and
+//! where the projected peak would pass it the GC runs at the limit, an
+//! effective GOGC of 100 × (cap ÷ live − 1). Without a container limit
+//! `GOMEMLIMIT` is not recommended.
 use super::Change;
 use crate::cost::calibration;
 use crate::cost::recommend::{
@@ -52,30 +54,47 @@ pub(in crate::cost) fn go(
         ));
     }
     let gc_cut = 1.0 - f64::from(old) / effective;
-    let gomemlimit = {
-        let above = round64(projected * (1.0 + margin));
-        cap.map_or(above, |c| above.min(c)).max(peak)
+    let mut settings = vec![Setting {
+        name: "GOGC".into(),
+        value: new.to_string(),
+        was: current.gogc.map(|g| g.to_string()),
+    }];
+    // GOMEMLIMIT guards a container limit; without one it could only cap
+    // the growth this change buys (measured: a limit 15% above the
+    // projected peak bound, and took most of the saving).
+    let gomemlimit = match (cap, current.gomemlimit_bytes) {
+        (Some(cap), _) => Some(cap.max(peak)),
+        (None, Some(l)) if (l as f64) < projected * (1.0 + margin) => {
+            Some(round64(projected * (1.0 + margin)))
+        }
+        (None, _) => {
+            caveats.push(
+                "no container memory limit known: GOMEMLIMIT is left as it is (set it at 90% of a limit, where there is one)"
+                    .to_string(),
+            );
+            None
+        }
     };
-    let settings = vec![
-        Setting {
-            name: "GOGC".into(),
-            value: new.to_string(),
-            was: current.gogc.map(|g| g.to_string()),
-        },
-        Setting {
+    if let Some(limit) = gomemlimit {
+        settings.push(Setting {
             name: "GOMEMLIMIT".into(),
-            value: format!("{}MiB", mib(gomemlimit)),
+            value: format!("{}MiB", mib(limit)),
             was: current
                 .gomemlimit_bytes
                 .map(|b| format!("{}MiB", mib(b as f64))),
-        },
-    ];
+        });
+    }
+    let change = settings
+        .iter()
+        .map(|s| format!("{}={}", s.name, s.value))
+        .collect::<Vec<_>>()
+        .join(" ");
     Some(Change {
         target: Target::Go,
-        change: format!("GOGC={new} GOMEMLIMIT={}MiB", mib(gomemlimit)),
+        change,
         settings,
         law: format!(
-            "GC CPU ∝ 1/GOGC at a fixed allocation rate: GOGC {old}→{effective:.0} cuts it {:.0}%; the heap peak (RSS {} MiB, live ≈ {} MiB) grows to {} MiB; GOMEMLIMIT sits above it, so it does not bind",
+            "GC CPU ∝ 1/GOGC at a fixed allocation rate: GOGC {old}→{effective:.0} cuts it {:.0}%; the heap peak (RSS {} MiB, live ≈ {} MiB) grows to {} MiB",
             gc_cut * 100.0,
             mib(peak),
             mib(live),
@@ -87,7 +106,7 @@ pub(in crate::cost) fn go(
         calibration: calibration::GO,
         assumed,
         caveats,
-        memory_bytes: vec![gomemlimit as u64],
+        memory_bytes: gomemlimit.map(|l| l as u64).into_iter().collect(),
     })
 }
 

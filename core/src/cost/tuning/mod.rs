@@ -87,6 +87,10 @@ pub(super) fn priced(
             ""
         }
     );
+    if mode.kind == SavingKind::Money && usd(cpu.2, rss.0) <= 0.0 {
+        // Even the calibrated best case costs more than it saves.
+        return None;
+    }
     let avg_cores = obs.cpu_seconds / obs.window_seconds;
     let (saving, range, time_share, money, effect_cores) = match mode.kind {
         SavingKind::Time => {
@@ -128,6 +132,13 @@ pub(super) fn priced(
             )
         }
     };
+    let mut caveats = c.caveats;
+    if mode.kind == SavingKind::Money && saving <= 0.0 {
+        caveats.push(
+            "the memory it adds may cost more than the CPU it saves: try it on one replica and compare"
+                .to_string(),
+        );
+    }
     let rec = Recommendation {
         target: c.target,
         change: c.change,
@@ -139,7 +150,7 @@ pub(super) fn priced(
         confidence: runtime_confidence(obs, c.assumed),
         window: DataWindow { seconds: 0.0 },
         model: format!("{}; {calibrated}; {}: {money}", c.law, mode.why),
-        caveats: c.caveats,
+        caveats,
         memory_bytes: c.memory_bytes,
     };
     let effect = Effect {
