@@ -56,7 +56,10 @@ impl Group {
             self.pod_names = Some((p.display_name(), format!("{}/{}", p.namespace, p.pod)));
         }
         if let Some(st) = &w.settings
-            && self.settings.as_ref().is_none_or(|(cpu, _)| w.cpu_seconds > *cpu)
+            && self
+                .settings
+                .as_ref()
+                .is_none_or(|(cpu, _)| w.cpu_seconds > *cpu)
         {
             self.settings = Some((w.cpu_seconds, st.clone()));
         }

@@ -75,7 +75,9 @@ pub enum RuntimeSettings {
     Node(NodeSettings),
     /// Its command line or environment could not be read (a process gone,
     /// a kernel thread, no privilege): nothing about its settings is known.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 /// A process's `/proc/<pid>/cmdline` and `/proc/<pid>/environ`, each a

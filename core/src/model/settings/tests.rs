@@ -43,7 +43,10 @@ fn go_settings_from_the_environment() {
     );
     let g = s.go().unwrap();
     assert_eq!(g.gogc, Setting::new(Gogc::Percent(150), Source::Env));
-    assert_eq!(g.gomemlimit_bytes, Setting::new(Some(300 * MIB), Source::Env));
+    assert_eq!(
+        g.gomemlimit_bytes,
+        Setting::new(Some(300 * MIB), Source::Env)
+    );
     assert_eq!(g.gomaxprocs, Setting::new(Some(1), Source::Env));
     assert_eq!(
         s.to_string(),
@@ -83,7 +86,15 @@ fn gomemlimit_as_the_go_runtime_reads_it() {
     assert_eq!(parse_gomemlimit("2GiB"), Some(Some(2 << 30)));
     assert_eq!(parse_gomemlimit("1TiB"), Some(Some(1 << 40)));
     // Go refuses these (SI units, lowercase, a sign, nothing).
-    for bad in ["300MB", "300mib", "-1", "", "MiB", "1.5GiB", "99999999999TiB"] {
+    for bad in [
+        "300MB",
+        "300mib",
+        "-1",
+        "",
+        "MiB",
+        "1.5GiB",
+        "99999999999TiB",
+    ] {
         assert_eq!(parse_gomemlimit(bad), None, "{bad}");
     }
     // math.MaxInt64 is Go's own "no limit".
@@ -125,14 +136,23 @@ fn jvm_flags_from_the_command_line() {
         &["PATH=/usr/bin", "JAVA_HOME=/opt/java/openjdk"],
     );
     let j = s.jvm().unwrap();
-    assert_eq!(j.max_heap_bytes, Some(Setting::new(192 * MIB, Source::Flag)));
-    assert_eq!(j.initial_heap_bytes, Some(Setting::new(64 * MIB, Source::Flag)));
+    assert_eq!(
+        j.max_heap_bytes,
+        Some(Setting::new(192 * MIB, Source::Flag))
+    );
+    assert_eq!(
+        j.initial_heap_bytes,
+        Some(Setting::new(64 * MIB, Source::Flag))
+    );
     assert_eq!(
         j.collector,
         Some(Setting::new(JvmCollector::Parallel, Source::Flag))
     );
     assert_eq!(j.max_ram_percentage, Some(Setting::new(75.0, Source::Flag)));
-    assert_eq!(j.use_container_support, Some(Setting::new(false, Source::Flag)));
+    assert_eq!(
+        j.use_container_support,
+        Some(Setting::new(false, Source::Flag))
+    );
     assert_eq!(j.heap, None);
 }
 
@@ -155,13 +175,22 @@ fn jvm_options_apply_in_the_jvms_order() {
         ],
     );
     let j = s.jvm().unwrap();
-    assert_eq!(j.max_heap_bytes, Some(Setting::new(256 * MIB, Source::Flag)));
+    assert_eq!(
+        j.max_heap_bytes,
+        Some(Setting::new(256 * MIB, Source::Flag))
+    );
     assert_eq!(
         j.collector,
         Some(Setting::new(JvmCollector::Serial, Source::Env))
     );
-    assert_eq!(j.initial_heap_bytes, Some(Setting::new(48 * MIB, Source::Env)));
-    assert_eq!(j.initial_ram_percentage, Some(Setting::new(10.0, Source::Env)));
+    assert_eq!(
+        j.initial_heap_bytes,
+        Some(Setting::new(48 * MIB, Source::Env))
+    );
+    assert_eq!(
+        j.initial_ram_percentage,
+        Some(Setting::new(10.0, Source::Env))
+    );
     // JDK_JAVA_OPTIONS is the `java` launcher's, not the JVM's.
     let embedded = parse(
         Runtime::Jvm,
