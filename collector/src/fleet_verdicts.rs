@@ -74,6 +74,8 @@ struct Tracked {
     /// The pod, as the latest report that named one named it (a pod seen
     /// after its process, or relabelled, updates it).
     pod: Option<pb::PodMetadata>,
+    /// The runtime settings of its main GC'd process, as last reported.
+    settings: Option<pb::RuntimeSettings>,
     /// One entry per node, its recent windows.
     nodes: Vec<NodeHistory>,
 }
@@ -178,6 +180,18 @@ impl Fleet {
             if let Some(pod) = &w.pod {
                 self.set_pod(&w.id, pod);
             }
+            if let Some(settings) = &w.settings {
+                self.set_settings(&w.id, settings);
+            }
+        }
+    }
+
+    /// Records a workload's runtime settings (copied only when changed).
+    pub fn set_settings(&mut self, id: &WorkloadId, settings: &pb::RuntimeSettings) {
+        if let Some(t) = self.workloads.get_mut(id)
+            && t.settings.as_ref() != Some(settings)
+        {
+            t.settings = Some(settings.clone());
         }
     }
 
@@ -198,6 +212,7 @@ impl Fleet {
             name: name.to_owned(),
             cgroup_path: cgroup_path.to_owned(),
             pod: None,
+            settings: None,
             nodes: Vec::with_capacity(1),
         });
         t.add(window);
@@ -326,6 +341,7 @@ impl Fleet {
                 .unwrap_or(0),
             cgroup_path: t.cgroup_path.clone(),
             pod: t.pod.clone(),
+            settings: t.settings.clone(),
         }
     }
 }

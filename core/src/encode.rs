@@ -8,7 +8,7 @@ use tally_proto as pb;
 
 use crate::{
     gc::Runtime,
-    model::{Counters, NodeIdentity, PodInfo, Tick, Window},
+    model::{Counters, NodeIdentity, PodInfo, RuntimeSettings, Tick, Window},
     time::unix_ms,
 };
 
@@ -103,6 +103,7 @@ fn process_window(w: &Window) -> pb::ProcessWindow {
                 gc: g.gc,
             })
             .collect(),
+        settings: w.settings.as_deref().map(RuntimeSettings::to_proto),
         // `pod_ref` is set by `node_report`, which keeps the report's pod
         // table; stacks are added by `profile::wire::attach` when recorded.
         ..Default::default()

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, time::SystemTime};
 use serde::Serialize;
 
 use crate::{
-    model::{ContainerWindow, PodInfo, Window},
+    model::{ContainerWindow, PodInfo, RuntimeSettings, Window},
     time::rfc3339,
 };
 
@@ -56,6 +56,8 @@ pub struct WindowRecord<'a> {
     pub verdict_reasons: &'a [String],
     /// The busiest thread groups (up to 8), by name.
     pub threads: Vec<ThreadRecord<'a>>,
+    /// Its runtime settings (Go, JVM, Node): null for other runtimes.
+    pub settings: Option<&'a RuntimeSettings>,
     /// Kubernetes names, owner, requests and limits: null where unknown.
     #[serde(flatten)]
     pub k8s: K8sRecord<'a>,
@@ -171,6 +173,7 @@ impl<'a> WindowRecord<'a> {
                     gc: g.gc,
                 })
                 .collect(),
+            settings: w.settings.as_deref(),
             k8s: K8sRecord::new(w.pod.as_deref()),
         }
     }

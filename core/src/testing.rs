@@ -19,6 +19,7 @@ pub fn test_window(pid: u32, comm: &str, path: &str) -> Window {
             container: container::parse(path),
         })),
         pod: None,
+        settings: None,
         seconds: 2.0,
         total: Counters::default(),
         delta: Counters {

@@ -149,6 +149,10 @@ pub struct WorkloadWindow {
     /// The container's pod, from the first of its processes that names one
     /// (with its container name, if any does).
     pub pod: Option<pb::PodMetadata>,
+    /// The runtime settings of its main garbage-collected process: of the
+    /// processes that carry settings, the one with the most CPU in the
+    /// report.
+    pub settings: Option<pb::RuntimeSettings>,
 }
 
 /// Sums a report's process windows per workload, in the order workloads
@@ -159,6 +163,8 @@ pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<Workl
     // Only containers need grouping; a process outside one is its own
     // workload, so the map stays as small as the number of containers.
     let mut containers: HashMap<&[u8], usize> = HashMap::new();
+    // The CPU of the process whose settings each workload carries.
+    let mut settings_cpu: Vec<f64> = Vec::with_capacity(report.processes.len());
     for (index, p) in report.processes.iter().enumerate() {
         let pod = received.pod(index);
         let delta = p.delta.unwrap_or_default();
@@ -175,6 +181,12 @@ pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<Workl
                 {
                     w.pod = Some(pod.clone());
                 }
+                if let Some(settings) = &p.settings
+                    && (w.settings.is_none() || delta.cpu_seconds > settings_cpu[i])
+                {
+                    w.settings = Some(settings.clone());
+                    settings_cpu[i] = delta.cpu_seconds;
+                }
                 continue;
             }
             containers.insert(&p.container_id[..], out.len());
@@ -188,7 +200,9 @@ pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<Workl
             delta,
             rss_bytes: p.rss_bytes,
             pod: pod.cloned(),
+            settings: p.settings.clone(),
         });
+        settings_cpu.push(delta.cpu_seconds);
     }
     out
 }

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 
 #[cfg(feature = "grpc")]
 pub use crate::received_codec::{ReceivedCodec, server};
-use crate::v1::{AgentStats, Counters, FoldedStack, NodeIdentity, PodMetadata, ProcessKey};
+use crate::v1::{
+    AgentStats, Counters, FoldedStack, NodeIdentity, PodMetadata, ProcessKey, RuntimeSettings,
+};
 use bytes::Bytes;
 use prost::Message as _;
 
@@ -72,6 +74,8 @@ pub struct ProcessView {
     /// 1-based into `ReportView::pods`; 0 for none.
     #[prost(uint32, tag = "14")]
     pub pod_ref: u32,
+    #[prost(message, optional, tag = "15")]
+    pub settings: Option<RuntimeSettings>,
     #[prost(message, repeated, tag = "30")]
     pub stacks: Vec<FoldedStack>,
     #[prost(bytes = "bytes", repeated, tag = "31")]

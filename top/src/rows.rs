@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::SystemTime};
 use tally_core::{
     cost::{allocation::NodeRates, live::usage_usd_per_month},
     gc::{self, Runtime, VerdictKind},
-    model::{Counters, ProcKey, Tick, Window},
+    model::{Counters, ProcKey, RuntimeSettings, Tick, Window},
 };
 
 /// What a row stands for; also the key of its history.
@@ -156,6 +156,9 @@ pub struct Entry {
     pub quiet_for: f64,
     pub threads: Vec<ThreadRow>,
     pub stacks: Stacks,
+    /// The runtime settings of the process (of a group's busiest process
+    /// that has them; of a workload's main GC'd process).
+    pub settings: Option<Arc<RuntimeSettings>>,
     /// Lowercased fields for the filter: pid, container (id and cgroup
     /// path), pod, runtime, verdict, node.
     pub search: Search,
@@ -223,6 +226,7 @@ impl Entry {
             quiet_for: 0.0,
             threads: Vec::new(),
             stacks: Stacks::Off,
+            settings: None,
             search: Search::default(),
         }
     }
@@ -436,6 +440,7 @@ fn process_entry(w: &Window, stacks: Option<&HashMap<u32, StackSummary>>) -> Ent
     e.container_id = container.map(|c| c.id.clone());
     e.pod_uid = container.and_then(|c| c.pod_uid.clone());
     e.runtime = w.runtime;
+    e.settings.clone_from(&w.settings);
     let secs = w.seconds.max(1e-9);
     e.cpu_pct = 100.0 * w.cpu_seconds / secs;
     e.gc_pct = 100.0 * w.gc_signals().gc_cpu_share();

@@ -423,6 +423,7 @@ impl Synthetic {
                 cgroup_id: Some(p.cgroup.id),
                 cgroup: Some(p.cgroup.clone()),
                 pod: None,
+                settings: None,
                 seconds,
                 delta,
                 total: p.total,

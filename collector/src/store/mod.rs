@@ -116,6 +116,13 @@ CREATE TABLE IF NOT EXISTS workload_pods (
     metadata BLOB NOT NULL,
     updated_unix_ms INTEGER NOT NULL
 );
+-- Added later the same way: the runtime settings (tally.v1.RuntimeSettings)
+-- of a workload's main GC'd process, as last reported.
+CREATE TABLE IF NOT EXISTS workload_settings (
+    workload_id INTEGER PRIMARY KEY,
+    settings BLOB NOT NULL,
+    updated_unix_ms INTEGER NOT NULL
+);
 ";
 
 /// How hard a commit is made durable.
@@ -204,6 +211,8 @@ pub struct Store {
     /// The pod metadata stored for each workload row, so that an unchanged
     /// one is not written again.
     pods: HashMap<i64, pb::PodMetadata>,
+    /// The same for the runtime settings stored for each workload row.
+    settings: HashMap<i64, pb::RuntimeSettings>,
     /// The `windows` rows of the batch being written, and their encoded
     /// `delta`s end to end in `deltas`; both reused from batch to batch.
     rows: Vec<WindowRow>,
@@ -285,6 +294,7 @@ impl Store {
             workloads: HashMap::new(),
             agents: HashMap::new(),
             pods: HashMap::new(),
+            settings: HashMap::new(),
             rows: Vec::new(),
             deltas: Vec::new(),
         };
@@ -350,6 +360,16 @@ impl Store {
                 self.pods.insert(id, meta);
             }
         }
+        let mut q = self
+            .conn
+            .prepare("SELECT workload_id, settings FROM workload_settings")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        for row in rows {
+            let (id, settings) = row?;
+            if let Ok(settings) = pb::RuntimeSettings::decode(&settings[..]) {
+                self.settings.insert(id, settings);
+            }
+        }
         Ok(())
     }
 
@@ -375,11 +395,14 @@ impl Store {
             let mut delete_workload = tx.prepare_cached("DELETE FROM workloads WHERE id = ?1")?;
             let mut delete_pod =
                 tx.prepare_cached("DELETE FROM workload_pods WHERE workload_id = ?1")?;
+            let mut delete_settings =
+                tx.prepare_cached("DELETE FROM workload_settings WHERE workload_id = ?1")?;
             for (wid, row) in &self.workloads {
                 removed.windows += delete_windows.execute(params![row.id, cutoff_ms])?;
                 if row.last_end_ms < cutoff_ms {
                     delete_workload.execute([row.id])?;
                     delete_pod.execute([row.id])?;
+                    delete_settings.execute([row.id])?;
                     gone.push(wid.clone());
                 }
             }
@@ -397,6 +420,7 @@ impl Store {
         for w in gone {
             if let Some(row) = self.workloads.remove(&w) {
                 self.pods.remove(&row.id);
+                self.settings.remove(&row.id);
             }
         }
         let mut q = self.conn.prepare("SELECT instance FROM agents")?;
@@ -476,6 +500,9 @@ impl Store {
             }
             if let Some(pod) = self.pods.get(&row.id) {
                 fleet.set_pod(wid, pod);
+            }
+            if let Some(settings) = self.settings.get(&row.id) {
+                fleet.set_settings(wid, settings);
             }
         }
         Ok(fleet)

@@ -383,3 +383,95 @@ fn nodes_are_listed_with_their_latest_identity_and_span() {
         ]
     );
 }
+
+/// A container's report: a busy JVM and an idle Go sidecar, each with its
+/// settings.
+fn settings_report(seq: u64, end_ms: i64, max_heap_bytes: u64) -> Prepared {
+    let process = |pid: u32, cpu_seconds: f64, settings: pb::RuntimeSettings| pb::ProcessWindow {
+        key: Some(pb::ProcessKey {
+            pid,
+            start_ticks: 1,
+        }),
+        comm: format!("p{pid}"),
+        container_id: "d".repeat(64),
+        delta: Some(pb::Counters {
+            cpu_seconds,
+            ..Default::default()
+        }),
+        settings: Some(settings),
+        ..Default::default()
+    };
+    let jvm = pb::RuntimeSettings {
+        jvm: Some(pb::JvmSettings {
+            max_heap_bytes,
+            max_heap_source: pb::SettingSource::Flag as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let go = pb::RuntimeSettings {
+        go: Some(pb::GoSettings {
+            gogc: 100,
+            gogc_source: pb::SettingSource::Default as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let report = pb::NodeReport {
+        node: Some(pb::NodeIdentity {
+            node_name: "n".into(),
+            agent_instance: "i".into(),
+            ..Default::default()
+        }),
+        sequence: seq,
+        window_start_unix_ms: end_ms - 1000,
+        window_end_unix_ms: end_ms,
+        processes: vec![
+            process(8, 0.01, go.clone()),
+            process(9, 0.9, jvm),
+            process(10, 0.0, go),
+        ],
+        agent: None,
+        pods: Vec::new(),
+    };
+    let body = Bytes::from(report.encode_to_vec());
+    let received = ReceivedReport::decode(body.clone()).unwrap();
+    let node: Arc<str> = Arc::from("n");
+    Prepared {
+        windows: workload_windows(&node, &received),
+        node_name: node,
+        agent_instance: "i".into(),
+        agent_start_unix_ms: 0,
+        sequence: seq,
+        window_start_unix_ms: end_ms - 1000,
+        window_end_unix_ms: end_ms,
+        processes: 3,
+        body,
+    }
+}
+
+#[test]
+fn the_main_processs_settings_are_the_workloads_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+    store
+        .write_batch(&[settings_report(1, 1000, 128 << 20)], 5)
+        .unwrap();
+    store
+        .write_batch(&[settings_report(2, 2000, 192 << 20)], 9)
+        .unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_settings"), 1);
+    drop(store);
+    let store = Store::open(dir.path(), Sync::Normal).unwrap();
+    let w = store.load_fleet().unwrap().snapshot(None);
+    assert_eq!(w.len(), 1);
+    let jvm = w[0]
+        .settings
+        .as_ref()
+        .and_then(|s| s.jvm.as_ref())
+        .expect("the busiest process's settings, kept across a restart");
+    assert_eq!(jvm.max_heap_bytes, 192 << 20);
+    let mut store = store;
+    store.remove_before(10_000).unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_settings"), 0);
+}

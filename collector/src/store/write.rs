@@ -35,6 +35,7 @@ impl Store {
             // The transaction rolled back: so do the ids it handed out. The
             // pods written are forgotten whole: they are written again.
             self.pods.clear();
+            self.settings.clear();
             for n in new_nodes {
                 self.nodes.remove(&n);
             }
@@ -87,6 +88,12 @@ impl Store {
             )?;
             let mut insert_workload = tx.prepare_cached(
                 "INSERT INTO workloads (key, name, cgroup_path) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut upsert_settings = tx.prepare_cached(
+                "INSERT INTO workload_settings (workload_id, settings, updated_unix_ms)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workload_id) DO UPDATE SET
+                    settings = excluded.settings, updated_unix_ms = excluded.updated_unix_ms",
             )?;
             let mut upsert_pod = tx.prepare_cached(
                 "INSERT INTO workload_pods (workload_id, namespace, pod, container, owner_kind,
@@ -207,6 +214,16 @@ impl Store {
                             received_unix_ms,
                         ])?;
                         self.pods.insert(workload_id, pod.clone());
+                    }
+                    if let Some(settings) = &w.settings
+                        && self.settings.get(&workload_id) != Some(settings)
+                    {
+                        upsert_settings.execute(params![
+                            workload_id,
+                            settings.encode_to_vec(),
+                            received_unix_ms,
+                        ])?;
+                        self.settings.insert(workload_id, settings.clone());
                     }
                     let start = self.deltas.len();
                     // Encoding into a Vec cannot fail.

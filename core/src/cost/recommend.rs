@@ -86,31 +86,7 @@ pub enum WorkloadKind {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum JvmCollector {
-    Serial,
-    Parallel,
-    G1,
-    Z,
-    Shenandoah,
-}
-
-impl JvmCollector {
-    /// The collector a JVM command line selects (`-XX:+UseParallelGC`, …).
-    pub fn from_command_line(args: &str) -> Option<JvmCollector> {
-        [
-            ("-XX:+UseSerialGC", JvmCollector::Serial),
-            ("-XX:+UseParallelGC", JvmCollector::Parallel),
-            ("-XX:+UseG1GC", JvmCollector::G1),
-            ("-XX:+UseZGC", JvmCollector::Z),
-            ("-XX:+UseShenandoahGC", JvmCollector::Shenandoah),
-        ]
-        .into_iter()
-        .filter_map(|(flag, c)| args.rfind(flag).map(|at| (at, c)))
-        .max_by_key(|(at, _)| *at)
-        .map(|(_, c)| c)
-    }
-}
+pub use crate::model::settings::JvmCollector;
 
 /// The workload's current settings, where known.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod container;
 pub mod node;
 pub mod pod;
+pub mod settings;
 pub mod stacks;
 pub mod threads;
 pub mod tick;
@@ -19,6 +20,7 @@ pub use self::{
     container::ContainerInfo,
     node::NodeIdentity,
     pod::PodInfo,
+    settings::RuntimeSettings,
     stacks::FoldedStacks,
     threads::ThreadGroup,
     tick::{DROP_NAMES, Tick},
@@ -183,6 +185,8 @@ pub struct Window {
     /// The container's pod, namespace, owner, requests and limits
     /// (`enrich::kube`), where the container is a Kubernetes one.
     pub pod: Option<Arc<PodInfo>>,
+    /// Its runtime settings (Go, JVM, Node), read by the node.
+    pub settings: Option<Arc<RuntimeSettings>>,
     /// Length of the interval, seconds.
     pub seconds: f64,
     pub delta: Counters,

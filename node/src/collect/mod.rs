@@ -286,7 +286,9 @@ impl Sampler {
             .tick(&mut self.probes, &gc_tids, |tgid| runtimes.of_tgid(tgid))?;
         let period = self.probes.sample_period_ns;
         self.sight.next_tick();
+        self.runtimes.refresh_jvm_heaps(&self.proc_root);
         for w in windows.iter_mut() {
+            w.settings = self.runtimes.settings(&w.key);
             w.runtime = match self.runtimes.get(&w.key) {
                 tally_core::gc::Runtime::Unknown => self
                     .gone_runtimes

@@ -5,9 +5,12 @@
 //! Detection runs once per process (and again after an exec). Instruments
 //! attach once per file, so a node running 50 copies of one Go service
 //! probes its binary once.
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
-use tally_core::{gc::Runtime, model::ProcKey};
+use tally_core::{
+    gc::Runtime,
+    model::{ProcKey, RuntimeSettings},
+};
 
 use crate::{
     collect::stacks::StackSampler,
@@ -39,6 +42,8 @@ pub struct Runtimes {
     /// because their libjvm has no uprobes in (opted out, or the attach
     /// failed), with where their `GCId::_next_id` is, when it was found.
     hsperf: HashMap<ProcKey, Option<u64>>,
+    /// Each Go, JVM and Node process's settings, read at detection.
+    settings: HashMap<ProcKey, Arc<RuntimeSettings>>,
     policy: UprobePolicy,
 }
 
@@ -47,6 +52,7 @@ impl Runtimes {
         Self {
             by_key: HashMap::new(),
             hsperf: Default::default(),
+            settings: HashMap::new(),
             policy,
         }
     }
@@ -62,6 +68,21 @@ impl Runtimes {
     pub fn hsperf_gc(&self, proc_root: &Path, key: &ProcKey) -> Option<(u64, u64)> {
         let gc_id_at = *self.hsperf.get(key)?;
         runtimes::jvm::process::own_gc_counts(proc_root, key.tgid, gc_id_at)
+    }
+
+    /// The settings of a Go, JVM or Node process.
+    pub fn settings(&self, key: &ProcKey) -> Option<Arc<RuntimeSettings>> {
+        self.settings.get(key).cloned()
+    }
+
+    /// Reads each JVM's hsperfdata again: its heap's size changes as it
+    /// runs, and a JVM detected as it started may not have had the file.
+    pub fn refresh_jvm_heaps(&mut self, proc_root: &Path) {
+        for (key, settings) in &mut self.settings {
+            if let RuntimeSettings::Jvm(jvm) = Arc::make_mut(settings) {
+                runtimes::settings::refresh_hsperfdata(proc_root, key.tgid, jvm);
+            }
+        }
     }
 
     pub fn get(&self, key: &ProcKey) -> Runtime {
@@ -95,6 +116,10 @@ impl Runtimes {
     ) -> Runtime {
         let runtime = runtimes::runtime::detect(proc_root, key.tgid);
         self.by_key.insert(key, runtime);
+        match runtimes::settings::read(proc_root, key.tgid, runtime) {
+            Some(s) => self.settings.insert(key, Arc::new(s)),
+            None => self.settings.remove(&key),
+        };
         let exe = proc_root.join(key.tgid.to_string()).join("exe");
         let uprobes = self.policy.allows(comm, cgroup_path);
         // What to attach is the runtime module's to say.
@@ -161,6 +186,7 @@ impl Runtimes {
         });
         let by_key = &self.by_key;
         self.hsperf.retain(|k, _| by_key.contains_key(k));
+        self.settings.retain(|k, _| by_key.contains_key(k));
     }
 }
 

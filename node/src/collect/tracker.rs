@@ -259,6 +259,7 @@ fn window(
         cgroup_id: state.cgroup_id,
         cgroup: None,
         pod: None,
+        settings: None,
         seconds,
         cpu_seconds: samples_to_seconds(delta.cpu_samples, sample_period_ns),
         total_cpu_seconds: samples_to_seconds(state.reported.cpu_samples, sample_period_ns),

@@ -12,6 +12,7 @@ pub mod go;
 pub mod jvm;
 pub mod node;
 pub mod runtime;
+pub mod settings;
 pub mod symbols;
 pub mod threads;
 

@@ -9,7 +9,7 @@ use super::{
 };
 use tally_core::{
     gc::{self, GcSignals},
-    model::{Counters, Window},
+    model::{Counters, RuntimeSettings, Window},
 };
 
 /// Processes added up into one row.
@@ -35,6 +35,8 @@ struct Group {
     stack_samples: u64,
     /// Members, for recording their stacks (bounded).
     pids: Vec<u32>,
+    /// The settings of its busiest process that has them, and its CPU.
+    settings: Option<(f64, Arc<RuntimeSettings>)>,
 }
 
 impl Group {
@@ -52,6 +54,14 @@ impl Group {
             && let Some(p) = w.pod.as_ref()
         {
             self.pod_names = Some((p.display_name(), format!("{}/{}", p.namespace, p.pod)));
+        }
+        if let Some(st) = &w.settings
+            && self
+                .settings
+                .as_ref()
+                .is_none_or(|(cpu, _)| w.cpu_seconds > *cpu)
+        {
+            self.settings = Some((w.cpu_seconds, st.clone()));
         }
         if w.cpu_seconds > self.busiest || self.name.is_empty() {
             self.busiest = w.cpu_seconds;
@@ -89,6 +99,7 @@ impl Group {
         e.pod_uid = self.pod_uid;
         e.cgroup_path = sanitize(&self.cgroup_path);
         e.runtime = self.signals.runtime;
+        e.settings = self.settings.map(|(_, s)| s);
         let secs = self.seconds.max(1e-9);
         e.cpu_pct = 100.0 * self.signals.cpu_seconds / secs;
         e.gc_pct = 100.0 * self.signals.gc_cpu_share();
@@ -168,6 +179,7 @@ pub(super) fn group_rows(
                     .map(|c| c.id.clone()),
                 pod_uid: pod.map(str::to_owned),
                 cgroup_path: path.to_owned(),
+                settings: None,
                 threads: HashMap::new(),
                 stacks: None,
                 stack_samples: 0,

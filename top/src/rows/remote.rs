@@ -55,6 +55,11 @@ pub fn workload_entry(w: &pb::Workload) -> Option<Entry> {
         .filter(|u| !u.is_empty())
         .or_else(|| tally_core::model::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid));
     e.runtime = tally_core::workload::runtime_from_proto(w.runtime);
+    e.settings = w
+        .settings
+        .as_ref()
+        .and_then(tally_core::model::RuntimeSettings::from_proto)
+        .map(std::sync::Arc::new);
     let secs = w.window_seconds.max(1e-9);
     e.cpu_pct = 100.0 * w.cpu_seconds / secs;
     e.gc_pct = 100.0 * w.gc_cpu_share;

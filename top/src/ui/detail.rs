@@ -72,6 +72,10 @@ pub(super) fn draw_detail(f: &mut Frame, app: &App, theme: Theme, area: Rect, e:
             theme.dim(),
         )));
     }
+    // One line per runtime: what it was started with, and from where.
+    if let Some(settings) = &e.settings {
+        top.push(Line::from(Span::raw(format!(" {settings}"))));
+    }
     let top_h = top.len() as u16;
     let [head, verdict_area, numbers_area, rest] = Layout::vertical([
         Constraint::Length(top_h),

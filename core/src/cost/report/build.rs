@@ -17,6 +17,7 @@ use crate::{
         recommend::{Context, CurrentSettings, Observation, WorkloadKind, recommend},
     },
     gc::{GcSignals, Runtime},
+    model::RuntimeSettings,
     workload::{runtime_from_proto, signals as signals_of},
 };
 
@@ -104,6 +105,10 @@ pub struct WorkloadCostLine {
     pub gc_tax_usd_per_month: f64,
     pub gc_tax_worth_naming: bool,
     pub recommendations: Vec<Recommendation>,
+    /// The runtime settings of its main GC'd process, as last reported
+    /// (`null` where none were: not a Go, JVM or Node workload, or an
+    /// agent that does not read them).
+    pub settings: Option<RuntimeSettings>,
     /// (seconds since the report's first point, RSS bytes), thinned.
     pub rss_series: Vec<(f64, u64)>,
 }
@@ -449,19 +454,7 @@ fn line(
     let gc_tax_usd_per_month = tax.as_ref().map_or(0.0, GcTax::monthly);
     let recommendations = match (rates, node_cost) {
         (Some(rates), Some(n)) => {
-            let pod = w.pod.as_ref();
-            let nonzero = |v: u64| (v > 0).then_some(v);
-            let current = CurrentSettings {
-                request_cpu_cores: pod
-                    .and_then(|p| nonzero(p.cpu_request_millicores))
-                    .map(|m| m as f64 / 1000.0),
-                limit_cpu_cores: pod
-                    .and_then(|p| nonzero(p.cpu_limit_millicores))
-                    .map(|m| m as f64 / 1000.0),
-                request_memory_bytes: pod.and_then(|p| nonzero(p.memory_request_bytes)),
-                limit_memory_bytes: pod.and_then(|p| nonzero(p.memory_limit_bytes)),
-                ..CurrentSettings::default()
-            };
+            let current = current_settings(w);
             let obs = Observation {
                 runtime,
                 kind: WorkloadKind::Unknown,
@@ -514,6 +507,7 @@ fn line(
         gc_tax_usd_per_month,
         gc_tax_worth_naming: false,
         recommendations,
+        settings: w.settings.as_ref().and_then(RuntimeSettings::from_proto),
         rss_series: series
             .chunks(step)
             .map(|c| {
@@ -521,5 +515,33 @@ fn line(
                 (top.0 - start, top.1)
             })
             .collect(),
+    }
+}
+
+/// What the recommender knows of a workload's current settings: the pod's
+/// requests and limits, and its main GC'd process's runtime settings. A
+/// runtime default is known once the process's environment was read
+/// (`GOGC` unset is 100); where the settings are unknown, so is the value.
+fn current_settings(w: &pb::Workload) -> CurrentSettings {
+    let pod = w.pod.as_ref();
+    let nonzero = |v: u64| (v > 0).then_some(v);
+    let settings = w.settings.as_ref().and_then(RuntimeSettings::from_proto);
+    let go = settings.as_ref().and_then(RuntimeSettings::go);
+    let jvm = settings.as_ref().and_then(RuntimeSettings::jvm);
+    let node = settings.as_ref().and_then(RuntimeSettings::node);
+    CurrentSettings {
+        gogc: go.map(|g| g.gogc_percent()),
+        gomemlimit_bytes: go.and_then(|g| g.gomemlimit_bytes.value),
+        jvm_max_heap_bytes: jvm.and_then(|j| j.max_heap()).map(|s| s.value),
+        jvm_collector: jvm.and_then(|j| j.collector).map(|s| s.value),
+        node_max_old_space_mib: node.and_then(|n| n.max_old_space_mib).map(|s| s.value),
+        request_cpu_cores: pod
+            .and_then(|p| nonzero(p.cpu_request_millicores))
+            .map(|m| m as f64 / 1000.0),
+        limit_cpu_cores: pod
+            .and_then(|p| nonzero(p.cpu_limit_millicores))
+            .map(|m| m as f64 / 1000.0),
+        request_memory_bytes: pod.and_then(|p| nonzero(p.memory_request_bytes)),
+        limit_memory_bytes: pod.and_then(|p| nonzero(p.memory_limit_bytes)),
     }
 }
