@@ -54,7 +54,7 @@ pub mod recommend;
 mod records;
 pub mod report;
 mod shape;
-mod tuning;
+pub(crate) mod tuning;
 
 #[cfg(test)]
 mod tests;

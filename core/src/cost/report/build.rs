@@ -535,6 +535,17 @@ fn current_settings(w: &pb::Workload) -> CurrentSettings {
         jvm_max_heap_bytes: jvm.and_then(|j| j.max_heap()).map(|s| s.value),
         jvm_collector: jvm.and_then(|j| j.collector).map(|s| s.value),
         node_max_old_space_mib: node.and_then(|n| n.max_old_space_mib).map(|s| s.value),
+        // Read and unset is V8's default; unread stays unknown.
+        node_max_semi_space_mib: node.map(|n| {
+            n.max_semi_space_mib
+                .as_ref()
+                .map_or(crate::cost::tuning::DEFAULT_MAX_SEMI_SPACE_MIB, |s| s.value)
+        }),
+        gomaxprocs: go.and_then(|g| g.gomaxprocs.value),
+        jvm_initial_heap_bytes: jvm
+            .and_then(|j| j.initial_heap_bytes.as_ref())
+            .map(|s| s.value),
+        jvm_heap_committed_bytes: jvm.and_then(|j| j.heap.as_ref()).map(|h| h.capacity_bytes),
         request_cpu_cores: pod
             .and_then(|p| nonzero(p.cpu_request_millicores))
             .map(|m| m as f64 / 1000.0),

@@ -9,6 +9,7 @@ mod node;
 
 pub(super) use go::go;
 pub(super) use jvm::jvm;
+pub(crate) use node::DEFAULT_MAX_SEMI_SPACE_MIB;
 pub(super) use node::node;
 
 use super::calibration::{ASSUMED_WIDENING, Calibration};

@@ -13,7 +13,7 @@ use crate::cost::calibration;
 use crate::cost::recommend::{CurrentSettings, MIB, Observation, Setting, Target, mib};
 
 /// V8's default maximum semi-space on 64-bit Node 20, in MiB.
-pub(in crate::cost) const DEFAULT_MAX_SEMI_SPACE_MIB: u64 = 16;
+pub(crate) const DEFAULT_MAX_SEMI_SPACE_MIB: u64 = 16;
 const LARGEST_SEMI_SPACE_MIB: u64 = 128;
 
 pub(in crate::cost) fn node(
