@@ -33,20 +33,20 @@ impl Calibration {
 
 /// Go, GOGC doubled (`fixedwork.go`).
 pub const GO: Calibration = Calibration {
-    cpu: (0.8, 1.6),
-    rss: (0.5, 1.1),
+    cpu: (0.25, 0.9),
+    rss: (1.6, 2.6),
 };
 
 /// The JVM's heap doubled (`FixedWork.java`, G1 and Parallel).
 pub const JVM: Calibration = Calibration {
-    cpu: (0.45, 1.0),
-    rss: (0.7, 1.1),
+    cpu: (0.5, 1.1),
+    rss: (0.8, 1.2),
 };
 
 /// Node's semi-space quadrupled (`fixedwork.js`).
 pub const NODE: Calibration = Calibration {
-    cpu: (0.05, 0.5),
-    rss: (0.7, 1.1),
+    cpu: (0.1, 0.6),
+    rss: (0.8, 1.2),
 };
 
 /// Settings assumed rather than read widen the range by this much each way.
