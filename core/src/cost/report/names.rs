@@ -13,6 +13,9 @@ use crate::{gc::Runtime, workload::WorkloadId};
 const TALLY_COMMS: [&str; 3] = ["agent", "tally-agent", "tally-collector"];
 /// The `app.kubernetes.io/name` labels of Tally's own pods (deploy/).
 const TALLY_APPS: [&str; 2] = ["tally-agent", "tally-collector"];
+/// Their namespace and container names (deploy/).
+const TALLY_NAMESPACE: &str = "tally";
+const TALLY_CONTAINERS: [&str; 2] = ["agent", "collector"];
 
 /// Why a workload is grouped as "system" rather than ranked and advised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -75,17 +78,20 @@ pub fn display_name(w: &pb::Workload) -> String {
 /// A kernel thread is told by what the kernel gives it: no executable
 /// (the agent's runtime detection reads none, so the runtime is unknown)
 /// and no memory of its own (RSS zero throughout, `rss_peak_bytes`), in no
-/// container and no pod. Tally is told by its pods' label, or outside a
-/// pod by its binary's name.
+/// container and no pod. Tally is told in a pod by its deployment's label
+/// (or, with names from the container runtime alone, its namespace and
+/// container), outside one by its binary's name and its being native code:
+/// other programs called `agent` (Datadog's is Go) stay their teams'.
 pub fn system_kind(w: &pb::Workload, runtime: Runtime, rss_peak_bytes: u64) -> Option<SystemKind> {
     let id = w.key.as_ref().and_then(WorkloadId::from_proto);
     if let Some(pod) = w.pod.as_ref() {
         let app = pod.labels.get("app.kubernetes.io/name").map(String::as_str);
-        return app
-            .is_some_and(|a| TALLY_APPS.contains(&a))
-            .then_some(SystemKind::Tally);
+        let tally = app.is_some_and(|a| TALLY_APPS.contains(&a))
+            || (pod.namespace == TALLY_NAMESPACE
+                && TALLY_CONTAINERS.contains(&pod.container_name.as_str()));
+        return tally.then_some(SystemKind::Tally);
     }
-    if TALLY_COMMS.contains(&w.name.as_str()) {
+    if runtime == Runtime::Native && TALLY_COMMS.contains(&w.name.as_str()) {
         return Some(SystemKind::Tally);
     }
     let is_process = matches!(id, Some(WorkloadId::Process { .. }));

@@ -333,6 +333,20 @@ fn kernel_threads_and_tally_are_one_system_line_without_advice() {
         0.05,
         30 * MIB,
     ));
+    // Another program called `agent` (Datadog's, in Go): a team's.
+    histories.push(process(4343, "agent", pb::Runtime::Go, 0.05, 30 * MIB));
+    // A pod of someone else's that happens to run an `agent` binary.
+    let mut theirs = history(&"d".repeat(64), pb::Runtime::Native, 0.05, 0.0, 0, |_| {
+        30 * MIB
+    });
+    theirs.workload.name = "agent".into();
+    theirs.workload.pod = Some(pb::PodMetadata {
+        namespace: "monitoring".into(),
+        pod_name: "dd-agent-x1".into(),
+        container_name: "agent".into(),
+        ..Default::default()
+    });
+    histories.push(theirs);
     let r = priced(&histories);
     let kinds: Vec<(&str, Option<SystemKind>)> = r
         .system
@@ -345,6 +359,12 @@ fn kernel_threads_and_tally_are_one_system_line_without_advice() {
     assert!(r.system.iter().all(|w| w.recommendations.is_empty()));
     assert!(r.workloads.iter().all(|w| w.system.is_none()));
     assert!(r.workloads.iter().any(|w| w.program == "mystery"));
+    assert!(r.workloads.iter().any(|w| w.name == "agent (pid 4343)"));
+    assert!(
+        r.workloads
+            .iter()
+            .any(|w| w.name == "monitoring/dd-agent-x1/agent")
+    );
     // Totals still add up: every workload's cost is in one list or the other.
     let n = &r.nodes[0];
     let listed: f64 = r
