@@ -384,9 +384,6 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
         "never below the peak: {go:#}"
     );
 
-    let text = report(&url, "text");
-    eprintln!("{}", text.lines().take(14).collect::<Vec<_>>().join("\n"));
-
     // The HTML report: one file, rendered offline.
     let html = tmp().join(common::unique("cost-report") + ".html");
     std::fs::write(&html, report(&url, "html")).unwrap();
@@ -402,6 +399,9 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
             eprintln!("SKIP the HTML check: chromium is not installed");
         }
     }
+
+    let text = report(&url, "text");
+    eprintln!("{}", text.lines().take(14).collect::<Vec<_>>().join("\n"));
 
     // Apply the recommendation and check the predicted direction.
     let tuned_cg = container_cgroup(&tuned_id);
