@@ -11,7 +11,7 @@ use super::{
     render,
 };
 use crate::cost::{
-    Confidence, DataWindow, PriceTable, Recommendation,
+    PriceTable, Recommendation,
     recommend::{Setting, Target},
 };
 
@@ -399,25 +399,21 @@ fn kernel_threads_and_tally_are_one_system_line_without_advice() {
     }
 }
 
+/// The GC-heavy sample's first recommendation with `saving` and
+/// `settings` (name, value, was) instead of its own.
 fn recommendation(saving: f64, settings: &[(&str, &str, Option<&str>)]) -> Recommendation {
-    Recommendation {
-        target: Target::Go,
-        change: "GOGC=200".into(),
-        settings: settings
-            .iter()
-            .map(|&(name, value, was)| Setting {
-                name: name.into(),
-                value: value.into(),
-                was: was.map(Into::into),
-            })
-            .collect(),
-        monthly_saving_usd: saving,
-        confidence: Confidence::Medium,
-        window: DataWindow { seconds: 3600.0 },
-        model: String::new(),
-        caveats: Vec::new(),
-        memory_bytes: Vec::new(),
-    }
+    let r = priced(&sample());
+    let mut rec = r.workloads[0].recommendations[0].clone();
+    rec.monthly_saving_usd = saving;
+    rec.settings = settings
+        .iter()
+        .map(|&(name, value, was)| Setting {
+            name: name.into(),
+            value: value.into(),
+            was: was.map(Into::into),
+        })
+        .collect();
+    rec
 }
 
 #[test]
