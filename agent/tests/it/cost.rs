@@ -116,7 +116,7 @@ fn workload<'a>(report: &'a Value, id: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|w| w["workload"].as_str().is_some_and(|n| n.contains(id)))
+        .find(|w| w["key"].as_str().is_some_and(|n| n.contains(id)))
         .unwrap_or_else(|| panic!("{id} in the report: {report:#}"))
 }
 
@@ -155,6 +155,134 @@ fn render_offline(html: &Path) -> Option<String> {
         .expect("unshare runs");
     assert!(out.status.success(), "chromium failed: {out:?}");
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The text between `from` and the next `to` in `dom`.
+fn between<'a>(dom: &'a str, from: &str, to: &str) -> &'a str {
+    let start = dom.find(from).unwrap_or_else(|| panic!("{from} in {dom}"));
+    let rest = &dom[start..];
+    &rest[..rest.find(to).unwrap_or(rest.len())]
+}
+
+/// The dollars of "$12.34/month" at the start of `text`.
+fn dollars(text: &str) -> f64 {
+    let amount = text.trim_start().strip_prefix('$').unwrap_or(text);
+    let end = amount
+        .find("/month")
+        .unwrap_or_else(|| panic!("$/month in {text}"));
+    amount[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("a number in {text}"))
+}
+
+/// For a `process/<node>/<pid>/<start ticks>` key whose process still
+/// runs: whether the kernel made it, i.e. it is kthreadd (pid 2) or its
+/// child (`/proc/<pid>/stat`'s ppid).
+fn is_kernel_thread(key: &str) -> Option<bool> {
+    let mut parts = key.strip_prefix("process/")?.rsplitn(3, '/');
+    let ticks: u64 = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the comm's closing parenthesis: state (field 3), ppid (4), …,
+    // starttime (22).
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let ppid: u32 = fields.get(1)?.parse().ok()?;
+    let start: u64 = fields.get(19)?.parse().ok()?;
+    (start == ticks).then_some(pid == 2 || ppid == 2)
+}
+
+/// The HTML report as Chromium rendered it, against the JSON report
+/// fetched seconds before and against what the test started: the summary
+/// opens it with the node's price (an m6i.large at $0.096/h, as the agent
+/// was told), the GC tax and its share, and the changes largest first; the
+/// GC-heavy workload is named by its program and container; kernel
+/// threads and Tally's own processes have no row.
+fn check_rendered_summary_and_names(dom: &str, report: &Value, heavy_id: &str, heavy_bin: &Path) {
+    let summary = between(dom, "<section id=\"summary\">", "</section>");
+    let spend = 0.096 * 730.0;
+    assert!(
+        summary.contains(&format!("Spend: ${spend:.2}/month for 1 priced node(s)")),
+        "{summary}"
+    );
+    let tax_text = between(summary, "GC tax: ", "</p>");
+    let tax = dollars(&tax_text["GC tax: ".len()..]);
+    let share: f64 = between(tax_text, ", ", "%")[2..].parse().unwrap();
+    assert!((share - tax / spend * 100.0).abs() < 0.1, "{tax_text}");
+    // At least the GC-heavy workload's (other processes of the host add
+    // theirs; its per-month figure falls a little as the window grows
+    // between the two reports).
+    let heavy_tax = workload(report, &heavy_id[..12])["gc_tax_usd_per_month"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        heavy_tax > 0.0 && tax >= 0.8 * heavy_tax,
+        "{tax_text} vs the GC-heavy one's {heavy_tax} in the JSON"
+    );
+    assert!(report["summary"]["gc_tax_usd_per_month"].as_f64().unwrap() >= heavy_tax);
+    let changes: Vec<f64> = summary
+        .split("<li class=\"change\">")
+        .skip(1)
+        .map(|li| dollars(between(li, " — ", "</li>").trim_start_matches(" — ")))
+        .collect();
+    assert!((1..=5).contains(&changes.len()), "{summary}");
+    assert!(changes.windows(2).all(|p| p[0] >= p[1]), "{summary}");
+    assert!(changes.iter().all(|&c| c >= 0.01), "{summary}");
+    // Named by its program (its comm: the binary's first 15 bytes) and its
+    // container's short id; the store's key only as the cell's title.
+    let comm: String = heavy_bin
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .take(15)
+        .collect();
+    let name = format!("{comm} (container {})", &heavy_id[..12]);
+    assert!(
+        dom.contains(&format!("<td title=\"container/{heavy_id}\">{name}</td>")),
+        "{name} in {dom}"
+    );
+    // What no team acts on is in the JSON's system list, not in a row.
+    let system = report["system"].as_array().unwrap();
+    let tally = system.iter().filter(|w| w["system"] == "tally").count();
+    assert!(
+        tally >= 1,
+        "the agent and collector are Tally's: {system:#?}"
+    );
+    for w in system {
+        let name = w["name"].as_str().unwrap();
+        assert!(
+            !dom.contains(&format!(">{name}</td>")),
+            "{name} has a row: {dom}"
+        );
+    }
+    assert!(
+        report["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["system"].is_null() && w["program"] != "agent"),
+        "{report:#}"
+    );
+    // Kernel threads as the kernel counts them: kthreadd (pid 2) and its
+    // children. Those still running when checked must be exactly the
+    // report's kernel threads.
+    let kernel = system
+        .iter()
+        .filter(|w| w["system"] == "kernel-thread")
+        .count();
+    assert!(kernel >= 1, "kworkers run in any 20 s: {system:#?}");
+    assert!(summary.contains("System (kernel threads "), "{summary}");
+    for w in system.iter().chain(report["workloads"].as_array().unwrap()) {
+        let Some(kthread) = w["key"].as_str().and_then(is_kernel_thread) else {
+            continue;
+        };
+        assert_eq!(kthread, w["system"] == "kernel-thread", "{w:#}");
+    }
+    eprintln!(
+        "rendered summary: {}; {} system workloads ({kernel} kernel threads, {tally} Tally)",
+        between(summary, "<p class=\"spend\">", "</p>"),
+        system.len()
+    );
 }
 
 #[test]
@@ -231,7 +359,7 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
             .as_array()
             .unwrap()
             .iter()
-            .position(|w| w["workload"].as_str().unwrap().contains(id))
+            .position(|w| w["key"].as_str().unwrap().contains(id))
     };
     assert!(rank(&heavy_id[..12]) < rank(&steady_id[..12]));
     let go = h["recommendations"]
@@ -265,12 +393,16 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
             assert!(dom.contains("<svg id=\"tax-chart\""), "{dom}");
             assert!(dom.contains(&heavy_id[..12]), "{dom}");
             assert!(dom.matches("<polyline").count() >= 2, "{dom}");
+            check_rendered_summary_and_names(&dom, &first, &heavy_id, &heavy_bin);
         }
         None => {
             assert!(std::env::var_os("CI").is_none(), "chromium missing");
             eprintln!("SKIP the HTML check: chromium is not installed");
         }
     }
+
+    let text = report(&url, "text");
+    eprintln!("{}", text.lines().take(14).collect::<Vec<_>>().join("\n"));
 
     // Apply the recommendation and check the predicted direction.
     let tuned_cg = container_cgroup(&tuned_id);

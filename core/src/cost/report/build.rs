@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tally_proto as pb;
 
+use super::{
+    names::{self, SystemKind},
+    summary::{self, ROW_USD_PER_MONTH, Summary},
+};
 use crate::{
     cost::{
         Confidence, DataWindow, GcCycles, GcTax, HOURS_PER_MONTH, HeadroomMethod, Lifecycle,
@@ -53,9 +57,14 @@ pub struct CostReport {
     pub price_table_as_of: String,
     pub spot_fraction: f64,
     pub margin: f64,
+    /// Spend, GC tax and the changes worth making: the report's opening.
+    pub summary: Summary,
     pub nodes: Vec<NodeCost>,
-    /// Ranked by GC tax per month, highest first.
+    /// The workloads teams own, ranked by GC tax per month, highest first.
     pub workloads: Vec<WorkloadCostLine>,
+    /// Kernel threads and Tally itself ([`SystemKind`]): costed so the
+    /// totals add up, but neither ranked nor advised. Costliest first.
+    pub system: Vec<WorkloadCostLine>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,8 +90,18 @@ pub struct NodeCost {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadCostLine {
-    pub workload: String,
+    /// The store's key (`container/<id>`, `process/<node>/<pid>/<ticks>`):
+    /// stable, for machines.
+    pub key: String,
+    /// The name its owners know it by ([`names::display_name`]).
     pub name: String,
+    /// The program: its (first) process's comm.
+    pub program: String,
+    /// Set for what no team acts on.
+    pub system: Option<SystemKind>,
+    /// Priced at under [`ROW_USD_PER_MONTH`]: counted, not given a row of
+    /// its own in text, Markdown and HTML.
+    pub under_a_cent: bool,
     pub node: String,
     pub runtime: Runtime,
     pub window: DataWindow,
@@ -190,6 +209,11 @@ pub fn build(
         }
         node_costs.push(node_cost);
     }
+    let priced_nodes: Vec<String> = node_costs
+        .iter()
+        .filter(|n| n.price.is_some())
+        .map(|n| n.node.clone())
+        .collect();
     for l in &mut lines {
         l.gc_tax_worth_naming = l.gc_tax_usd_per_month >= NAMED_TAX_USD_PER_MONTH
             && l.gc_tax_usd_per_month >= NAMED_TAX_SHARE * l.cost_usd_per_month;
@@ -203,11 +227,29 @@ pub fn build(
                 ) && r.monthly_saving_usd >= NAMED_TAX_USD_PER_MONTH
             });
         }
+        l.recommendations.retain(|r| !summary::is_nil(r));
+        if l.system.is_some() {
+            l.recommendations.clear();
+        }
+        // Only a priced cost can be known to be small; and what costs
+        // under a cent a month has nothing worth saving.
+        l.under_a_cent = priced_nodes.contains(&l.node) && l.cost_usd_per_month < ROW_USD_PER_MONTH;
+        if l.under_a_cent {
+            l.recommendations.clear();
+        }
     }
+    let (mut system, mut lines): (Vec<_>, Vec<_>) =
+        lines.into_iter().partition(|l| l.system.is_some());
     lines.sort_by(|a, b| {
         b.gc_tax_usd_per_month
             .total_cmp(&a.gc_tax_usd_per_month)
-            .then_with(|| a.workload.cmp(&b.workload))
+            .then_with(|| b.cost_usd_per_month.total_cmp(&a.cost_usd_per_month))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    system.sort_by(|a, b| {
+        b.cost_usd_per_month
+            .total_cmp(&a.cost_usd_per_month)
+            .then_with(|| a.key.cmp(&b.key))
     });
     CostReport {
         generated_unix_ms: now_ms,
@@ -216,8 +258,10 @@ pub fn build(
         price_table_as_of: prices.as_of().to_string(),
         spot_fraction: prices.spot_fraction(),
         margin,
+        summary: summary::summarize(&node_costs, &lines, &system),
         nodes: node_costs,
         workloads: lines,
+        system,
     }
 }
 
@@ -482,12 +526,11 @@ fn line(
     let start = series.first().map_or(0.0, |s| s.0);
     let step = series.len().div_ceil(CHART_POINTS).max(1);
     WorkloadCostLine {
-        workload: w
-            .key
-            .as_ref()
-            .and_then(crate::workload::WorkloadId::from_proto)
-            .map_or_else(|| w.name.clone(), |id| id.to_string()),
-        name: w.name.clone(),
+        key: names::key(w),
+        name: names::display_name(w),
+        program: w.name.clone(),
+        system: names::system_kind(w, runtime, rss_peak),
+        under_a_cent: false,
         node: node.to_string(),
         runtime,
         window: DataWindow {

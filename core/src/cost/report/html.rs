@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 use super::{
     build::{CostReport, WorkloadCostLine},
-    render::{mib, node_line, recommendation_line, tax_line, usd},
+    render::{
+        NO_CHANGES, change_line, gc_tax_summary_line, mib, node_line, recommendation_line, rows,
+        small_line, spend_line, system_line, tax_line, usd_month,
+    },
 };
 
 /// `<`, `>`, `&`, `"` and `'` escaped.
@@ -28,8 +31,8 @@ table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #dd
 td.n{text-align:right}svg{background:#fafafa;border:1px solid #ddd}.muted{color:#888}";
 
 /// Horizontal bars of GC tax per month, one per workload.
-fn tax_chart(workloads: &[WorkloadCostLine]) -> String {
-    let rows: Vec<&WorkloadCostLine> = workloads.iter().take(12).collect();
+fn tax_chart<'a>(workloads: impl Iterator<Item = &'a WorkloadCostLine>) -> String {
+    let rows: Vec<&WorkloadCostLine> = workloads.take(12).collect();
     let max = rows
         .iter()
         .map(|w| w.gc_tax_usd_per_month)
@@ -47,12 +50,12 @@ fn tax_chart(workloads: &[WorkloadCostLine]) -> String {
             s,
             "<text x=\"4\" y=\"{:.1}\" font-size=\"11\">{}</text><rect class=\"bar\" x=\"300\" y=\"{:.1}\" width=\"{len:.1}\" height=\"{:.1}\" fill=\"#c0392b\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{}</text>",
             y + 15.0,
-            escape(&short(&w.workload, 44)),
+            escape(&short(&w.name, 44)),
             y + 3.0,
             bar_h - 6.0,
             305.0 + len,
             y + 15.0,
-            usd(w.gc_tax_usd_per_month)
+            usd_month(w.gc_tax_usd_per_month)
         );
     }
     s.push_str("</svg>");
@@ -101,6 +104,7 @@ fn short(text: &str, max: usize) -> String {
 
 pub fn html(report: &CostReport) -> String {
     let mut o = String::new();
+    let s = &report.summary;
     let _ = write!(
         o,
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Tally cost report</title><style>{STYLE}</style></head><body><h1>Tally cost report</h1><p>Last {:.1} h. Prices: table {} (as of {}); spot = {:.0}% of on-demand; margin {:.0}%.</p>",
@@ -110,25 +114,44 @@ pub fn html(report: &CostReport) -> String {
         report.spot_fraction * 100.0,
         report.margin * 100.0
     );
-    o.push_str("<h2>Nodes</h2><ul>");
+    let _ = write!(
+        o,
+        "<section id=\"summary\"><h2>Summary</h2><p class=\"spend\">{}</p><p class=\"gc-tax\">{}</p>",
+        escape(&spend_line(s)),
+        escape(&gc_tax_summary_line(s))
+    );
+    if let Some(l) = system_line(s) {
+        let _ = write!(o, "<p class=\"system\">{}</p>", escape(&l));
+    }
+    if s.changes.is_empty() {
+        let _ = write!(o, "<p class=\"no-changes\">{}</p>", escape(NO_CHANGES));
+    } else {
+        o.push_str("<p>Changes worth making, largest saving first:</p><ol id=\"changes\">");
+        for c in &s.changes {
+            let _ = write!(o, "<li class=\"change\">{}</li>", escape(&change_line(c)));
+        }
+        o.push_str("</ol>");
+    }
+    o.push_str("</section><h2>Nodes</h2><ul>");
     for n in &report.nodes {
         let _ = write!(o, "<li class=\"node\">{}</li>", escape(&node_line(n)));
     }
     o.push_str("</ul><h2>GC tax per month</h2>");
-    o.push_str(&tax_chart(&report.workloads));
+    o.push_str(&tax_chart(rows(report)));
     o.push_str(
         "<table id=\"workloads\"><tr><th>workload</th><th>runtime</th><th>node</th><th>cost $/month</th><th>GC share</th><th>GC tax $/month</th><th>headroom</th></tr>",
     );
-    for w in &report.workloads {
+    for w in rows(report) {
         let _ = write!(
             o,
-            "<tr class=\"workload\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}{}</td><td class=\"n\">{}</td></tr>",
-            escape(&w.workload),
+            "<tr class=\"workload\"><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}{}</td><td class=\"n\">{}</td></tr>",
+            escape(&w.key),
+            escape(&w.name),
             w.runtime.name(),
             escape(&w.node),
-            usd(w.cost_usd_per_month),
+            usd_month(w.cost_usd_per_month),
             super::render::gc_share_cell(w),
-            usd(w.gc_tax_usd_per_month),
+            usd_month(w.gc_tax_usd_per_month),
             if w.gc_tax_worth_naming {
                 ""
             } else {
@@ -139,12 +162,20 @@ pub fn html(report: &CostReport) -> String {
                 .map_or("-".into(), |t| mib(t.headroom.bytes)),
         );
     }
-    o.push_str("</table><h2>Workloads</h2>");
-    for (i, w) in report.workloads.iter().enumerate() {
+    if let Some(l) = small_line(s) {
         let _ = write!(
             o,
-            "<h3>{}</h3><p>{}</p>{}",
-            escape(&w.workload),
+            "<tr class=\"more\"><td colspan=\"7\" class=\"muted\">{}</td></tr>",
+            escape(&l)
+        );
+    }
+    o.push_str("</table><h2>Workloads</h2>");
+    for (i, w) in rows(report).enumerate() {
+        let _ = write!(
+            o,
+            "<h3>{}</h3><p class=\"muted\">{}</p><p>{}</p>{}",
+            escape(&w.name),
+            escape(&w.key),
             escape(&tax_line(w)),
             rss_chart(i, w)
         );

@@ -4,12 +4,15 @@
 //! binary's (`agent report`).
 pub mod build;
 pub mod html;
+pub mod names;
 pub mod render;
+pub mod summary;
 
 #[cfg(test)]
 mod tests;
 
 pub use build::{CostReport, NodeDefaults};
+pub use summary::Summary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

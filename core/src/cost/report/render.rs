@@ -1,7 +1,10 @@
 //! The report as text, Markdown or JSON.
 use std::fmt::Write as _;
 
-use super::build::{CostReport, NodeCost, WorkloadCostLine};
+use super::{
+    build::{CostReport, NodeCost, WorkloadCostLine},
+    summary::{ROW_USD_PER_MONTH, Summary, SummaryChange},
+};
 use crate::cost::{GIB, Recommendation};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -12,12 +15,32 @@ pub fn json(report: &CostReport) -> String {
 }
 
 pub fn usd(x: f64) -> String {
-    if x.abs() >= 100.0 {
+    if x == 0.0 {
+        "$0".to_string()
+    } else if x.abs() < 0.0001 {
+        if x < 0.0 { "-<$0.0001" } else { "<$0.0001" }.to_string()
+    } else if x.abs() >= 100.0 {
         format!("${x:.0}")
     } else if x.abs() >= 1.0 {
         format!("${x:.2}")
     } else {
         format!("${x:.4}")
+    }
+}
+
+/// A monthly figure: cents are its precision, and what is under a cent
+/// says so instead of printing `$0.0000`.
+pub fn usd_month(x: f64) -> String {
+    let sign = if x < 0.0 { "-" } else { "" };
+    let a = x.abs();
+    if x == 0.0 {
+        "$0.00".to_string()
+    } else if a < ROW_USD_PER_MONTH {
+        format!("{sign}<$0.01")
+    } else if a >= 100.0 {
+        format!("{sign}${a:.0}")
+    } else {
+        format!("{sign}${a:.2}")
     }
 }
 
@@ -76,7 +99,7 @@ pub fn tax_line(w: &WorkloadCostLine) -> String {
     match &w.gc_tax {
         Some(t) => format!(
             "GC tax {}/month (GC CPU {:.1} s = {:.0}% of CPU, {}; headroom {} via {:?}, {} confidence: {})",
-            usd(w.gc_tax_usd_per_month),
+            usd_month(w.gc_tax_usd_per_month),
             w.gc_cpu_seconds,
             w.gc_cpu_share * 100.0,
             usd(t.cpu_cost),
@@ -94,15 +117,95 @@ pub fn recommendation_line(r: &Recommendation) -> String {
         "{:?}: {} — saves {}/month ({} confidence, {} of data). {}",
         r.target,
         r.change,
-        usd(r.monthly_saving_usd),
+        usd_month(r.monthly_saving_usd),
         r.confidence,
         r.window,
         r.model
     )
 }
 
+/// The summary's lines, in order: spend, GC tax, the system group, then
+/// the changes (or why there are none). Every rendering prints these.
+pub fn spend_line(s: &Summary) -> String {
+    let unpriced = match s.nodes_unpriced {
+        0 => String::new(),
+        n => format!("; {n} node(s) not priced, their cost unknown"),
+    };
+    format!(
+        "Spend: {}/month for {} priced node(s), at their price over the window{unpriced}",
+        usd_month(s.spend_usd_per_month),
+        s.nodes_priced,
+    )
+}
+
+pub fn gc_tax_summary_line(s: &Summary) -> String {
+    match s.gc_tax_share {
+        Some(share) => format!(
+            "GC tax: {}/month, {:.1}% of spend",
+            usd_month(s.gc_tax_usd_per_month),
+            share * 100.0
+        ),
+        None => format!(
+            "GC tax: {}/month (no node priced: its share unknown)",
+            usd_month(s.gc_tax_usd_per_month)
+        ),
+    }
+}
+
+/// `None` when there is no system workload.
+pub fn system_line(s: &Summary) -> Option<String> {
+    if s.system_workloads == 0 {
+        return None;
+    }
+    let groups: Vec<String> = s
+        .system_groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {}: {}",
+                g.kind.name(),
+                g.workloads,
+                usd_month(g.usd_per_month)
+            )
+        })
+        .collect();
+    Some(format!(
+        "System ({}): {}/month over {} workload(s), not ranked, no recommendations",
+        groups.join("; "),
+        usd_month(s.system_usd_per_month),
+        s.system_workloads
+    ))
+}
+
+pub fn change_line(c: &SummaryChange) -> String {
+    format!(
+        "{}: {} — {}/month ({} confidence)",
+        c.workload,
+        c.change,
+        usd_month(c.monthly_saving_usd),
+        c.confidence
+    )
+}
+
+pub const NO_CHANGES: &str = "No change worth making: no modelled saving reaches $0.01/month.";
+
+pub fn small_line(s: &Summary) -> Option<String> {
+    (s.small_workloads > 0).then(|| {
+        format!(
+            "{} more workload(s) under $0.01/month (in the JSON)",
+            s.small_workloads
+        )
+    })
+}
+
+/// The workloads that get a row: ranked, and a cent a month or more.
+pub fn rows(report: &CostReport) -> impl Iterator<Item = &WorkloadCostLine> {
+    report.workloads.iter().filter(|w| !w.under_a_cent)
+}
+
 pub fn text(report: &CostReport) -> String {
     let mut o = String::new();
+    let s = &report.summary;
     let _ = writeln!(
         o,
         "Tally cost report: last {:.1} h; prices {} (as of {}), spot = {:.0}% of on-demand, margin {:.0}%",
@@ -112,6 +215,20 @@ pub fn text(report: &CostReport) -> String {
         report.spot_fraction * 100.0,
         report.margin * 100.0
     );
+    let _ = writeln!(o, "\nSummary");
+    let _ = writeln!(o, "  {}", spend_line(s));
+    let _ = writeln!(o, "  {}", gc_tax_summary_line(s));
+    if let Some(l) = system_line(s) {
+        let _ = writeln!(o, "  {l}");
+    }
+    if s.changes.is_empty() {
+        let _ = writeln!(o, "  {NO_CHANGES}");
+    } else {
+        let _ = writeln!(o, "  Changes worth making, largest saving first:");
+        for (i, c) in s.changes.iter().enumerate() {
+            let _ = writeln!(o, "    {}. {}", i + 1, change_line(c));
+        }
+    }
     let _ = writeln!(o, "\nNodes");
     for n in &report.nodes {
         let _ = writeln!(o, "  {}", node_line(n));
@@ -120,15 +237,14 @@ pub fn text(report: &CostReport) -> String {
         }
     }
     let _ = writeln!(o, "\nWorkloads by GC tax");
-    for w in &report.workloads {
+    for w in rows(report) {
         let _ = writeln!(
             o,
-            "  {} ({}, {}, node {}): cost {}/month, {}{}",
-            w.workload,
+            "  {} ({}, node {}): cost {}/month, {}{}",
             w.name,
             w.runtime.name(),
             w.node,
-            usd(w.cost_usd_per_month),
+            usd_month(w.cost_usd_per_month),
             tax_line(w),
             if w.gc_tax_worth_naming {
                 ""
@@ -136,6 +252,7 @@ pub fn text(report: &CostReport) -> String {
                 " — none worth naming"
             }
         );
+        let _ = writeln!(o, "    key {}", w.key);
         for r in &w.recommendations {
             let _ = writeln!(o, "    - {}", recommendation_line(r));
             for c in &r.caveats {
@@ -143,11 +260,15 @@ pub fn text(report: &CostReport) -> String {
             }
         }
     }
+    if let Some(l) = small_line(s) {
+        let _ = writeln!(o, "  {l}");
+    }
     o
 }
 
 pub fn markdown(report: &CostReport) -> String {
     let mut o = String::new();
+    let s = &report.summary;
     let _ = writeln!(o, "# Tally cost report\n");
     let _ = writeln!(
         o,
@@ -158,7 +279,21 @@ pub fn markdown(report: &CostReport) -> String {
         report.spot_fraction * 100.0,
         report.margin * 100.0
     );
-    let _ = writeln!(o, "## Nodes\n");
+    let _ = writeln!(o, "## Summary\n");
+    let _ = writeln!(o, "- {}", spend_line(s));
+    let _ = writeln!(o, "- {}", gc_tax_summary_line(s));
+    if let Some(l) = system_line(s) {
+        let _ = writeln!(o, "- {l}");
+    }
+    if s.changes.is_empty() {
+        let _ = writeln!(o, "\n{NO_CHANGES}");
+    } else {
+        let _ = writeln!(o, "\nChanges worth making, largest saving first:\n");
+        for (i, c) in s.changes.iter().enumerate() {
+            let _ = writeln!(o, "{}. {}", i + 1, change_line(c));
+        }
+    }
+    let _ = writeln!(o, "\n## Nodes\n");
     for n in &report.nodes {
         let _ = writeln!(o, "- {}", node_line(n));
     }
@@ -168,16 +303,16 @@ pub fn markdown(report: &CostReport) -> String {
         "| workload | runtime | node | cost $/month | GC share | GC tax $/month | headroom |"
     );
     let _ = writeln!(o, "|---|---|---|---:|---:|---:|---:|");
-    for w in &report.workloads {
+    for w in rows(report) {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {}{} | {} |",
-            w.workload,
+            w.name,
             w.runtime.name(),
             w.node,
-            usd(w.cost_usd_per_month),
+            usd_month(w.cost_usd_per_month),
             gc_share_cell(w),
-            usd(w.gc_tax_usd_per_month),
+            usd_month(w.gc_tax_usd_per_month),
             if w.gc_tax_worth_naming {
                 ""
             } else {
@@ -188,13 +323,12 @@ pub fn markdown(report: &CostReport) -> String {
                 .map_or("-".into(), |t| mib(t.headroom.bytes)),
         );
     }
+    if let Some(l) = small_line(s) {
+        let _ = writeln!(o, "\n{l}");
+    }
     let _ = writeln!(o, "\n## Recommendations\n");
-    for w in report
-        .workloads
-        .iter()
-        .filter(|w| !w.recommendations.is_empty())
-    {
-        let _ = writeln!(o, "### {}\n", w.workload);
+    for w in rows(report).filter(|w| !w.recommendations.is_empty()) {
+        let _ = writeln!(o, "### {}\n", w.name);
         for r in &w.recommendations {
             let _ = writeln!(o, "- {}", recommendation_line(r));
             for c in &r.caveats {
