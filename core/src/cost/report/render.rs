@@ -5,7 +5,7 @@ use super::{
     build::{CostReport, NodeCost, WorkloadCostLine},
     summary::{ROW_USD_PER_MONTH, Summary, SummaryChange},
 };
-use crate::cost::{GIB, Recommendation};
+use crate::cost::{GIB, Recommendation, recommend::SavingKind};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -114,14 +114,33 @@ pub fn tax_line(w: &WorkloadCostLine) -> String {
 
 pub fn recommendation_line(r: &Recommendation) -> String {
     format!(
-        "{:?}: {} — saves {}/month ({} confidence, {} of data). {}",
+        "{:?}: {} — {} ({} confidence, {} of data). {}",
         r.target,
         r.change,
-        usd_month(r.monthly_saving_usd),
+        saving_text(r),
         r.confidence,
         r.window,
         r.model
     )
+}
+
+/// What a recommendation saves, as every format says it: dollars with the
+/// calibrated range, or for CPU-bound work the share of CPU time.
+pub fn saving_text(r: &Recommendation) -> String {
+    match (r.saving, r.time_saving_share, r.monthly_saving_range_usd) {
+        (SavingKind::Time, Some((lo, hi)), _) => format!(
+            "saves {:.0}–{:.0}% of its CPU time; CPU-bound, so no dollars are claimed",
+            lo * 100.0,
+            hi * 100.0
+        ),
+        (_, _, Some((lo, hi))) => format!(
+            "saves {}/month (range {} to {})",
+            usd_month(r.monthly_saving_usd),
+            usd_month(lo),
+            usd_month(hi)
+        ),
+        _ => format!("saves {}/month", usd_month(r.monthly_saving_usd)),
+    }
 }
 
 /// The summary's lines, in order: spend, GC tax, the system group, then
@@ -178,8 +197,13 @@ pub fn system_line(s: &Summary) -> Option<String> {
 }
 
 pub fn change_line(c: &SummaryChange) -> String {
+    let range = c
+        .monthly_saving_range_usd
+        .map_or(String::new(), |(lo, hi)| {
+            format!(", {} to {}", usd_month(lo), usd_month(hi))
+        });
     format!(
-        "{}: {} — {}/month ({} confidence)",
+        "{}: {} — {}/month ({} confidence{range})",
         c.workload,
         c.change,
         usd_month(c.monthly_saving_usd),

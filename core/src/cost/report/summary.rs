@@ -9,7 +9,7 @@ use super::{
 };
 use crate::cost::{
     Confidence, Recommendation,
-    recommend::{Setting, Target},
+    recommend::{SavingKind, Setting, Target},
 };
 
 /// At most this many changes open the report.
@@ -62,16 +62,24 @@ pub struct SummaryChange {
     pub target: Target,
     pub change: String,
     pub monthly_saving_usd: f64,
+    /// The calibrated range, where the model gives one.
+    pub monthly_saving_range_usd: Option<(f64, f64)>,
     pub confidence: Confidence,
 }
 
 /// True when the recommendation models no effect: a saving under a cent a
-/// month either way, or every setting left as it was.
+/// month either way (for CPU-bound work, no CPU time saved), or every
+/// setting left as it was.
 pub fn is_nil(r: &Recommendation) -> bool {
     let unchanged = |s: &Setting| s.was.as_deref() == Some(s.value.as_str());
-    r.monthly_saving_usd.abs() < NIL_SAVING_USD_PER_MONTH
-        || !r.monthly_saving_usd.is_finite()
-        || (!r.settings.is_empty() && r.settings.iter().all(unchanged))
+    let no_effect = match (r.saving, r.time_saving_share) {
+        (SavingKind::Time, Some((_, hi))) => hi.is_nan() || hi <= 0.0,
+        _ => {
+            r.monthly_saving_usd.abs() < NIL_SAVING_USD_PER_MONTH
+                || !r.monthly_saving_usd.is_finite()
+        }
+    };
+    no_effect || (!r.settings.is_empty() && r.settings.iter().all(unchanged))
 }
 
 /// The summary of ranked `workloads` (advised) and `system` ones.
@@ -103,6 +111,7 @@ pub fn summarize(
                     target: r.target,
                     change: r.change.clone(),
                     monthly_saving_usd: r.monthly_saving_usd,
+                    monthly_saving_range_usd: r.monthly_saving_range_usd,
                     confidence: r.confidence,
                 })
         })

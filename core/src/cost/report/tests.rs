@@ -438,6 +438,14 @@ fn advice_with_a_nil_effect_is_not_made_and_no_row_prints_under_a_cent() {
     )));
     assert!(!is_nil(&recommendation(3.0, &[("GOGC", "200", None)])));
     assert!(!is_nil(&recommendation(-0.5, &[])));
+    // CPU-bound work saves time, not dollars: not nil while time is saved.
+    let mut time = recommendation(0.0, &[("GOGC", "200", Some("100"))]);
+    time.saving = crate::cost::recommend::SavingKind::Time;
+    time.time_saving_share = Some((0.1, 0.2));
+    assert!(!is_nil(&time));
+    assert!(render::recommendation_line(&time).contains("saves 10–20% of its CPU time"));
+    time.time_saving_share = Some((0.0, 0.0));
+    assert!(is_nil(&time));
 
     let mut histories = sample();
     // A hundredth of a millicore, a few KiB: well under a cent a month.
