@@ -35,5 +35,6 @@ mod otlp;
 mod pods;
 mod profiles;
 mod prometheus;
+mod settings;
 mod top_tui;
 mod verdicts;

@@ -176,7 +176,7 @@ fn part(what: impl fmt::Display, source: Source) -> String {
 pub fn bytes_text(bytes: u64) -> String {
     const KIB: u64 = 1024;
     for (unit, size) in [("GiB", KIB * KIB * KIB), ("MiB", KIB * KIB), ("KiB", KIB)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {unit}", bytes / size);
         }
     }
