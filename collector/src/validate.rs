@@ -353,7 +353,53 @@ fn check_process(p: &ProcessView, max_cpu: f64) -> Result<(), InvalidReport> {
         text_bytes("process.thread_groups.name", &g.name, MAX_COMM)?;
         finite_non_negative("process.thread_groups.cpu_seconds", g.cpu_seconds, max_cpu)?;
     }
+    if let Some(settings) = &p.settings {
+        check_settings(settings)?;
+    }
     check_stacks(p)
+}
+
+/// A process's runtime settings: texts the node wrote (reasons, caveats, a
+/// collector's name) and percentages the JVM accepts (0 to 100).
+fn check_settings(s: &pb::RuntimeSettings) -> Result<(), InvalidReport> {
+    text_str(
+        "process.settings.unknown_reason",
+        &s.unknown_reason,
+        MAX_REASON,
+    )?;
+    if let Some(g) = &s.go {
+        if g.caveats.len() > MAX_REASONS {
+            return Err(InvalidReport::TooLong {
+                field: "process.settings.go.caveats",
+                len: g.caveats.len(),
+                max: MAX_REASONS,
+            });
+        }
+        for c in &g.caveats {
+            text_str("process.settings.go.caveats", c, MAX_REASON)?;
+        }
+    }
+    if let Some(j) = &s.jvm {
+        text_str("process.settings.jvm.collector", &j.collector, MAX_SHORT)?;
+        text_str(
+            "process.settings.jvm.hsperfdata_unread",
+            &j.hsperfdata_unread,
+            MAX_REASON,
+        )?;
+        for (field, v) in [
+            (
+                "process.settings.jvm.max_ram_percentage",
+                j.max_ram_percentage,
+            ),
+            (
+                "process.settings.jvm.initial_ram_percentage",
+                j.initial_ram_percentage,
+            ),
+        ] {
+            finite_in(field, v, 0.0, 100.0)?;
+        }
+    }
+    Ok(())
 }
 
 /// Stacks a window carries (`agent run --send-stacks`): frames index

@@ -326,6 +326,14 @@ mod tests {
                 frame_names: vec!["main".into(), "gc".into()],
                 gc_frames: vec![1],
                 pod_ref: 0,
+                settings: Some(crate::v1::RuntimeSettings {
+                    jvm: Some(crate::v1::JvmSettings {
+                        max_heap_bytes: 192 << 20,
+                        collector: "Parallel".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
             }],
             agent: Some(AgentStats {
                 dropped_reports: 3,
@@ -356,6 +364,7 @@ mod tests {
         assert_eq!(p.gc_frames, f.gc_frames);
         assert_eq!(p.cgroup_id, f.cgroup_id);
         assert_eq!(p.total, f.total);
+        assert_eq!(p.settings, f.settings);
         let verdict = p.verdict.as_ref().unwrap();
         let full_verdict = f.verdict.as_ref().unwrap();
         assert_eq!(verdict.kind, full_verdict.kind);

@@ -36,5 +36,6 @@ mod pods;
 mod profiles;
 mod prometheus;
 mod recommendations;
+mod settings;
 mod top_tui;
 mod verdicts;

@@ -473,3 +473,54 @@ fn gc_cpu_seconds_must_be_the_sum_of_its_parts() {
         "{why}"
     );
 }
+
+/// Runtime settings: the node's texts are bounded and the JVM's
+/// percentages are percentages.
+#[test]
+fn runtime_settings_are_checked() {
+    let jvm = |r: &mut pb::NodeReport| {
+        process(r).settings = Some(pb::RuntimeSettings {
+            jvm: Some(pb::JvmSettings {
+                max_heap_bytes: 192 << 20,
+                collector: "Parallel".into(),
+                max_ram_percentage: 75.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    };
+    let mut r = valid();
+    jvm(&mut r);
+    check_report(&r).expect("real settings pass");
+    let why = refused(|r| {
+        jvm(r);
+        let j = process(r).settings.as_mut().unwrap().jvm.as_mut().unwrap();
+        j.max_ram_percentage = f64::NAN;
+    });
+    assert!(
+        matches!(
+            why,
+            InvalidReport::OutOfRange {
+                field: "process.settings.jvm.max_ram_percentage",
+                ..
+            }
+        ),
+        "{why}"
+    );
+    let why = refused(|r| {
+        process(r).settings = Some(pb::RuntimeSettings {
+            unknown_reason: "x".repeat(4096),
+            ..Default::default()
+        });
+    });
+    assert!(
+        matches!(
+            why,
+            InvalidReport::TooLong {
+                field: "process.settings.unknown_reason",
+                ..
+            }
+        ),
+        "{why}"
+    );
+}

@@ -48,18 +48,20 @@ pub fn read(proc_root: &Path, pid: u32, runtime: Runtime) -> Option<RuntimeSetti
 }
 
 /// Reads JVM `pid`'s hsperfdata again: the heap's current and maximum
-/// capacity, and the collector in use where no option chose one.
+/// capacity, and the collector in use where no option chose one. Once
+/// read, a failed read (the JVM removes the file as it exits) keeps the
+/// last values: they are the heap "at the last read".
 pub fn refresh_hsperfdata(proc_root: &Path, pid: u32, jvm: &mut JvmSettings) {
-    let Some(path) = hsperf::find_file(proc_root, pid) else {
-        jvm.hsperfdata_unread = Some("no hsperfdata file (-XX:-UsePerfData?)".to_owned());
-        return;
-    };
-    match hsperf::read(&path) {
+    let read = hsperf::find_file(proc_root, pid)
+        .ok_or_else(|| "no hsperfdata file (-XX:-UsePerfData?)".to_owned())
+        .and_then(|path| hsperf::read(&path).map_err(|e| e.to_string()));
+    match read {
         Ok(data) => {
             let collector = collector(&data);
             jvm.with_hsperfdata(collector, heap(&data, collector));
         }
-        Err(err) => jvm.hsperfdata_unread = Some(err.to_string()),
+        Err(why) if jvm.heap.is_none() => jvm.hsperfdata_unread = Some(why),
+        Err(_) => {}
     }
 }
 

@@ -468,3 +468,62 @@ fn the_cost_column_and_the_nodes_price() {
     assert_eq!(unpriced.cost_month, None);
     assert!(!row.contains(&crate::format::money(expected)), "{row}");
 }
+
+#[test]
+fn the_detail_view_shows_runtime_settings_or_why_not() {
+    use tally_core::model::settings::{JvmCollector, JvmHeap, JvmSettings, Setting, Source};
+    use tally_proto as pb;
+    let mut jvm = JvmSettings {
+        max_heap_bytes: Some(Setting::new(192 << 20, Source::Flag)),
+        collector: Some(Setting::new(JvmCollector::Parallel, Source::Flag)),
+        ..JvmSettings::default()
+    };
+    jvm.with_hsperfdata(
+        None,
+        Some(JvmHeap {
+            capacity_bytes: 64 << 20,
+            max_capacity_bytes: 192 << 20,
+        }),
+    );
+    let w = pb::Workload {
+        key: Some(pb::WorkloadKey {
+            key: Some(pb::workload_key::Key::ContainerId("e".repeat(64))),
+        }),
+        name: "orders".into(),
+        runtime: pb::Runtime::Jvm as i32,
+        window_seconds: 1.0,
+        settings: Some(tally_core::model::RuntimeSettings::Jvm(jvm).to_proto()),
+        ..Default::default()
+    };
+    let mut app = App::new(Settings {
+        source: SourceKind::Remote,
+        label: "http://collector:4317".into(),
+        interval: std::time::Duration::from_secs(1),
+        color: false,
+        node: None,
+    });
+    app.ingest(crate::rows::remote_rows(&[&w]));
+    app.apply_action(Action::Enter);
+    let t = text(&frame(&mut app, 160, 30));
+    assert!(
+        t.contains("-Xmx 192 MiB (flag) · ParallelGC (flag) · heap 64 MiB/192 MiB (hsperfdata)"),
+        "{t}"
+    );
+
+    let mut window = test_window(4242, "svc", "/system.slice/svc.service");
+    window.cpu_seconds = 0.5;
+    window.settings = Some(std::sync::Arc::new(
+        tally_core::model::RuntimeSettings::unknown("reading /proc/4242/environ: EACCES"),
+    ));
+    let mut app = local_app();
+    let mut tick = tick_of(&[]);
+    tick.windows.push(window);
+    app.ingest(local_rows(&tick, None, 2));
+    type_filter(&mut app, "svc");
+    app.apply_action(Action::Enter);
+    let t = text(&frame(&mut app, 160, 30));
+    assert!(
+        t.contains("settings unknown: reading /proc/4242/environ: EACCES"),
+        "{t}"
+    );
+}

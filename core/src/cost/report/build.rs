@@ -599,3 +599,7 @@ fn current_settings(w: &pb::Workload) -> CurrentSettings {
         limit_memory_bytes: pod.and_then(|p| nonzero(p.memory_limit_bytes)),
     }
 }
+
+#[cfg(test)]
+#[path = "build_settings_tests.rs"]
+mod settings_tests;

@@ -204,7 +204,13 @@ impl JvmSettings {
 
     fn apply(&mut self, opt: &str, source: Source) {
         let size = |v: &str| parse_size(v).map(|b| Setting::new(b, source));
-        let percent = |v: &str| v.parse::<f64>().ok().map(|p| Setting::new(p, source));
+        // The JVM refuses a percentage outside 0..100 (and NaN) at startup.
+        let percent = |v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(|p| Setting::new(p, source))
+        };
         if let Some(v) = opt.strip_prefix("-Xmx") {
             self.max_heap_bytes = size(v).or(self.max_heap_bytes);
         } else if let Some(v) = opt.strip_prefix("-XX:MaxHeapSize=") {

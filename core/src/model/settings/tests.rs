@@ -191,6 +191,22 @@ fn jvm_options_apply_in_the_jvms_order() {
         j.initial_ram_percentage,
         Some(Setting::new(10.0, Source::Env))
     );
+    // What the JVM would refuse to start with is not a setting.
+    let refused = parse(
+        Runtime::Jvm,
+        &[
+            "java",
+            "-XX:MaxRAMPercentage=NaN",
+            "-XX:InitialRAMPercentage=150",
+            "M",
+        ],
+        &[],
+    );
+    let refused = refused.jvm().unwrap();
+    assert_eq!(
+        (refused.max_ram_percentage, refused.initial_ram_percentage),
+        (None, None)
+    );
     // JDK_JAVA_OPTIONS is the `java` launcher's, not the JVM's.
     let embedded = parse(
         Runtime::Jvm,
