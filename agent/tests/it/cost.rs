@@ -58,7 +58,7 @@ pub(crate) fn collector(data: &Path) -> (Reaped, String) {
     (Reaped(child), url.expect("collector listening"))
 }
 
-fn go_build(name: &str) -> PathBuf {
+pub(crate) fn go_build(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/go/{name}.go"));
     let bin = tmp().join(format!("go-{name}-cost"));
     let built = Command::new("go")
@@ -74,7 +74,7 @@ fn go_build(name: &str) -> PathBuf {
 }
 
 /// A containerd-shaped cgroup for container `id`.
-fn container_cgroup(id: &str) -> TestCgroup {
+pub(crate) fn container_cgroup(id: &str) -> TestCgroup {
     let uid = "5b2e7c1d_0f3a_4c8e_9d6b_1a2b3c4d5e6f";
     TestCgroup::create(&format!(
         "{}/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/cri-containerd-{id}.scope",
@@ -82,12 +82,12 @@ fn container_cgroup(id: &str) -> TestCgroup {
     ))
 }
 
-fn container_id(tag: &str) -> String {
+pub(crate) fn container_id(tag: &str) -> String {
     format!("{tag:0<64}")
 }
 
 /// Runs `bin args` in `cg` with `env` until it exits.
-fn run_in(cg: &TestCgroup, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Reaped {
+pub(crate) fn run_in(cg: &TestCgroup, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Reaped {
     let mut cmd = Command::new(bin);
     cmd.args(args)
         .envs(env.iter().copied())
@@ -96,7 +96,7 @@ fn run_in(cg: &TestCgroup, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> R
     Reaped(cmd.spawn().unwrap())
 }
 
-fn report(url: &str, format: &str) -> String {
+pub(crate) fn report(url: &str, format: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["report", "--collector", url, "--format", format])
         .args(["--since", "30m", "--instance-type", "m6i.large"])
@@ -111,7 +111,7 @@ fn report(url: &str, format: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn workload<'a>(report: &'a Value, id: &str) -> &'a Value {
+pub(crate) fn workload<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["workloads"]
         .as_array()
         .unwrap()

@@ -7,15 +7,18 @@
 //! `--max-old-space-size` on the command line and in `NODE_OPTIONS`.
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use serde_json::Value;
 
-use crate::common::{
-    self, Agent,
-    container::{self, Image},
+use crate::{
+    common::{
+        self, Agent,
+        container::{self, Image},
+    },
+    cost::{Reaped, collector, container_cgroup, container_id, go_build, report, run_in, workload},
 };
 
 const MIB: u64 = 1 << 20;
@@ -28,48 +31,19 @@ fn workloads() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads")
 }
 
-/// A child killed (and reaped) when the test ends, passing or not.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A child that must exit successfully.
+fn spawn(cmd: &mut Command) -> Reaped {
+    Reaped(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
+    )
 }
 
-impl Reaped {
-    fn spawn(cmd: &mut Command) -> Reaped {
-        Reaped(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
-        )
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn wait(mut self) {
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "{status}");
-    }
-}
-
-fn go_build(name: &str) -> PathBuf {
-    let bin = tmp().join(format!("go-{name}-settings"));
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(workloads().join(format!("go/{name}.go")))
-        .env("GOCACHE", tmp().join("gocache"))
-        .env("HOME", tmp())
-        .status()
-        .unwrap();
-    assert!(built.success(), "go build {name}");
-    bin
+fn wait_success(mut child: Reaped) {
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
 }
 
 /// `AllocHeavy.java` compiled by the JDK at `home`.
@@ -139,7 +113,7 @@ fn settings_are_what_each_process_was_started_with() {
     };
     let parallel = java(&["-Xmx192m", "-XX:+UseParallelGC"]);
     let chosen = java(&["-Xmx96m"]);
-    let go = Reaped::spawn(
+    let go = spawn(
         Command::new(&go)
             .arg("6")
             .env("GOGC", "150")
@@ -147,20 +121,20 @@ fn settings_are_what_each_process_was_started_with() {
             .env("GOMAXPROCS", "1"),
     );
     let script = workloads().join("node/allocheavy.js");
-    let node_flag = Reaped::spawn(
+    let node_flag = spawn(
         Command::new("node")
             .arg("--max-old-space-size=200")
             .arg(&script)
             .arg("5"),
     );
-    let node_env = Reaped::spawn(Command::new("node").arg(&script).arg("5").env(
+    let node_env = spawn(Command::new("node").arg(&script).arg("5").env(
         "NODE_OPTIONS",
         "--max-old-space-size=200 --max-semi-space-size=8",
     ));
-    let pids = (go.pid(), node_flag.pid(), node_env.pid());
-    go.wait();
-    node_flag.wait();
-    node_env.wait();
+    let pids = (go.0.id(), node_flag.0.id(), node_env.0.id());
+    wait_success(go);
+    wait_success(node_flag);
+    wait_success(node_env);
     let (parallel_log, _) = parallel.wait_success(Duration::from_secs(60));
     let (chosen_log, _) = chosen.wait_success(Duration::from_secs(60));
     let (lines, stderr, _) = agent.stop();
@@ -245,4 +219,60 @@ fn settings_are_what_each_process_was_started_with() {
         (&Value::from(8), "env"),
         "{n}"
     );
+}
+
+/// Through `agent run`, the collector and its store: the settings of a Go
+/// container's process are on its workload in `agent report --format json`
+/// after the collector restarted.
+#[test]
+fn settings_reach_the_report_after_a_collector_restart() {
+    let test = "settings_reach_the_report_after_a_collector_restart";
+    if !common::require_root(test) || !common::require("go", test) {
+        return;
+    }
+    let _serial = common::serial();
+    let bin = go_build("allocheavy");
+    let data = tmp().join(common::unique("settings-data"));
+    let (first, url) = collector(&data);
+    let agent = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["run", "--collector", &url, "--interval", "1"])
+            .args(["--node-name", "settings-node", "--no-imds"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let id = container_id("5e7719");
+    let cg = container_cgroup(&id);
+    let go = run_in(
+        &cg,
+        &bin,
+        &["4"],
+        &[
+            ("GOGC", "150"),
+            ("GOMEMLIMIT", "300MiB"),
+            ("GOMAXPROCS", "1"),
+        ],
+    );
+    wait_success(go);
+    std::thread::sleep(Duration::from_secs(3));
+    drop(agent);
+    drop(first);
+    let (_second, url) = collector(&data);
+    let report: Value = serde_json::from_str(&report(&url, "json")).unwrap();
+    let line = workload(&report, &id[..12]);
+    let g = &line["settings"];
+    eprintln!("report settings: {g}");
+    assert_eq!(g["runtime"], "go", "{line:#}");
+    assert_eq!(
+        setting(g, "gogc"),
+        (&serde_json::json!({"percent": 150}), "env")
+    );
+    assert_eq!(
+        setting(g, "gomemlimit_bytes"),
+        (&Value::from(300 * MIB), "env")
+    );
+    assert_eq!(setting(g, "gomaxprocs"), (&Value::from(1), "env"));
 }
