@@ -6,7 +6,7 @@ use super::{
     build::{CostReport, WorkloadCostLine},
     render::{
         NO_CHANGES, change_line, gc_tax_summary_line, mib, node_line, recommendation_line, rows,
-        small_line, spend_line, system_line, tax_line, usd_month,
+        settings_line, small_line, spend_line, system_line, tax_line, usd_month,
     },
 };
 
@@ -179,6 +179,9 @@ pub fn html(report: &CostReport) -> String {
             escape(&tax_line(w)),
             rss_chart(i, w)
         );
+        if let Some(l) = settings_line(w) {
+            let _ = write!(o, "<p class=\"settings\">{}</p>", escape(&l));
+        }
         if !w.recommendations.is_empty() {
             o.push_str("<ul>");
             for r in &w.recommendations {

@@ -124,6 +124,13 @@ pub fn recommendation_line(r: &Recommendation) -> String {
     )
 }
 
+/// The runtime settings the workload runs with, as read from its main
+/// process (what its recommendations rest on); `None` for a runtime
+/// without any Tally reads.
+pub fn settings_line(w: &WorkloadCostLine) -> Option<String> {
+    w.settings.as_ref().map(|s| format!("Settings: {s}"))
+}
+
 /// What a recommendation saves, as every format says it: dollars with the
 /// calibrated range, or for CPU-bound work the share of CPU time.
 pub fn saving_text(r: &Recommendation) -> String {
@@ -277,6 +284,9 @@ pub fn text(report: &CostReport) -> String {
             }
         );
         let _ = writeln!(o, "    key {}", w.key);
+        if let Some(l) = settings_line(w) {
+            let _ = writeln!(o, "    {l}");
+        }
         for r in &w.recommendations {
             let _ = writeln!(o, "    - {}", recommendation_line(r));
             for c in &r.caveats {
@@ -353,6 +363,9 @@ pub fn markdown(report: &CostReport) -> String {
     let _ = writeln!(o, "\n## Recommendations\n");
     for w in rows(report).filter(|w| !w.recommendations.is_empty()) {
         let _ = writeln!(o, "### {}\n", w.name);
+        if let Some(l) = settings_line(w) {
+            let _ = writeln!(o, "{l}\n");
+        }
         for r in &w.recommendations {
             let _ = writeln!(o, "- {}", recommendation_line(r));
             for c in &r.caveats {
