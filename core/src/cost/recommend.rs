@@ -91,7 +91,8 @@ pub use crate::model::settings::JvmCollector;
 /// The workload's current settings, where known.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CurrentSettings {
-    /// `GOGC`; `Some(0)` means `GOGC=off`; `None` means the default, 100.
+    /// `GOGC`; `Some(0)` means `GOGC=off`; `None`: it could not be read
+    /// (100 is then assumed, and said).
     pub gogc: Option<u32>,
     pub gomemlimit_bytes: Option<u64>,
     /// `-Xmx`.
