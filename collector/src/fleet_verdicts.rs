@@ -169,6 +169,12 @@ impl Fleet {
             // Names are copied only for a workload seen for the first time.
             if let Some(t) = self.workloads.get_mut(&w.id) {
                 t.add(window);
+                // Except runc's setup stage, seen before the workload.
+                if workload::is_container_runtime_stage(t.name.as_bytes())
+                    && !workload::is_container_runtime_stage(&w.name)
+                {
+                    t.name = workload::text(&w.name).into_owned();
+                }
             } else {
                 self.observe(
                     w.id.clone(),

@@ -155,6 +155,16 @@ pub struct WorkloadWindow {
     pub settings: Option<pb::RuntimeSettings>,
 }
 
+/// Whether `comm` is one of runc's setup stages (`runc:[0:PARENT]`,
+/// `runc:[1:CHILD]`, `runc:[2:INIT]`): the container runtime's own
+/// process, in the container's cgroup for a moment before it executes the
+/// workload. It names no workload, and its runtime (runc is written in Go)
+/// is not the workload's: seen first, it once named a JVM container
+/// `runc:[0:PARENT]` and called it Go.
+pub fn is_container_runtime_stage(comm: &[u8]) -> bool {
+    comm.starts_with(b"runc:[")
+}
+
 /// Sums a report's process windows per workload, in the order workloads
 /// first appear in the report.
 pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<WorkloadWindow> {
@@ -168,10 +178,18 @@ pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<Workl
     for (index, p) in report.processes.iter().enumerate() {
         let pod = received.pod(index);
         let delta = p.delta.unwrap_or_default();
-        let runtime = runtime_from_proto(p.runtime);
+        let stage = is_container_runtime_stage(&p.comm);
+        let runtime = if stage {
+            Runtime::Unknown
+        } else {
+            runtime_from_proto(p.runtime)
+        };
         if !p.container_id.is_empty() {
             if let Some(&i) = containers.get(&p.container_id[..]) {
                 let w = &mut out[i];
+                if !stage && is_container_runtime_stage(&w.name) {
+                    w.name = p.comm.clone();
+                }
                 add_counters(&mut w.delta, &delta);
                 w.rss_bytes = w.rss_bytes.saturating_add(p.rss_bytes);
                 w.processes += 1;
@@ -381,6 +399,27 @@ mod tests {
                 start_ticks: 102
             }
         );
+    }
+
+    #[test]
+    fn runc_setup_stages_name_no_container_and_lend_it_no_runtime() {
+        let mut report = pb::NodeReport {
+            processes: vec![process(1, "c1", 0.01, 1), process(2, "c1", 0.5, 10)],
+            ..Default::default()
+        };
+        report.processes[0].comm = "runc:[0:PARENT]".into();
+        report.processes[0].runtime = pb::Runtime::Go as i32;
+        report.processes[1].comm = "java".into();
+        report.processes[1].runtime = pb::Runtime::Jvm as i32;
+        let received = ReceivedReport::decode(Bytes::from(report.encode_to_vec())).unwrap();
+        let w = workload_windows(&Arc::from("n1"), &received);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].name, "java".as_bytes());
+        assert_eq!(w[0].runtime, Runtime::Jvm);
+        assert_eq!(w[0].processes, 2);
+        assert!((w[0].delta.cpu_seconds - 0.51).abs() < 1e-12);
+        assert!(is_container_runtime_stage(b"runc:[2:INIT]"));
+        assert!(!is_container_runtime_stage(b"runc"));
     }
 
     #[test]

@@ -380,9 +380,9 @@ fn predicted_savings_of_go_jvm_and_node_match_their_twins() {
         },
     ];
     let phases = Phases {
-        warm_up: 8,
-        observe: 20,
-        compare: 30,
+        warm_up: 10,
+        observe: 30,
+        compare: 45,
     };
     let Some(outcomes) = run(test, &cases, phases) else {
         return;

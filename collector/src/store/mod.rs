@@ -191,6 +191,9 @@ struct AgentState {
 struct WorkloadRow {
     id: i64,
     last_end_ms: i64,
+    /// Named after runc's setup stage, seen before the workload: renamed by
+    /// the first window that names the workload.
+    stage_name: bool,
 }
 
 /// What a retention pass removed.
@@ -327,7 +330,8 @@ impl Store {
             );
         }
         let mut q = self.conn.prepare(
-            "SELECT w.key, w.id, (SELECT MAX(window_end_unix_ms) FROM windows WHERE workload_id = w.id)
+            "SELECT w.key, w.id, (SELECT MAX(window_end_unix_ms) FROM windows WHERE workload_id = w.id),
+                w.name
              FROM workloads w",
         )?;
         let rows = q.query_map([], |r| {
@@ -335,10 +339,11 @@ impl Store {
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
             ))
         })?;
         for row in rows {
-            let (key, id, last) = row?;
+            let (key, id, last, name) = row?;
             // A key this version cannot parse is skipped, not fatal.
             if let Some(wid) = WorkloadId::from_db_key(&key) {
                 self.workloads.insert(
@@ -346,6 +351,9 @@ impl Store {
                     WorkloadRow {
                         id,
                         last_end_ms: last.unwrap_or(0),
+                        stage_name: tally_core::workload::is_container_runtime_stage(
+                            name.as_bytes(),
+                        ),
                     },
                 );
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use rusqlite::params;
 
-use crate::workload::{runtime_to_proto, text};
+use crate::workload::{is_container_runtime_stage, runtime_to_proto, text};
 
 use super::{
     AgentState, Outcome, Prepared, Store, StoreError, WindowRow, WorkloadId, WorkloadRow, sql_u64,
@@ -89,6 +89,8 @@ impl Store {
             let mut insert_workload = tx.prepare_cached(
                 "INSERT INTO workloads (key, name, cgroup_path) VALUES (?1, ?2, ?3)",
             )?;
+            let mut rename_workload =
+                tx.prepare_cached("UPDATE workloads SET name = ?1 WHERE id = ?2")?;
             let mut upsert_settings = tx.prepare_cached(
                 "INSERT INTO workload_settings (workload_id, settings, updated_unix_ms)
                  VALUES (?1, ?2, ?3)
@@ -176,6 +178,10 @@ impl Store {
                 for w in &r.windows {
                     let workload_id = match self.workloads.get_mut(&w.id) {
                         Some(row) => {
+                            if row.stage_name && !is_container_runtime_stage(&w.name) {
+                                rename_workload.execute(params![text(&w.name), row.id])?;
+                                row.stage_name = false;
+                            }
                             if row.last_end_ms < r.window_end_unix_ms {
                                 ends_before.push((w.id.clone(), row.last_end_ms));
                                 row.last_end_ms = r.window_end_unix_ms;
@@ -194,6 +200,7 @@ impl Store {
                                 WorkloadRow {
                                     id,
                                     last_end_ms: r.window_end_unix_ms,
+                                    stage_name: is_container_runtime_stage(&w.name),
                                 },
                             );
                             new_workloads.push(w.id.clone());

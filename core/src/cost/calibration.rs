@@ -33,8 +33,8 @@ impl Calibration {
 
 /// Go, GOGC doubled (`fixedwork.go`).
 pub const GO: Calibration = Calibration {
-    cpu: (0.25, 0.9),
-    rss: (1.6, 2.6),
+    cpu: (0.4, 1.3),
+    rss: (0.9, 2.4),
 };
 
 /// The JVM's heap doubled (`FixedWork.java`, G1 and Parallel).
