@@ -86,7 +86,9 @@ pub struct Phases {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub case: Case,
-    pub change: String,
+    /// `None`: Tally recommended no runtime change (its model's best case
+    /// cost more than it saved), so there was no twin.
+    pub change: Option<String>,
     pub model: String,
     pub gc_share: f64,
     pub predicted_usd: f64,
@@ -121,6 +123,9 @@ impl Outcome {
 
     /// Within ±25% with the sign right, or inside the stated range.
     pub fn holds(&self) -> bool {
+        if self.change.is_none() {
+            return false;
+        }
         let m = self.measured_usd();
         let close = self.error().abs() <= 0.25 && (self.predicted_usd > 0.0) == (m > 0.0);
         close || self.in_range()
@@ -133,6 +138,16 @@ pub fn table(outcomes: &[Outcome]) -> String {
         "| service | rate (req/10 ms) | GC share | change | predicted $/month | range | measured $/month | error | holds |\n|---|---:|---:|---|---:|---|---:|---:|---|\n",
     );
     for o in outcomes {
+        let Some(change) = &o.change else {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.0}% | none: the model's best case costs more than it saves | | | | | |",
+                o.case.service.name(),
+                o.case.rate,
+                o.gc_share * 100.0,
+            );
+            continue;
+        };
         let range = o
             .range_usd
             .map_or("—".to_string(), |(lo, hi)| format!("{lo:.2} … {hi:.2}"));
@@ -142,7 +157,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             o.case.service.name(),
             o.case.rate,
             o.gc_share * 100.0,
-            o.change,
+            change,
             o.predicted_usd,
             o.measured_usd(),
             o.default_usd,
@@ -316,20 +331,35 @@ pub fn run(test: &str, cases: &[Case], phases: Phases) -> Option<Vec<Outcome>> {
             thread::sleep(Duration::from_secs(p.warm_up + p.observe + 1));
             let first = report(&url, p.observe);
             let d = line(&first, &default.id);
+            let gc_share = f(d, "gc_cpu_share");
             let rec = d["recommendations"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .find(|r| r["target"] == case.service.target())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{test}: no {} recommendation for {} at rate {}: {d:#}",
-                        case.service.target(),
-                        case.service.name(),
-                        case.rate
-                    )
-                })
-                .clone();
+                .cloned();
+            let Some(rec) = rec else {
+                eprintln!(
+                    "{test}: no {} recommendation for {} at rate {}: {d:#}",
+                    case.service.target(),
+                    case.service.name(),
+                    case.rate
+                );
+                return Outcome {
+                    case,
+                    change: None,
+                    model: String::new(),
+                    gc_share,
+                    predicted_usd: 0.0,
+                    range_usd: None,
+                    default_usd: 0.0,
+                    twin_usd: 0.0,
+                    default_cpu: 0.0,
+                    twin_cpu: 0.0,
+                    default_rss_mib: 0,
+                    twin_rss_mib: 0,
+                };
+            };
             let change = rec["change"].as_str().unwrap().to_string();
             let twin = images.start(case, &change, p.warm_up + p.compare + 30);
             thread::sleep(Duration::from_secs(p.warm_up + p.compare + 1));
@@ -340,9 +370,9 @@ pub fn run(test: &str, cases: &[Case], phases: Phases) -> Option<Vec<Outcome>> {
                 .map(|r| (r[0].as_f64().unwrap(), r[1].as_f64().unwrap()));
             let outcome = Outcome {
                 case,
-                change,
+                change: Some(change),
                 model: rec["model"].as_str().unwrap_or_default().to_string(),
-                gc_share: f(line(&first, &default.id), "gc_cpu_share"),
+                gc_share,
                 predicted_usd: f(&rec, "monthly_saving_usd"),
                 range_usd: range,
                 default_usd: f(d, "cost_usd_per_month"),
