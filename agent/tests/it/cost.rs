@@ -58,6 +58,22 @@ pub(crate) fn collector(data: &Path) -> (Reaped, String) {
     (Reaped(child), url.expect("collector listening"))
 }
 
+/// `agent run` streaming to `url` every second as node `node`, without
+/// IMDS; killed when dropped.
+pub(crate) fn run_agent(url: &str, node: &str) -> Reaped {
+    let agent = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["run", "--collector", url, "--interval", "1"])
+            .args(["--node-name", node, "--no-imds"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    thread::sleep(Duration::from_secs(2));
+    agent
+}
+
 pub(crate) fn go_build(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/go/{name}.go"));
     let bin = tmp().join(format!("go-{name}-cost"));
@@ -304,16 +320,7 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
     let steady_bin = go_build("compute");
     let data = tmp().join(common::unique("cost-data"));
     let (_collector, url) = collector(&data);
-    let _agent = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["run", "--collector", &url, "--interval", "1"])
-            .args(["--node-name", "cost-node", "--no-imds"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    thread::sleep(Duration::from_secs(2));
+    let _agent = run_agent(&url, "cost-node");
 
     let (heavy_id, steady_id, tuned_id) = (
         container_id("c057a1"),

@@ -21,7 +21,7 @@
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     thread,
     time::Duration,
 };
@@ -33,7 +33,7 @@ use crate::{
         self,
         container::{self, Image, Run},
     },
-    cost::{Reaped, collector},
+    cost::{collector, run_agent},
 };
 
 /// The service's runtime, with the collector for the JVM.
@@ -312,16 +312,7 @@ pub fn run(test: &str, cases: &[Case], phases: Phases) -> Option<Vec<Outcome>> {
     let images = Images::build();
     let data = tmp().join(common::unique("recommendations-data"));
     let (_collector, url) = collector(&data);
-    let _agent = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["run", "--collector", &url, "--interval", "1"])
-            .args(["--node-name", "harness-node", "--no-imds"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    thread::sleep(Duration::from_secs(2));
+    let _agent = run_agent(&url, "harness-node");
     let p = phases;
     let outcomes = cases
         .iter()

@@ -18,7 +18,10 @@ use crate::{
         self, Agent,
         container::{self, Image},
     },
-    cost::{Reaped, collector, container_cgroup, container_id, go_build, report, run_in, workload},
+    cost::{
+        Reaped, collector, container_cgroup, container_id, go_build, report, run_agent, run_in,
+        workload,
+    },
 };
 
 const MIB: u64 = 1 << 20;
@@ -234,16 +237,7 @@ fn settings_reach_the_report_after_a_collector_restart() {
     let bin = go_build("allocheavy");
     let data = tmp().join(common::unique("settings-data"));
     let (first, url) = collector(&data);
-    let agent = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["run", "--collector", &url, "--interval", "1"])
-            .args(["--node-name", "settings-node", "--no-imds"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    let agent = run_agent(&url, "settings-node");
     let id = container_id("5e7719");
     let cg = container_cgroup(&id);
     let go = run_in(
