@@ -113,9 +113,15 @@ pub(crate) fn run_in(cg: &TestCgroup, bin: &Path, args: &[&str], env: &[(&str, &
 }
 
 pub(crate) fn report(url: &str, format: &str) -> String {
+    report_since(url, format, "30m")
+}
+
+/// `agent report` over the last `since` (`30m`, `45s`), the node priced as
+/// an m6i.large in us-east-1.
+pub(crate) fn report_since(url: &str, format: &str, since: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["report", "--collector", url, "--format", format])
-        .args(["--since", "30m", "--instance-type", "m6i.large"])
+        .args(["--since", since, "--instance-type", "m6i.large"])
         .args(["--region", "us-east-1"])
         .output()
         .unwrap();

@@ -33,7 +33,7 @@ use crate::{
         self,
         container::{self, Image, Run},
     },
-    cost::{collector, run_agent},
+    cost::{collector, report_since, run_agent, workload},
 };
 
 /// The service's runtime, with the collector for the JVM.
@@ -264,33 +264,12 @@ impl Images {
 
 /// `agent report --format json` over the last `seconds`.
 fn report(url: &str, seconds: u64) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["report", "--collector", url, "--format", "json"])
-        .args(["--since", &format!("{seconds}s")])
-        .args(["--instance-type", "m6i.large", "--region", "us-east-1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "agent report: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&report_since(url, "json", &format!("{seconds}s"))).unwrap()
 }
 
 /// The report's line for the container `id`.
 fn line<'a>(report: &'a Value, id: &str) -> &'a Value {
-    let short = &id[..12];
-    report["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| {
-            ["workload", "key", "name"]
-                .iter()
-                .any(|f| w[f].as_str().is_some_and(|s| s.contains(short)))
-        })
-        .unwrap_or_else(|| panic!("container {short} in the report: {report:#}"))
+    workload(report, &id[..12])
 }
 
 fn f(v: &Value, field: &str) -> f64 {

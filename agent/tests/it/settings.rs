@@ -82,6 +82,20 @@ fn setting<'a>(s: &'a Value, field: &str) -> (&'a Value, &'a str) {
     )
 }
 
+/// The Go process's settings are the environment it was started with:
+/// GOGC=150 GOMEMLIMIT=300MiB GOMAXPROCS=1.
+fn assert_go_started_with(g: &Value) {
+    assert_eq!(
+        setting(g, "gogc"),
+        (&serde_json::json!({"percent": 150}), "env")
+    );
+    assert_eq!(
+        setting(g, "gomemlimit_bytes"),
+        (&Value::from(300 * MIB), "env")
+    );
+    assert_eq!(setting(g, "gomaxprocs"), (&Value::from(1), "env"));
+}
+
 #[test]
 fn settings_are_what_each_process_was_started_with() {
     let test = "settings_are_what_each_process_was_started_with";
@@ -146,15 +160,7 @@ fn settings_are_what_each_process_was_started_with() {
     // Go: exactly the environment it was started with.
     let g = settings_of(&lines, pids.0, "go");
     eprintln!("go: {g}");
-    assert_eq!(
-        setting(g, "gogc"),
-        (&serde_json::json!({"percent": 150}), "env")
-    );
-    assert_eq!(
-        setting(g, "gomemlimit_bytes"),
-        (&Value::from(300 * MIB), "env")
-    );
-    assert_eq!(setting(g, "gomaxprocs"), (&Value::from(1), "env"));
+    assert_go_started_with(g);
 
     // The JVM with flags: the flags, and its own heap maximum agrees.
     let p = settings_of(&lines, parallel.pid, "jvm");
@@ -260,13 +266,5 @@ fn settings_reach_the_report_after_a_collector_restart() {
     let g = &line["settings"];
     eprintln!("report settings: {g}");
     assert_eq!(g["runtime"], "go", "{line:#}");
-    assert_eq!(
-        setting(g, "gogc"),
-        (&serde_json::json!({"percent": 150}), "env")
-    );
-    assert_eq!(
-        setting(g, "gomemlimit_bytes"),
-        (&Value::from(300 * MIB), "env")
-    );
-    assert_eq!(setting(g, "gomaxprocs"), (&Value::from(1), "env"));
+    assert_go_started_with(g);
 }
