@@ -5,12 +5,14 @@
 //! - `cargo xtask dist`: static binaries for linux/amd64 and linux/arm64 (the Dockerfile's).
 //! - `cargo xtask image`: the image for both, built offline (OCI layout, local runtimes).
 //! - `cargo xtask bench overhead`: the data path's cost on a syscall- and fault-heavy loop.
+//! - `cargo xtask kernels`: the agent on Debian's 6.1 and 6.12 kernels, amd64 and arm64, under qemu.
 //! - `cargo xtask soak`: the long fault tests, and a table of what was lost (nothing).
 mod bench;
 mod cmd;
 mod dist;
 mod fuzz;
 mod image;
+mod kernels;
 mod setup;
 mod soak;
 
@@ -61,6 +63,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boots Debian's cloud kernels (6.1, 6.12; amd64 and arm64) under qemu
+    /// with the static binaries of `dist`, runs the agent over known work in
+    /// each, and prints the matrix: hooks attached, counts against the
+    /// workload's own and the kernel's, Go GC cycles against gctrace
+    /// (target/kernels.md).
+    Kernels {
+        /// Passed to the test harness.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Runs a benchmark and prints its table.
     Bench {
         #[command(subcommand)]
@@ -104,6 +116,13 @@ fn main() -> Result<()> {
         Command::Image(args) => {
             setup::all(setup::Purpose::Image)?;
             image::run(&root, &args)
+        }
+        Command::Kernels { args } => {
+            setup::all(setup::Purpose::Kernels)?;
+            let lines: Vec<&kernels::Line> = kernels::LINES.iter().collect();
+            kernels::fetch(&root, &lines, dist::ARCHES)?;
+            dist::run(&root, dist::ARCHES)?;
+            kernels::run_matrix(&root, &args)
         }
         Command::Soak { args } => {
             setup::all(setup::Purpose::Test)?;

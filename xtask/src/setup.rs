@@ -20,6 +20,9 @@ pub enum Purpose {
     Dist,
     /// `cargo xtask image`: the binaries, and the image built offline.
     Image,
+    /// `cargo xtask kernels`: qemu for amd64 and arm64 guests, and the
+    /// static binaries of `dist`.
+    Kernels,
 }
 
 /// bpf-linker release that builds with the pinned aya and the nightly's LLVM.
@@ -32,10 +35,19 @@ pub fn all(purpose: Purpose) -> Result<()> {
     if purpose == Purpose::Test {
         python_venv()?;
     }
-    if purpose == Purpose::Image {
+    if matches!(purpose, Purpose::Image | Purpose::Kernels) {
         debian_packages(packages(Purpose::Dist))?;
     }
-    if matches!(purpose, Purpose::Dist | Purpose::Image) {
+    if purpose == Purpose::Test {
+        // The suite boots Debian's 6.1 amd64 kernel under qemu
+        // (agent/tests/it/kernels.rs); `cargo xtask kernels` fetches the rest.
+        let line = crate::kernels::LINES
+            .iter()
+            .find(|l| l.name == "debian-6.1")
+            .expect("the 6.1 line is in LINES");
+        crate::kernels::fetch(&crate::workspace_root(), &[line], &["amd64"])?;
+    }
+    if matches!(purpose, Purpose::Dist | Purpose::Image | Purpose::Kernels) {
         rust_targets(&["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"])?;
     }
     Ok(())
@@ -141,6 +153,12 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             // The JVM tests' JDK 17 (javac too). Temurin 25, their other
             // JDK, is not in Debian: the machine image brings it.
             "openjdk-17-jdk-headless",
+            // The 6.1 kernel's guest (agent/tests/it/kernels.rs): qemu, cpio
+            // for its initramfs, curl and xz to fetch the kernel.
+            "qemu-system-x86",
+            "cpio",
+            "curl",
+            "xz-utils",
         ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],
@@ -154,6 +172,16 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
         // buildah builds the Dockerfile with no daemon and no registry;
         // skopeo loads this machine's image into dockerd.
         Purpose::Image => &["buildah", "skopeo"],
+        // qemu boots the kernels' guests (TCG: no nested KVM needed); cpio
+        // packs their initramfs; the static C workload for arm64 builds with
+        // the GNU cross compiler (the Dist packages).
+        Purpose::Kernels => &[
+            "qemu-system-x86",
+            "qemu-system-arm",
+            "cpio",
+            "curl",
+            "xz-utils",
+        ],
     }
 }
 

@@ -30,6 +30,7 @@ mod go_builds;
 mod hostile;
 mod imds;
 mod jvm_gc;
+mod kernels;
 mod kube;
 mod otlp;
 mod pods;

@@ -8,6 +8,7 @@ mod map_access;
 pub mod offsets;
 pub mod tracefs;
 pub mod uprobes;
+mod verifier;
 
 use std::{io, path::Path};
 
@@ -360,7 +361,8 @@ fn raise_memlock_limit() {
     }
 }
 
-/// One line for why a hook failed, from the innermost cause.
+/// One line for why a hook failed, from the innermost cause; a helper the
+/// kernel lacks is named, with the verifier's log at debug level.
 fn describe(err: &ProgramError) -> String {
     use std::error::Error as _;
     let mut text = err.to_string();
@@ -369,5 +371,11 @@ fn describe(err: &ProgramError) -> String {
         text = format!("{text}: {cause}");
         source = cause.source();
     }
-    text
+    match verifier::explain(&text) {
+        Some(why) => {
+            tracing::debug!("verifier: {text}");
+            why
+        }
+        None => text,
+    }
 }
