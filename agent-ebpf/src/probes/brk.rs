@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 
 use super::{fexit_syscall, sys_exit_ret};
-use crate::kernel::{add, current_ids, offsets, proc_record};
+use crate::kernel::{add, current_record};
 
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
@@ -40,9 +40,7 @@ pub fn fexit_brk(ctx: FExitContext) -> u32 {
 /// Counts one brk that returned `ret`, the break after the call.
 #[inline(always)]
 fn count(ret: i64) {
-    let Some(off) = offsets() else { return };
-    let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else {
+    let Some((rec, _)) = current_record() else {
         return;
     };
     let new_brk = ret as u64;

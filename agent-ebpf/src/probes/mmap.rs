@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 
 use super::{fexit_syscall, sys_exit_ret};
-use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg, syscall_regs};
+use crate::kernel::{add, current_record, is_err, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
@@ -36,9 +36,7 @@ pub fn fexit_mmap(ctx: FExitContext) -> u32 {
 /// asked for only when the call succeeded.
 #[inline(always)]
 fn count(ret: i64, regs: impl FnOnce() -> *const u8) {
-    let Some(off) = offsets() else { return };
-    let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else {
+    let Some((rec, off)) = current_record() else {
         return;
     };
     unsafe {

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use super::{fexit_syscall, sys_exit_ret};
-use crate::kernel::{add, current_ids, offsets, proc_record, syscall_arg, syscall_regs};
+use crate::kernel::{add, current_record, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
@@ -35,9 +35,7 @@ pub fn fexit_munmap(ctx: FExitContext) -> u32 {
 /// asked for only when the call succeeded.
 #[inline(always)]
 fn count(ret: i64, regs: impl FnOnce() -> *const u8) {
-    let Some(off) = offsets() else { return };
-    let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else {
+    let Some((rec, off)) = current_record() else {
         return;
     };
     unsafe {

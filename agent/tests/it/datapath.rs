@@ -19,6 +19,80 @@ fn pid_of(report: &Value) -> u64 {
     report["pid"].as_u64().unwrap()
 }
 
+/// The known workload's allocation syscalls under an agent started with
+/// `agent_args`: an idle run (its runtime's start-up) and a busy one, both in
+/// a cgroup of their own.
+pub struct AllocRun {
+    pub cg: TestCgroup,
+    pub lines: Vec<Value>,
+    pub stderr: String,
+    pub idle: Value,
+    pub busy: Value,
+}
+
+impl AllocRun {
+    pub fn start(agent_args: &[&str]) -> Self {
+        let cg = TestCgroup::create(&common::unique("tally-test-alloc"));
+        let agent = Agent::start(agent_args);
+        // The same binary doing nothing: what its runtime does at start-up.
+        let idle = run_workload(Some(&cg), &["alloc", "0", "16"]);
+        let busy = run_workload(Some(&cg), &["alloc", "20000", "16"]);
+        let (lines, stderr, _) = agent.stop();
+        Self {
+            cg,
+            lines,
+            stderr,
+            idle,
+            busy,
+        }
+    }
+
+    /// The busy run's windows; panics if there are none.
+    pub fn windows(&self) -> Vec<&Value> {
+        let windows = windows_of(&self.lines, pid_of(&self.busy));
+        assert!(
+            !windows.is_empty(),
+            "no window for pid {}; stderr:\n{}",
+            pid_of(&self.busy),
+            self.stderr
+        );
+        windows
+    }
+
+    /// mmap/munmap/madvise/brk/mremap calls and bytes against the
+    /// workload's own counts: calls at least its own and at most its own
+    /// plus what the idle run's start-up made beyond its own count; bytes
+    /// within 1% once that start-up is taken off.
+    pub fn assert_syscalls_match(&self) {
+        let (idle, busy) = (&self.idle, &self.busy);
+        let startup = windows_of(&self.lines, pid_of(idle));
+        let windows = self.windows();
+        for (calls, bytes) in SYSCALL_FIELDS {
+            let (got, own) = (sum(&windows, calls), busy[calls].as_f64().unwrap());
+            let allowance = sum(&startup, calls) - idle[calls].as_f64().unwrap();
+            assert!(own > 0.0, "the workload makes {calls}");
+            assert!(got >= own, "{calls}: agent {got} < workload's own {own}");
+            assert!(
+                got <= own + allowance,
+                "{calls}: agent {got} > own {own} + start-up {allowance}"
+            );
+            let startup_bytes = sum(&startup, bytes) - idle[bytes].as_f64().unwrap();
+            assert_within(
+                bytes,
+                sum(&windows, bytes) - startup_bytes,
+                busy[bytes].as_f64().unwrap(),
+                0.01,
+            );
+        }
+        assert_within(
+            "madvise_free_bytes",
+            sum(&windows, "madvise_free_bytes"),
+            busy["madvise_free_bytes"].as_f64().unwrap(),
+            0.01,
+        );
+    }
+}
+
 /// mmap/munmap/madvise/brk/mremap calls and bytes, and minor faults, of a
 /// workload in its own cgroup against its own counts and /proc/self/stat.
 #[test]
@@ -27,43 +101,9 @@ fn allocation_syscalls_and_faults_match_the_workload() {
         return;
     }
     let _serial = common::serial();
-    let cg = TestCgroup::create(&common::unique("tally-test-alloc"));
-    let agent = Agent::start(&[]);
-    // The same binary doing nothing: what its runtime does at start-up.
-    let idle = run_workload(Some(&cg), &["alloc", "0", "16"]);
-    let busy = run_workload(Some(&cg), &["alloc", "20000", "16"]);
-    let (lines, stderr, _) = agent.stop();
-    let startup = windows_of(&lines, pid_of(&idle));
-    let windows = windows_of(&lines, pid_of(&busy));
-    assert!(
-        !windows.is_empty(),
-        "no window for pid {}; stderr:\n{stderr}",
-        pid_of(&busy)
-    );
-
-    for (calls, bytes) in SYSCALL_FIELDS {
-        let (got, own) = (sum(&windows, calls), busy[calls].as_f64().unwrap());
-        let allowance = sum(&startup, calls) - idle[calls].as_f64().unwrap();
-        assert!(own > 0.0, "the workload makes {calls}");
-        assert!(got >= own, "{calls}: agent {got} < workload's own {own}");
-        assert!(
-            got <= own + allowance,
-            "{calls}: agent {got} > own {own} + start-up {allowance}"
-        );
-        let startup_bytes = sum(&startup, bytes) - idle[bytes].as_f64().unwrap();
-        assert_within(
-            bytes,
-            sum(&windows, bytes) - startup_bytes,
-            busy[bytes].as_f64().unwrap(),
-            0.01,
-        );
-    }
-    assert_within(
-        "madvise_free_bytes",
-        sum(&windows, "madvise_free_bytes"),
-        busy["madvise_free_bytes"].as_f64().unwrap(),
-        0.01,
-    );
+    let run = AllocRun::start(&[]);
+    run.assert_syscalls_match();
+    let (busy, cg, windows) = (&run.busy, &run.cg, run.windows());
     // Faults: the workload read /proc/self/stat as its last act; the process
     // started after the agent, so its /proc delta is that whole value.
     assert_within(

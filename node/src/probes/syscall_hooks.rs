@@ -187,23 +187,25 @@ mod tests {
     #[test]
     fn summary_says_which_attach_type_and_why() {
         let eperm = Some("__x64_sys_mmap: EPERM");
-        assert_eq!(summary(5, 0, 5, None), "syscall hooks: fexit (5 of 5)");
-        assert_eq!(
-            summary(0, 5, 5, eperm),
-            "syscall hooks: tracepoint (fexit refused: __x64_sys_mmap: EPERM)"
-        );
-        assert_eq!(
-            summary(0, 5, 5, None),
-            "syscall hooks: tracepoint (as asked)"
-        );
-        assert_eq!(
-            summary(4, 1, 5, eperm),
-            "syscall hooks: fexit (4 of 5), tracepoint (1 of 5) (fexit refused: __x64_sys_mmap: EPERM)"
-        );
-        assert_eq!(
-            summary(0, 0, 5, eperm),
-            "syscall hooks: none (fexit refused: __x64_sys_mmap: EPERM)"
-        );
+        let cases = [
+            ((5, 0, None), "fexit (5 of 5)"),
+            (
+                (0, 5, eperm),
+                "tracepoint (fexit refused: __x64_sys_mmap: EPERM)",
+            ),
+            ((0, 5, None), "tracepoint (as asked)"),
+            (
+                (4, 1, eperm),
+                "fexit (4 of 5), tracepoint (1 of 5) (fexit refused: __x64_sys_mmap: EPERM)",
+            ),
+            ((0, 0, eperm), "none (fexit refused: __x64_sys_mmap: EPERM)"),
+        ];
+        for ((fexit, tracepoint, refused), want) in cases {
+            assert_eq!(
+                summary(fexit, tracepoint, 5, refused),
+                format!("syscall hooks: {want}")
+            );
+        }
     }
 
     #[test]
