@@ -120,6 +120,7 @@ pub const HOOKS: &[Hook] = &[
 
 /// Environment variable naming a hook (`category:name`) to attach under a name
 /// the kernel does not have, so tests exercise the missing-hook path for real.
+/// A syscall hook is named by its tracepoint, and then not tried at fexit.
 pub const FAULT_MISSING_HOOK_ENV: &str = "TALLY_FAULT_MISSING_HOOK";
 
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +253,9 @@ impl Probes {
         let fault = std::env::var(FAULT_MISSING_HOOK_ENV).ok();
         let fexit = match syscall_hooks {
             SyscallHooks::Tracepoint => syscall_hooks::FexitAttempt::default(),
-            SyscallHooks::Auto | SyscallHooks::Fexit => syscall_hooks::attach_fexit(&mut self.ebpf),
+            SyscallHooks::Auto | SyscallHooks::Fexit => {
+                syscall_hooks::attach_fexit(&mut self.ebpf, fault.as_deref())
+            }
         };
         let fexit_only = syscall_hooks == SyscallHooks::Fexit;
         let (results, how) = tracefs::with_tracefs(|| {
@@ -279,8 +282,10 @@ impl Probes {
         }
         let mut attached = 0;
         let (mut at_fexit, mut at_tracepoint, mut syscalls) = (0, 0, 0);
-        for (hook, result) in HOOKS.iter().zip(results) {
+        for (i, (hook, result)) in HOOKS.iter().zip(results).enumerate() {
             let syscall = matches!(hook.attach, Attach::SyscallExit { .. });
+            // Missing for want of fexit alone (`--syscall-hooks fexit`).
+            let fexit_only = fexit_only && fexit.of(i).is_some();
             syscalls += usize::from(syscall);
             match result {
                 Ok(how) => {
@@ -311,7 +316,7 @@ impl Probes {
                     self.missing.push(MissingHook {
                         hook: *hook,
                         reason,
-                        fexit_only: fexit_only && syscall,
+                        fexit_only,
                     })
                 }
             }
