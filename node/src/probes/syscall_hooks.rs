@@ -175,7 +175,12 @@ fn attach_one(
         .ok_or(ProgramError::UnexpectedProgramType)?
         .try_into()?;
     program.load(function, btf)?;
-    program.attach()?;
+    if let Err(err) = program.attach() {
+        // Loaded but not attachable (arm64 6.1): keep no dead program in
+        // the kernel for the agent's lifetime.
+        let _ = program.unload();
+        return Err(err);
+    }
     Ok(())
 }
 
