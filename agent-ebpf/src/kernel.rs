@@ -133,6 +133,15 @@ pub fn proc_record(tgid: u32, off: &KernelOffsets) -> Option<*mut ProcRecord> {
     PROCS.get_ptr_mut(tgid)
 }
 
+/// The current process's record and the offsets it was read with; `None`
+/// until userspace has filled in the offsets, or when the map is full.
+#[inline(always)]
+pub fn current_record() -> Option<(*mut ProcRecord, KernelOffsets)> {
+    let off = offsets()?;
+    let (tgid, _) = current_ids();
+    Some((proc_record(tgid, &off)?, off))
+}
+
 /// Splits `bpf_get_current_pid_tgid()` into `(tgid, tid)`.
 #[inline(always)]
 pub fn current_ids() -> (u32, u32) {

@@ -1,34 +1,51 @@
-//! `syscalls:sys_exit_mmap`. Counting at exit alone (arguments come from the
+//! mmap at its exit: the `syscalls:sys_exit_mmap` tracepoint, or fexit on the
+//! kernel's mmap function. Counting at exit alone (arguments come from the
 //! saved registers) costs one program run per call instead of two.
 //!
 //! ```text
 //! name: sys_exit_mmap
 //! field:int __syscall_nr;    offset:8;    size:4;    signed:1;
 //! field:long ret;    offset:16;    size:8;    signed:1;
+//!
+//! long __x64_sys_mmap(const struct pt_regs *regs);    /* fexit, x86_64 */
+//! long __arm64_sys_mmap(const struct pt_regs *regs);  /* fexit, arm64 */
 //! ```
 //! Arguments (`sys_enter_mmap`): addr, len, prot, flags, fd, off.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::{fexit, tracepoint},
+    programs::{FExitContext, TracePointContext},
+};
 
-use super::sys_exit_ret;
-use crate::kernel::{add, current_ids, is_err, offsets, proc_record, syscall_arg, syscall_regs};
+use super::{fexit_syscall, sys_exit_ret};
+use crate::kernel::{add, current_record, is_err, syscall_arg, syscall_regs};
 
 #[tracepoint]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    let Some(off) = offsets() else { return 0 };
-    let (tgid, _) = current_ids();
-    let Some(rec) = proc_record(tgid, &off) else {
-        return 0;
+    count(sys_exit_ret(&ctx), syscall_regs);
+    0
+}
+
+#[fexit]
+pub fn fexit_mmap(ctx: FExitContext) -> u32 {
+    let (ret, regs) = fexit_syscall(&ctx);
+    count(ret, || regs);
+    0
+}
+
+/// Counts one mmap that returned `ret`; `regs` gives the saved registers,
+/// asked for only when the call succeeded.
+#[inline(always)]
+fn count(ret: i64, regs: impl FnOnce() -> *const u8) {
+    let Some((rec, off)) = current_record() else {
+        return;
     };
-    let ret = sys_exit_ret(&ctx);
     unsafe {
         add(&raw mut (*rec).alloc.mmap_calls, 1);
         if !is_err(ret) {
-            let regs = syscall_regs();
             add(
                 &raw mut (*rec).alloc.mmap_bytes,
-                syscall_arg::<1>(regs, &off),
+                syscall_arg::<1>(regs(), &off),
             );
         }
     }
-    0
 }

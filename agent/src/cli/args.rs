@@ -6,7 +6,7 @@ use tally_core::model::NodeIdentity;
 use tally_export::{ExportOptions, SeriesLimits, otlp};
 use tally_node::{
     enrich::{kube, node},
-    probes::{LoadOptions, StackSampling},
+    probes::{LoadOptions, StackSampling, SyscallHooks},
 };
 
 /// Kubernetes metadata: pods, owners, requests and limits of containers.
@@ -158,6 +158,12 @@ pub struct ProbeArgs {
     /// only stacks show (Go, Node), everyone, or no one.
     #[arg(long, value_enum, default_value_t = StackSampling::GcRuntimes)]
     pub stack_sampling: StackSampling,
+    /// Where the allocation syscalls (mmap, munmap, brk, mremap, madvise)
+    /// are counted: fexit on the kernel's syscall functions where the
+    /// kernel permits it, else the syscalls:sys_exit_* tracepoints (auto);
+    /// fexit only; or the tracepoints only.
+    #[arg(long, value_enum, default_value_t = SyscallHooks::Auto)]
+    pub syscall_hooks: SyscallHooks,
 }
 
 impl ProbeArgs {
@@ -167,6 +173,7 @@ impl ProbeArgs {
             max_threads: self.max_threads,
             max_processes: self.max_processes,
             stack_sampling: self.stack_sampling,
+            syscall_hooks: self.syscall_hooks,
         }
     }
 

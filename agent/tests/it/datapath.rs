@@ -86,6 +86,56 @@ pub(crate) fn alloc_deviations(
     out
 }
 
+/// The known workload's allocation syscalls under an agent started with
+/// `agent_args`: an idle run (its runtime's start-up) and a busy one, both in
+/// a cgroup of their own.
+pub struct AllocRun {
+    pub cg: TestCgroup,
+    pub lines: Vec<Value>,
+    pub stderr: String,
+    pub idle: Value,
+    pub busy: Value,
+}
+
+impl AllocRun {
+    pub fn start(agent_args: &[&str]) -> Self {
+        let cg = TestCgroup::create(&common::unique("tally-test-alloc"));
+        let agent = Agent::start(agent_args);
+        // The same binary doing nothing: what its runtime does at start-up.
+        let idle = run_workload(Some(&cg), &["alloc", "0", "16"]);
+        let busy = run_workload(Some(&cg), &["alloc", "20000", "16"]);
+        let (lines, stderr, _) = agent.stop();
+        Self {
+            cg,
+            lines,
+            stderr,
+            idle,
+            busy,
+        }
+    }
+
+    /// The busy run's windows; panics if there are none.
+    pub fn windows(&self) -> Vec<&Value> {
+        let windows = windows_of(&self.lines, pid_of(&self.busy));
+        assert!(
+            !windows.is_empty(),
+            "no window for pid {}; stderr:\n{}",
+            pid_of(&self.busy),
+            self.stderr
+        );
+        windows
+    }
+
+    /// The busy run's allocation calls and bytes and minor faults against
+    /// the workload's own, as [`alloc_deviations`] promises them.
+    pub fn assert_counts_match(&self) {
+        let startup = windows_of(&self.lines, pid_of(&self.idle));
+        for d in alloc_deviations(&self.windows(), &startup, &self.busy, &self.idle) {
+            assert!(d.ok, "{d}");
+        }
+    }
+}
+
 /// mmap/munmap/madvise/brk/mremap calls and bytes, and minor faults, of a
 /// workload in its own cgroup against its own counts and /proc/self/stat.
 #[test]
@@ -94,23 +144,9 @@ fn allocation_syscalls_and_faults_match_the_workload() {
         return;
     }
     let _serial = common::serial();
-    let cg = TestCgroup::create(&common::unique("tally-test-alloc"));
-    let agent = Agent::start(&[]);
-    // The same binary doing nothing: what its runtime does at start-up.
-    let idle = run_workload(Some(&cg), &["alloc", "0", "16"]);
-    let busy = run_workload(Some(&cg), &["alloc", "20000", "16"]);
-    let (lines, stderr, _) = agent.stop();
-    let startup = windows_of(&lines, pid_of(&idle));
-    let windows = windows_of(&lines, pid_of(&busy));
-    assert!(
-        !windows.is_empty(),
-        "no window for pid {}; stderr:\n{stderr}",
-        pid_of(&busy)
-    );
-
-    for d in alloc_deviations(&windows, &startup, &busy, &idle) {
-        assert!(d.ok, "{d}");
-    }
+    let run = AllocRun::start(&[]);
+    run.assert_counts_match();
+    let (busy, cg, windows) = (&run.busy, &run.cg, run.windows());
     assert!(busy["minor_faults"].as_f64().unwrap() > 20000.0 * 16.0);
 
     // Exit, identity and cgroup.

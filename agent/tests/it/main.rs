@@ -38,5 +38,6 @@ mod profiles;
 mod prometheus;
 mod recommendations;
 mod settings;
+mod syscall_hooks;
 mod top_tui;
 mod verdicts;

@@ -42,8 +42,21 @@ pub fn announce(sampler: &Sampler, interval: Duration) {
     tracing::info!("probes attached ({attached} of {hooks} hooks); first window in {interval:?}");
 }
 
-/// Runs until `on_tick` says stop, or a signal arrives.
+/// Runs until `on_tick` says stop, or a signal arrives; then logs the
+/// programs' run statistics (see `Probes::log_program_stats`).
 pub fn run(
+    sampler: &mut Sampler,
+    interval: Duration,
+    on_tick: impl FnMut(Tick) -> ControlFlow<()>,
+) -> Result<(), CollectError> {
+    let result = run_until_stopped(sampler, interval, on_tick);
+    if result.is_ok() {
+        sampler.probes().log_program_stats();
+    }
+    result
+}
+
+fn run_until_stopped(
     sampler: &mut Sampler,
     interval: Duration,
     mut on_tick: impl FnMut(Tick) -> ControlFlow<()>,

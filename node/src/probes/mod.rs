@@ -6,6 +6,8 @@
 pub mod btf;
 mod map_access;
 pub mod offsets;
+mod stats;
+pub mod syscall_hooks;
 pub mod tracefs;
 pub mod uprobes;
 mod verifier;
@@ -20,6 +22,7 @@ use aya::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
+pub use syscall_hooks::SyscallHooks;
 
 /// The programs, built by `node/build.rs` from `agent-ebpf`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
@@ -31,6 +34,15 @@ pub enum Attach {
     CpuClock,
     /// A tracepoint, `category:name`.
     Tracepoint(&'static str, &'static str),
+    /// A syscall's exit: `fexit_program` on the kernel's function for
+    /// `syscall` where the kernel permits it and `--syscall-hooks` allows,
+    /// else the hook's program on the tracepoint `syscalls:<tracepoint>`
+    /// (see `syscall_hooks`).
+    SyscallExit {
+        syscall: &'static str,
+        tracepoint: &'static str,
+        fexit_program: &'static str,
+    },
 }
 
 /// One hook: a program, where it attaches, and what it feeds.
@@ -52,27 +64,47 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         program: "sys_exit_mmap",
-        attach: Attach::Tracepoint("syscalls", "sys_exit_mmap"),
+        attach: Attach::SyscallExit {
+            syscall: "mmap",
+            tracepoint: "sys_exit_mmap",
+            fexit_program: "fexit_mmap",
+        },
         feeds: "mmap_calls, mmap_bytes",
     },
     Hook {
         program: "sys_exit_munmap",
-        attach: Attach::Tracepoint("syscalls", "sys_exit_munmap"),
+        attach: Attach::SyscallExit {
+            syscall: "munmap",
+            tracepoint: "sys_exit_munmap",
+            fexit_program: "fexit_munmap",
+        },
         feeds: "munmap_calls, munmap_bytes",
     },
     Hook {
         program: "sys_exit_brk",
-        attach: Attach::Tracepoint("syscalls", "sys_exit_brk"),
+        attach: Attach::SyscallExit {
+            syscall: "brk",
+            tracepoint: "sys_exit_brk",
+            fexit_program: "fexit_brk",
+        },
         feeds: "brk_calls, brk_bytes",
     },
     Hook {
         program: "sys_exit_mremap",
-        attach: Attach::Tracepoint("syscalls", "sys_exit_mremap"),
+        attach: Attach::SyscallExit {
+            syscall: "mremap",
+            tracepoint: "sys_exit_mremap",
+            fexit_program: "fexit_mremap",
+        },
         feeds: "mremap_calls, mremap_bytes",
     },
     Hook {
         program: "sys_exit_madvise",
-        attach: Attach::Tracepoint("syscalls", "sys_exit_madvise"),
+        attach: Attach::SyscallExit {
+            syscall: "madvise",
+            tracepoint: "sys_exit_madvise",
+            fexit_program: "fexit_madvise",
+        },
         feeds: "madvise_calls, madvise_dontneed_bytes, madvise_free_bytes",
     },
     Hook {
@@ -89,6 +121,7 @@ pub const HOOKS: &[Hook] = &[
 
 /// Environment variable naming a hook (`category:name`) to attach under a name
 /// the kernel does not have, so tests exercise the missing-hook path for real.
+/// A syscall hook is named by its tracepoint, and then not tried at fexit.
 pub const FAULT_MISSING_HOOK_ENV: &str = "TALLY_FAULT_MISSING_HOOK";
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +157,8 @@ pub struct LoadOptions {
     pub max_processes: u32,
     /// Whose user stacks the sampler records.
     pub stack_sampling: StackSampling,
+    /// Where the allocation syscalls are counted.
+    pub syscall_hooks: SyscallHooks,
 }
 
 /// Whose user stacks are sampled with the CPU.
@@ -145,6 +180,7 @@ impl Default for LoadOptions {
             max_threads: 32768,
             max_processes: 16384,
             stack_sampling: StackSampling::default(),
+            syscall_hooks: SyscallHooks::default(),
         }
     }
 }
@@ -154,6 +190,8 @@ impl Default for LoadOptions {
 pub struct MissingHook {
     pub hook: Hook,
     pub reason: String,
+    /// The syscall hook was asked for at fexit only (`--syscall-hooks fexit`).
+    pub fexit_only: bool,
 }
 
 impl MissingHook {
@@ -162,6 +200,10 @@ impl MissingHook {
         let place = match self.hook.attach {
             Attach::CpuClock => "perf event cpu-clock".to_string(),
             Attach::Tracepoint(cat, name) => format!("tracepoint {cat}:{name}"),
+            Attach::SyscallExit { syscall, .. } if self.fexit_only => {
+                format!("fexit {}", syscall_hooks::kernel_function(syscall))
+            }
+            Attach::SyscallExit { tracepoint, .. } => format!("tracepoint syscalls:{tracepoint}"),
         };
         format!(
             "{place} unavailable ({}); disabled: {}",
@@ -179,6 +221,8 @@ pub struct Probes {
     /// How tracefs was had for the tracepoint attaches.
     pub tracefs: tracefs::Tracefs,
     attached: uprobes::Attached,
+    /// Each attached hook's program and how it attached, for its statistics.
+    programs: Vec<(&'static str, stats::AttachType)>,
 }
 
 impl Probes {
@@ -197,21 +241,34 @@ impl Probes {
             missing: Vec::new(),
             tracefs: tracefs::Tracefs::Unavailable(String::new()),
             attached: uprobes::Attached::default(),
+            programs: Vec::new(),
         };
         probes.load_uprobes();
         probes.set_stack_all(opts.stack_sampling == StackSampling::All)?;
-        probes.attach_all()?;
+        probes.attach_all(opts.syscall_hooks)?;
         Ok(probes)
     }
 
-    fn attach_all(&mut self) -> Result<(), ProbeError> {
+    fn attach_all(&mut self, syscall_hooks: SyscallHooks) -> Result<(), ProbeError> {
+        use stats::AttachType;
         let fault = std::env::var(FAULT_MISSING_HOOK_ENV).ok();
+        let fexit = match syscall_hooks {
+            SyscallHooks::Tracepoint => syscall_hooks::FexitAttempt::default(),
+            SyscallHooks::Auto | SyscallHooks::Fexit => {
+                syscall_hooks::attach_fexit(&mut self.ebpf, fault.as_deref())
+            }
+        };
+        let fexit_only = syscall_hooks == SyscallHooks::Fexit;
         let (results, how) = tracefs::with_tracefs(|| {
             HOOKS
                 .iter()
-                .map(|hook| {
-                    self.attach(hook, fault.as_deref())
-                        .map_err(|e| describe(&e))
+                .enumerate()
+                .map(|(i, hook)| match fexit.of(i) {
+                    Some(Ok(())) => Ok(AttachType::Fexit),
+                    Some(Err(why)) if fexit_only => Err(why.clone()),
+                    _ => self
+                        .attach(hook, fault.as_deref())
+                        .map_err(|e| describe(&e)),
                 })
                 .collect::<Vec<_>>()
         });
@@ -225,23 +282,57 @@ impl Probes {
             tracefs::Tracefs::Unavailable(why) => tracing::debug!("{why}"),
         }
         let mut attached = 0;
-        for (hook, result) in HOOKS.iter().zip(results) {
+        let (mut at_fexit, mut at_tracepoint, mut syscalls) = (0, 0, 0);
+        for (i, (hook, result)) in HOOKS.iter().zip(results).enumerate() {
+            let syscall = matches!(hook.attach, Attach::SyscallExit { .. });
+            // Missing for want of fexit alone (`--syscall-hooks fexit`).
+            let fexit_only = fexit_only && fexit.of(i).is_some();
+            syscalls += usize::from(syscall);
             match result {
-                Ok(()) => attached += 1,
+                Ok(how) => {
+                    attached += 1;
+                    let program = match (how, hook.attach) {
+                        (AttachType::Fexit, Attach::SyscallExit { fexit_program, .. }) => {
+                            at_fexit += 1;
+                            fexit_program
+                        }
+                        _ => {
+                            at_tracepoint += usize::from(syscall);
+                            hook.program
+                        }
+                    };
+                    self.programs.push((program, how));
+                }
                 Err(reason) => {
                     // "tracefs not found" says nothing of why or what to do.
-                    let reason = match (hook.attach, how.unavailable()) {
-                        (Attach::Tracepoint(..), Some(why)) => why.to_string(),
+                    let tracepoint = match hook.attach {
+                        Attach::Tracepoint(..) => true,
+                        Attach::SyscallExit { .. } => !fexit_only,
+                        Attach::CpuClock => false,
+                    };
+                    let reason = match how.unavailable() {
+                        Some(why) if tracepoint => why.to_string(),
                         _ => reason,
                     };
                     self.missing.push(MissingHook {
                         hook: *hook,
                         reason,
+                        fexit_only,
                     })
                 }
             }
         }
         self.tracefs = how;
+        let refused = fexit.results.iter().find_map(|(_, r)| r.as_ref().err());
+        tracing::info!(
+            "{}",
+            syscall_hooks::summary(
+                at_fexit,
+                at_tracepoint,
+                syscalls,
+                refused.map(String::as_str)
+            )
+        );
         if attached == 0 {
             let first = self
                 .missing
@@ -253,12 +344,16 @@ impl Probes {
         Ok(())
     }
 
-    fn attach(&mut self, hook: &Hook, fault: Option<&str>) -> Result<(), ProgramError> {
+    fn attach(
+        &mut self,
+        hook: &Hook,
+        fault: Option<&str>,
+    ) -> Result<stats::AttachType, ProgramError> {
         let program = self
             .ebpf
             .program_mut(hook.program)
             .ok_or(ProgramError::UnexpectedProgramType)?;
-        match hook.attach {
+        let (category, name) = match hook.attach {
             Attach::CpuClock => {
                 let program: &mut PerfEvent = program.try_into()?;
                 program.load()?;
@@ -271,21 +366,22 @@ impl Probes {
                         false,
                     )?;
                 }
+                return Ok(stats::AttachType::PerfEvent);
             }
-            Attach::Tracepoint(category, name) => {
-                let program: &mut TracePoint = program.try_into()?;
-                program.load()?;
-                let faulted;
-                let name = if fault == Some(&format!("{category}:{name}")) {
-                    faulted = format!("{name}_tally_fault_missing");
-                    faulted.as_str()
-                } else {
-                    name
-                };
-                program.attach(category, name)?;
-            }
-        }
-        Ok(())
+            Attach::Tracepoint(category, name) => (category, name),
+            Attach::SyscallExit { tracepoint, .. } => ("syscalls", tracepoint),
+        };
+        let program: &mut TracePoint = program.try_into()?;
+        program.load()?;
+        let faulted;
+        let name = if fault == Some(&format!("{category}:{name}")) {
+            faulted = format!("{name}_tally_fault_missing");
+            faulted.as_str()
+        } else {
+            name
+        };
+        program.attach(category, name)?;
+        Ok(stats::AttachType::Tracepoint)
     }
 }
 

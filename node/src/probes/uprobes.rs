@@ -25,6 +25,13 @@ pub const GO_GC_CYCLE_SYMBOL: &str = "runtime.gcMarkTermination";
 #[derive(Debug, Default)]
 pub struct Attached(HashSet<(u64, u64, &'static str, u64)>);
 
+impl Attached {
+    /// The programs attached somewhere (a program once per place).
+    pub fn programs(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|&(_, _, program, _)| program)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UprobeError {
     #[error("cannot stat {path}: {source}")]
