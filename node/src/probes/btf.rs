@@ -18,6 +18,7 @@ use std::{
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_FUNC: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -174,12 +175,25 @@ fn find_strings(
     Ok(found)
 }
 
-/// Streams the type section, recording where every struct and union is.
-fn index_composites(file: &mut File, h: &Header) -> Result<HashMap<u32, Composite>, BtfError> {
+/// One type of the type section, as [`walk_types`] hands it over.
+struct TypeEntry {
+    id: u32,
+    kind: u32,
+    name_off: u32,
+    vlen: u32,
+    /// Where the kind's extra data (members, parameters…) starts.
+    extra_at: u64,
+}
+
+/// Streams the type section, calling `visit` with each type in id order.
+fn walk_types(
+    file: &mut File,
+    h: &Header,
+    mut visit: impl FnMut(&TypeEntry),
+) -> Result<(), BtfError> {
     let start = h.hdr_len + h.type_off;
     file.seek(SeekFrom::Start(start))?;
     let mut reader = BufReader::with_capacity(64 << 10, (&*file).take(h.type_len));
-    let mut composites = HashMap::new();
     let mut pos = start;
     let mut id = 1;
     let mut t = [0u8; 12];
@@ -198,19 +212,52 @@ fn index_composites(file: &mut File, h: &Header) -> Result<HashMap<u32, Composit
             15 | 19 => 12 * u64::from(vlen), // DATASEC, ENUM64
             _ => return Err(BtfError::Kind { id, kind }),
         };
-        if kind == KIND_STRUCT || kind == KIND_UNION {
-            composites.insert(
-                id,
-                Composite {
-                    name_off,
-                    members_at: pos,
-                    vlen,
-                },
-            );
-        }
+        visit(&TypeEntry {
+            id,
+            kind,
+            name_off,
+            vlen,
+            extra_at: pos,
+        });
         io::copy(&mut (&mut reader).take(extra), &mut io::sink())?;
         pos += extra;
         id += 1;
     }
+    Ok(())
+}
+
+/// Streams the type section, recording where every struct and union is.
+fn index_composites(file: &mut File, h: &Header) -> Result<HashMap<u32, Composite>, BtfError> {
+    let mut composites = HashMap::new();
+    walk_types(file, h, |t| {
+        if t.kind == KIND_STRUCT || t.kind == KIND_UNION {
+            composites.insert(
+                t.id,
+                Composite {
+                    name_off: t.name_off,
+                    members_at: t.extra_at,
+                    vlen: t.vlen,
+                },
+            );
+        }
+    })?;
     Ok(composites)
+}
+
+/// The type id of the kernel function `name` (a `FUNC`), as a tracing
+/// program's load names it (`attach_btf_id`), found by streaming the file:
+/// no index is kept.
+pub fn func_id(path: &Path, name: &str) -> Result<Option<u32>, BtfError> {
+    let mut file = File::open(path)?;
+    let header = read_header(&file)?;
+    let Some(&name_off) = find_strings(&mut file, &header, &[name])?.get(name) else {
+        return Ok(None);
+    };
+    let mut found = None;
+    walk_types(&mut file, &header, |t| {
+        if t.kind == KIND_FUNC && t.name_off == name_off && found.is_none() {
+            found = Some(t.id);
+        }
+    })?;
+    Ok(found)
 }

@@ -4,6 +4,7 @@
 //! hook feeds. A hook the kernel lacks is reported with the metrics it
 //! disables; the others keep working.
 pub mod btf;
+mod fexit_probe;
 mod map_access;
 pub mod offsets;
 mod stats;

@@ -66,8 +66,9 @@ impl FexitAttempt {
 /// of BTF, fexit refused): peak RSS 28.4 MiB instead of 13.6 MiB with
 /// tracepoints only, under 0.1 s of start-up, and nothing left once it is
 /// dropped. So it is parsed only here, only when fexit is asked for
-/// (`--syscall-hooks tracepoint` skips it), and dropped before this
-/// returns. When the kernel refuses a load (not a lookup of one function),
+/// (`--syscall-hooks tracepoint` skips it) and the kernel takes a probe
+/// program (`fexit_probe`: a kernel that refuses fexit costs nothing), and
+/// dropped before this returns. When the kernel refuses a load (not a lookup of one function),
 /// the others are not tried: the refusal (EPERM, no trampolines) is the
 /// kernel's, not the function's.
 ///
@@ -91,6 +92,28 @@ pub fn attach_fexit(ebpf: &mut Ebpf, fault: Option<&str>) -> FexitAttempt {
                 _ => None,
             })
     };
+    // A kernel that refuses every fexit is found out before the parse
+    // below, with a two-instruction program (`fexit_probe`).
+    if let Some((_, _, syscall)) = hooks().next() {
+        let function = kernel_function(syscall);
+        if let Err(why) = super::fexit_probe::permits(&function) {
+            let why = format!("{function}: {why}");
+            attempt.results = hooks()
+                .enumerate()
+                .map(|(n, (i, ..))| {
+                    (
+                        i,
+                        Err(if n == 0 {
+                            why.clone()
+                        } else {
+                            format!("not tried after {why}")
+                        }),
+                    )
+                })
+                .collect();
+            return attempt;
+        }
+    }
     let btf = match Btf::from_sys_fs() {
         Ok(btf) => btf,
         Err(err) => {
