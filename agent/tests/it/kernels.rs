@@ -672,7 +672,7 @@ const ATTACH_VARIANTS: [&[&str]; 2] = [&[], &["--syscall-hooks", "tracepoint"]];
 /// architectures, with the static binaries in `$TALLY_KERNELS_DIST`; the
 /// table goes to `$TALLY_KERNELS_TABLE`.
 #[test]
-#[ignore = "cargo xtask kernels: about 10 minutes of emulated guests"]
+#[ignore = "cargo xtask kernels: about 4 minutes of emulated guests"]
 fn matrix() {
     let test = "matrix";
     if !common::require_root(test) {
