@@ -75,18 +75,7 @@ pub(crate) fn run_agent(url: &str, node: &str) -> Reaped {
 }
 
 pub(crate) fn go_build(name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/go/{name}.go"));
-    let bin = tmp().join(format!("go-{name}-cost"));
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .env("GOCACHE", tmp().join("gocache"))
-        .env("HOME", tmp())
-        .status()
-        .unwrap();
-    assert!(built.success(), "go build {name}");
-    bin
+    common::go_build(name, &tmp().join(format!("go-{name}-cost")), &[], &[])
 }
 
 /// A containerd-shaped cgroup for container `id`.

@@ -34,19 +34,7 @@ fn tmp() -> PathBuf {
 
 fn go_build(name: &str, flags: &[&str]) -> PathBuf {
     let out = tmp().join(format!("go-allocheavy-{name}"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/go/allocheavy.go");
-    let status = Command::new("go")
-        .arg("build")
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .env("GOCACHE", tmp().join("gocache"))
-        .env("HOME", tmp())
-        .status()
-        .expect("go runs");
-    assert!(status.success(), "go build {flags:?}");
-    out
+    common::go_build("allocheavy", &out, flags, &[])
 }
 
 /// Where a build runs.

@@ -21,18 +21,7 @@ use crate::common;
 use crate::exporting::{KillOnDrop, RunAgent, RunCollector, require_tool, tmp};
 
 fn go_build(name: &str) -> std::path::PathBuf {
-    let out = tmp().join(format!("go-{name}"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/go/{name}.go"));
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .env("GOCACHE", tmp().join("gocache"))
-        .env("HOME", tmp())
-        .status()
-        .expect("go runs");
-    assert!(status.success(), "go build {}", src.display());
-    out
+    common::go_build(name, &tmp().join(format!("go-{name}")), &[], &[])
 }
 
 /// A decoded PNG: 8-bit RGB or RGBA, not interlaced (what Chromium's

@@ -192,17 +192,12 @@ struct Images {
 
 impl Images {
     fn build() -> Images {
-        let go_bin = tmp().join("go-fixedwork-static");
-        let built = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&go_bin)
-            .arg(workloads().join("go/fixedwork.go"))
-            .env("CGO_ENABLED", "0")
-            .env("GOCACHE", tmp().join("gocache"))
-            .env("HOME", tmp())
-            .status()
-            .expect("go runs");
-        assert!(built.success(), "go build fixedwork.go");
+        let go_bin = common::go_build(
+            "fixedwork",
+            &tmp().join("go-fixedwork-static"),
+            &[],
+            &[("CGO_ENABLED", "0")],
+        );
         let jdk = container::find_jdk(17).expect("a JDK 17 (cargo xtask setup installs it)");
         let classes = tmp().join("fixedwork-classes");
         std::fs::create_dir_all(&classes).unwrap();

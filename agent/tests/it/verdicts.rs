@@ -25,18 +25,7 @@ fn tmp() -> PathBuf {
 }
 
 fn go_build(name: &str) -> PathBuf {
-    let out = tmp().join(format!("go-{name}"));
-    let src = workloads_dir().join(format!("go/{name}.go"));
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .env("GOCACHE", tmp().join("gocache"))
-        .env("HOME", tmp())
-        .status()
-        .expect("go runs");
-    assert!(status.success(), "go build {}", src.display());
-    out
+    common::go_build(name, &tmp().join(format!("go-{name}")), &[], &[])
 }
 
 fn javac(name: &str) -> PathBuf {

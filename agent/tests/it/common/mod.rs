@@ -66,6 +66,32 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Builds `tests/workloads/go/<program>.go` into `out`, with `go build`'s
+/// `flags` and `env` (GOARCH, CGO_ENABLED…), and a Go cache in the test
+/// binary's scratch directory.
+pub fn go_build(program: &str, out: &Path, flags: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/go/{program}.go"));
+    let status = Command::new("go")
+        .arg("build")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(&src)
+        .envs(env.iter().copied())
+        .env("GOCACHE", tmp.join("gocache"))
+        .env("HOME", tmp)
+        .status()
+        .expect("go runs");
+    assert!(
+        status.success(),
+        "go build {flags:?} {env:?} {}",
+        src.display()
+    );
+    out.to_path_buf()
+}
+
 /// Builds `tests/workloads/workload.c` once per test binary.
 pub fn workload() -> PathBuf {
     static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);

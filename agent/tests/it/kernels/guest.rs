@@ -144,17 +144,11 @@ impl Bins {
                 .arg(workloads.join("workload.c")),
             &format!("{} -static workload.c", arch.c_compiler()),
         );
-        let goalloc = tmp().join(format!("goalloc-{}", arch.name()));
-        run_ok(
-            Command::new("go")
-                .args(["build", "-o"])
-                .arg(&goalloc)
-                .arg(workloads.join("go/allocheavy.go"))
-                .env("GOARCH", arch.goarch())
-                .env("CGO_ENABLED", "0")
-                .env("GOCACHE", tmp().join("gocache"))
-                .env("HOME", tmp()),
-            &format!("go build allocheavy.go for {}", arch.name()),
+        let goalloc = crate::common::go_build(
+            "allocheavy",
+            &tmp().join(format!("goalloc-{}", arch.name())),
+            &[],
+            &[("GOARCH", arch.goarch()), ("CGO_ENABLED", "0")],
         );
         let libs = shared_libraries(&agent);
         Self {
