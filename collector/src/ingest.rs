@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     fleet_verdicts::Fleet,
-    store::{Outcome, Prepared, Store},
+    store::{Outcome, Prepared, Removed, Store, tiers::Retention},
     validate::{self, InvalidReport, Limits},
     workload::workload_windows,
 };
@@ -73,6 +73,7 @@ pub fn prepare(
     }
     let node_name: Arc<str> = Arc::from(node.node_name.as_str());
     let prepared = Prepared {
+        identity: Arc::new(node.clone()),
         windows: workload_windows(&node_name, &received),
         node_name,
         agent_instance: node.agent_instance.clone(),
@@ -141,8 +142,11 @@ pub enum Job {
         refused: Refused,
         reply: Reply,
     },
-    /// Delete history that ended before this time (ms since the epoch).
-    Retain { cutoff_unix_ms: i64 },
+    /// Delete what each retention has let go as of this time (ms since
+    /// the epoch).
+    Retain { now_unix_ms: i64 },
+    /// Recompute the hour and day buckets writes have touched.
+    RollUp { now_unix_ms: i64 },
 }
 
 /// Reports one stream may have handed to the writer without an answer yet.
@@ -320,10 +324,11 @@ pub fn spawn_writer(
     fleet: Arc<Mutex<Fleet>>,
     watch: broadcast::Sender<Arc<pb::WatchEvent>>,
     profiles: Option<Arc<FleetProfiles>>,
+    retention: Retention,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("tally-store".into())
-        .spawn(move || writer_loop(store, jobs, &fleet, &watch, profiles.as_deref()))
+        .spawn(move || writer_loop(store, jobs, &fleet, &watch, profiles.as_deref(), &retention))
 }
 
 fn writer_loop(
@@ -332,10 +337,12 @@ fn writer_loop(
     fleet: &Mutex<Fleet>,
     watch: &broadcast::Sender<Arc<pb::WatchEvent>>,
     profiles: Option<&FleetProfiles>,
+    retention: &Retention,
 ) {
     let mut reports: Vec<Prepared> = Vec::new();
     let mut replies: Vec<(Reply, Refused)> = Vec::new();
     let mut retain: Option<i64> = None;
+    let mut roll_up: Option<i64> = None;
     while let Some(first) = jobs.blocking_recv() {
         // Group commit: whatever arrived while the last commit ran.
         let mut next = Some(first);
@@ -349,7 +356,8 @@ fn writer_loop(
                     reports.push(report);
                     replies.push((reply, refused));
                 }
-                Job::Retain { cutoff_unix_ms } => retain = Some(cutoff_unix_ms),
+                Job::Retain { now_unix_ms } => retain = Some(now_unix_ms),
+                Job::RollUp { now_unix_ms } => roll_up = Some(now_unix_ms),
             }
             if reports.len() < MAX_BATCH_REPORTS {
                 next = jobs.try_recv().ok();
@@ -364,15 +372,27 @@ fn writer_loop(
                 }
             }
         }
-        if let Some(cutoff) = retain.take() {
-            match store.remove_before(cutoff) {
+        if let Some(now) = roll_up.take() {
+            let started = std::time::Instant::now();
+            match store.roll_up(retention, now) {
+                Ok(buckets) => tracing::debug!(
+                    "roll-up: {buckets} hour and day buckets recomputed in {:?}",
+                    started.elapsed()
+                ),
+                Err(err) => tracing::error!("roll-up pass failed: {err}"),
+            }
+        }
+        if let Some(now) = retain.take() {
+            match store.retain(retention, now) {
                 Ok(removed) => {
-                    lock(fleet).forget_before(cutoff);
-                    if removed.reports > 0 || removed.windows > 0 {
+                    let raw_ms = i64::try_from(retention.raw.as_millis()).unwrap_or(i64::MAX);
+                    lock(fleet).forget_before(now.saturating_sub(raw_ms));
+                    if removed != Removed::default() {
                         tracing::info!(
-                            "retention: removed {} reports, {} workload windows, {} workloads",
+                            "retention: removed {} reports, {} workload windows, {} rolled-up buckets, {} workloads",
                             removed.reports,
                             removed.windows,
+                            removed.buckets,
                             removed.workloads
                         );
                     }

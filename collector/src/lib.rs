@@ -57,8 +57,8 @@ pub enum CollectorError {
 pub struct CollectorConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// History older than this is deleted.
-    pub retention: Duration,
+    /// How long raw reports and each rolled-up tier are kept.
+    pub retention: store::tiers::Retention,
     /// How often every workload's verdict is recomputed for ListWorkloads.
     pub classify_interval: Duration,
     pub sync: Sync,
@@ -109,6 +109,9 @@ impl Default for Limits {
 const WRITER_QUEUE: usize = 256;
 /// How long a stopping collector waits for open streams to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often the hour and day tiers catch up with the minute tier: how far
+/// behind a report reading them may be.
+const ROLL_UP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs the collector until SIGINT or SIGTERM. Prints `listening on ADDR`
 /// on stdout once it accepts connections (the address is the bound one, so
@@ -150,8 +153,15 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
         .map(|p| p.spawn_writer(config.profile_interval))
         .transpose()
         .map_err(CollectorError::Runtime)?;
-    let writer = ingest::spawn_writer(store, jobs_rx, fleet.clone(), watch.clone(), profiles)
-        .map_err(CollectorError::Runtime)?;
+    let writer = ingest::spawn_writer(
+        store,
+        jobs_rx,
+        fleet.clone(),
+        watch.clone(),
+        profiles,
+        config.retention,
+    )
+    .map_err(CollectorError::Runtime)?;
 
     let snapshot: query::Snapshot = Arc::new(RwLock::new(Arc::new(Vec::new())));
     query::classify_all(&fleet, &snapshot);
@@ -177,21 +187,20 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     };
     let retention = {
         let jobs = jobs.clone();
-        let keep = config.retention;
-        // Often enough that the history never exceeds retention by much.
-        let every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let keep = config.retention.raw;
+        // Often enough that the raw history never exceeds retention by much.
+        let retain_every = (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut retain = tokio::time::interval(retain_every);
+            let mut roll_up = tokio::time::interval(ROLL_UP_INTERVAL.min(retain_every));
+            retain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            roll_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-                let cutoff_unix_ms = tally_core::time::now_unix_ms().saturating_sub(keep_ms);
-                if jobs
-                    .send(ingest::Job::Retain { cutoff_unix_ms })
-                    .await
-                    .is_err()
-                {
+                let job = tokio::select! {
+                    _ = retain.tick() => ingest::Job::Retain { now_unix_ms: tally_core::time::now_unix_ms() },
+                    _ = roll_up.tick() => ingest::Job::RollUp { now_unix_ms: tally_core::time::now_unix_ms() },
+                };
+                if jobs.send(job).await.is_err() {
                     break;
                 }
             }
@@ -234,6 +243,7 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
             snapshot,
             reader,
             watch,
+            retention: config.retention,
         },
         guard.interceptor(),
     );

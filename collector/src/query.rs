@@ -10,7 +10,10 @@ use tonic::{Request, Response, Status};
 
 use super::{
     fleet_verdicts::Fleet,
-    store::{Reader, StoreError},
+    store::{
+        Reader, StoreError,
+        tiers::{self, Retention},
+    },
     workload::{self, WorkloadId},
 };
 use tally_core::gc;
@@ -49,7 +52,13 @@ pub struct QueryService {
     pub snapshot: Snapshot,
     pub reader: Arc<Mutex<Reader>>,
     pub watch: broadcast::Sender<Arc<pb::WatchEvent>>,
+    /// Which tier a cost history is read from depends on what is kept.
+    pub retention: Retention,
 }
+
+/// Workloads a CostHistory message carries: bounded messages, whatever the
+/// cluster's size.
+const COST_HISTORY_CHUNK: usize = 256;
 
 /// Recomputes every workload's verdict into the snapshot.
 pub fn classify_all(fleet: &Mutex<Fleet>, snapshot: &Snapshot) {
@@ -122,6 +131,7 @@ impl pb::query_server::Query for QueryService {
                     delta: Some(w.delta),
                     rss_bytes: w.rss_bytes,
                     node_name: w.node,
+                    ..Default::default()
                 }
             })
             .collect();
@@ -146,6 +156,75 @@ impl pb::query_server::Query for QueryService {
         .map_err(|e| QueryError::Task(e.to_string()))?
         .map_err(QueryError::from)?;
         Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
+    type CostHistoryStream = ReceiverStream<Result<pb::CostHistoryChunk, Status>>;
+
+    async fn cost_history(
+        &self,
+        request: Request<pb::CostHistoryRequest>,
+    ) -> Result<Response<Self::CostHistoryStream>, Status> {
+        let since_ms = request.into_inner().since_unix_ms;
+        let now_ms = tally_core::time::now_unix_ms();
+        let picked = tiers::pick(since_ms, now_ms, &self.retention);
+        let reader = self.reader.clone();
+        let histories = tokio::task::spawn_blocking(move || {
+            let reader = reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match picked {
+                None => reader.raw_histories(since_ms),
+                Some((tier, from_minute)) => reader.tier_histories(tier, from_minute),
+            }
+        })
+        .await
+        .map_err(|e| QueryError::Task(e.to_string()))?
+        .map_err(QueryError::from)?;
+        let (from_unix_ms, bucket_seconds) = match picked {
+            None => (since_ms, 0),
+            Some((tier, from_minute)) => (from_minute * 60_000, tier.seconds()),
+        };
+        // The recent state's verdicts where the workload is still tracked.
+        let workloads: Vec<pb::WorkloadHistoryResponse> = {
+            let fleet = self
+                .fleet
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            histories
+                .into_iter()
+                .map(|(stored, points)| {
+                    let workload = fleet.workload(&stored.id).unwrap_or_else(|| {
+                        let mut nodes: Vec<String> =
+                            points.iter().map(|p| p.node_name.clone()).collect();
+                        nodes.sort();
+                        nodes.dedup();
+                        stored.to_proto(nodes)
+                    });
+                    pb::WorkloadHistoryResponse {
+                        workload: Some(workload),
+                        points,
+                    }
+                })
+                .collect()
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut workloads = workloads.into_iter().peekable();
+            // At least one message, so the client learns where it starts.
+            loop {
+                let chunk: Vec<_> = workloads.by_ref().take(COST_HISTORY_CHUNK).collect();
+                let last = workloads.peek().is_none();
+                let msg = pb::CostHistoryChunk {
+                    workloads: chunk,
+                    from_unix_ms,
+                    bucket_seconds,
+                };
+                if tx.send(Ok(msg)).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::ValueEnum;
-use tally_collector::{CollectorConfig, Sync};
+use tally_collector::{CollectorConfig, Sync, store::tiers::Retention};
 
 use super::{
     Failure,
@@ -19,9 +19,20 @@ pub struct CollectorArgs {
     /// Directory of the store (created if missing).
     #[arg(long)]
     data: PathBuf,
-    /// History kept (90s, 30m, 24h, 7d).
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    /// Raw reports kept (90s, 30m, 6h, 7d): every process's windows, what
+    /// `top --collector`, verdicts and profiles read. Reports older than
+    /// this are refused.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
     retention: Duration,
+    /// 1-minute buckets per workload kept (the first rolled-up tier).
+    #[arg(long = "retention-1m", default_value = "7d", value_parser = parse_duration)]
+    retention_1m: Duration,
+    /// 1-hour buckets per workload kept.
+    #[arg(long = "retention-1h", default_value = "90d", value_parser = parse_duration)]
+    retention_1h: Duration,
+    /// 1-day buckets per workload kept.
+    #[arg(long = "retention-1d", default_value = "400d", value_parser = parse_duration)]
+    retention_1d: Duration,
     /// How often every workload's verdict is recomputed.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     classify_interval: Duration,
@@ -56,7 +67,12 @@ pub fn run(args: CollectorArgs) -> Result<(), Failure> {
         export,
         listen: args.listen,
         data_dir: args.data,
-        retention: args.retention,
+        retention: Retention {
+            raw: args.retention,
+            minute: args.retention_1m,
+            hour: args.retention_1h,
+            day: args.retention_1d,
+        },
         classify_interval: args.classify_interval,
         profiles_dir: args.profiles,
         profile_interval: args.profile_interval,

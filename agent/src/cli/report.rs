@@ -105,7 +105,7 @@ pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
     let table = price_table(opts)?;
     let now_ms = now_unix_ms();
     let since_ms = now_ms - i64::try_from(opts.since.as_millis()).unwrap_or(i64::MAX);
-    let (nodes, histories) = query::run(
+    let (nodes, histories, from_ms, bucket_seconds) = query::run(
         &opts.collector,
         &opts.security,
         Duration::from_secs(60),
@@ -115,39 +115,40 @@ pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
                 .await?
                 .into_inner()
                 .nodes;
-            let workloads = client
-                .list_workloads(pb::ListWorkloadsRequest::default())
+            // Raw windows while the collector keeps them, else its
+            // rolled-up tiers: one stream for every workload.
+            let mut chunks = client
+                .cost_history(pb::CostHistoryRequest {
+                    since_unix_ms: since_ms,
+                })
                 .await?
-                .into_inner()
-                .workloads;
-            let mut histories = Vec::with_capacity(workloads.len());
-            for workload in workloads {
-                let history = client
-                    .workload_history(pb::WorkloadHistoryRequest {
-                        key: workload.key.clone(),
-                        since_unix_ms: since_ms,
+                .into_inner();
+            let mut histories = Vec::new();
+            let (mut from_ms, mut bucket_seconds) = (since_ms, 0);
+            while let Some(chunk) = chunks.message().await? {
+                from_ms = chunk.from_unix_ms;
+                bucket_seconds = chunk.bucket_seconds;
+                histories.extend(chunk.workloads.into_iter().filter_map(|h| {
+                    (!h.points.is_empty()).then(|| build::WorkloadHistory {
+                        workload: h.workload.unwrap_or_default(),
+                        points: h.points,
                     })
-                    .await?
-                    .into_inner();
-                if !history.points.is_empty() {
-                    histories.push(build::WorkloadHistory {
-                        workload: history.workload.unwrap_or(workload),
-                        points: history.points,
-                    });
-                }
+                }));
             }
-            Ok((nodes, histories))
+            Ok((nodes, histories, from_ms, bucket_seconds))
         },
     )?;
-    Ok(build::build(
+    let mut report = build::build(
         &nodes,
         &histories,
         &table,
         &opts.defaults,
         opts.margin,
         now_ms,
-        since_ms,
-    ))
+        from_ms,
+    );
+    report.history_bucket_seconds = bucket_seconds;
+    Ok(report)
 }
 
 /// `agent report`: prints the report on stdout.

@@ -38,9 +38,15 @@ impl Drop for Reaped {
 
 /// `agent collector` on a free port, and its URL.
 pub(crate) fn collector(data: &Path) -> (Reaped, String) {
+    collector_with(data, &[])
+}
+
+/// The same with more flags.
+pub(crate) fn collector_with(data: &Path, flags: &[&str]) -> (Reaped, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["collector", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -39,5 +39,6 @@ mod prometheus;
 mod recommendations;
 mod settings;
 mod syscall_hooks;
+mod tiers;
 mod top_tui;
 mod verdicts;

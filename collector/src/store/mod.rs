@@ -30,13 +30,18 @@ use std::{
 
 use bytes::Bytes;
 use prost::Message as _;
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use tally_proto as pb;
 
 mod reader;
+mod retain;
+mod schema;
+pub mod tiers;
 mod write;
 
 pub use reader::{Reader, StoredWindow};
+
+use schema::SCHEMA_VERSION;
 
 use super::{
     fleet_verdicts::{Fleet, NodeWindow},
@@ -56,75 +61,6 @@ pub enum StoreError {
     Schema { path: PathBuf, found: i64 },
 }
 
-/// Bumped when a table changes shape; a store of another version is refused.
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS nodes (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS agents (
-    instance TEXT PRIMARY KEY,
-    node_id INTEGER NOT NULL,
-    start_unix_ms INTEGER NOT NULL,
-    last_sequence INTEGER NOT NULL,
-    last_window_end_unix_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reports (
-    id INTEGER PRIMARY KEY,
-    node_id INTEGER NOT NULL,
-    agent_instance TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    window_start_unix_ms INTEGER NOT NULL,
-    window_end_unix_ms INTEGER NOT NULL,
-    received_unix_ms INTEGER NOT NULL,
-    processes INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    UNIQUE (node_id, agent_instance, sequence)
-);
-CREATE INDEX IF NOT EXISTS reports_by_end ON reports (window_end_unix_ms);
-CREATE TABLE IF NOT EXISTS workloads (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    cgroup_path TEXT NOT NULL
-);
--- Clustered by workload and time (WITHOUT ROWID): one B-tree to insert
--- into instead of a table and an index, and a workload's history is
--- contiguous on disk.
-CREATE TABLE IF NOT EXISTS windows (
-    workload_id INTEGER NOT NULL,
-    window_end_unix_ms INTEGER NOT NULL,
-    report_id INTEGER NOT NULL,
-    node_id INTEGER NOT NULL,
-    window_seconds REAL NOT NULL,
-    runtime INTEGER NOT NULL,
-    processes INTEGER NOT NULL,
-    rss_bytes INTEGER NOT NULL,
-    delta BLOB NOT NULL,
-    PRIMARY KEY (workload_id, window_end_unix_ms, report_id)
-) WITHOUT ROWID;
--- Added after version 1 without changing any table: older stores gain it.
-CREATE TABLE IF NOT EXISTS workload_pods (
-    workload_id INTEGER PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    pod TEXT NOT NULL,
-    container TEXT NOT NULL,
-    owner_kind TEXT NOT NULL,
-    owner_name TEXT NOT NULL,
-    metadata BLOB NOT NULL,
-    updated_unix_ms INTEGER NOT NULL
-);
--- Added later the same way: the runtime settings (tally.v1.RuntimeSettings)
--- of a workload's main GC'd process, as last reported.
-CREATE TABLE IF NOT EXISTS workload_settings (
-    workload_id INTEGER PRIMARY KEY,
-    settings BLOB NOT NULL,
-    updated_unix_ms INTEGER NOT NULL
-);
-";
-
 /// How hard a commit is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sync {
@@ -140,6 +76,9 @@ pub enum Sync {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub node_name: Arc<str>,
+    /// The node as the report names it (instance type, region, …): kept
+    /// on the node's row, for pricing after the report itself is gone.
+    pub identity: Arc<pb::NodeIdentity>,
     pub agent_instance: String,
     pub agent_start_unix_ms: i64,
     pub sequence: u64,
@@ -194,6 +133,8 @@ struct WorkloadRow {
     /// Named after runc's setup stage, seen before the workload: renamed by
     /// the first window that names the workload.
     stage_name: bool,
+    /// Every raw window of it was deleted by a retention pass.
+    raw_gone: bool,
 }
 
 /// What a retention pass removed.
@@ -202,6 +143,8 @@ pub struct Removed {
     pub reports: usize,
     pub windows: usize,
     pub workloads: usize,
+    /// Buckets of the rolled-up tiers.
+    pub buckets: usize,
 }
 
 /// The writer's handle: the connection and the ids it has handed out.
@@ -214,6 +157,10 @@ pub struct Store {
     /// The pod metadata stored for each workload row, so that an unchanged
     /// one is not written again.
     pods: HashMap<i64, pb::PodMetadata>,
+    /// The identity stored for each node row, likewise.
+    identities: HashMap<i64, pb::NodeIdentity>,
+    /// The batch's windows summed per minute bucket; reused.
+    minutes: tiers::MinuteBuckets,
     /// The same for the runtime settings stored for each workload row.
     settings: HashMap<i64, pb::RuntimeSettings>,
     /// The `windows` rows of the batch being written, and their encoded
@@ -260,7 +207,7 @@ impl Store {
     /// and sequences it holds.
     pub fn open(data_dir: &Path, sync: Sync) -> Result<Self, StoreError> {
         let path = db_path(data_dir);
-        let conn = open_conn(
+        let mut conn = open_conn(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -281,14 +228,13 @@ impl Store {
         // often than the 4 MiB default: one per 64 MiB of WAL.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version != 0 && version != SCHEMA_VERSION {
+        if !(0..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::Schema {
                 path,
                 found: version,
             });
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        schema::create_or_migrate(&mut conn)?;
 
         let mut store = Self {
             conn,
@@ -297,6 +243,8 @@ impl Store {
             workloads: HashMap::new(),
             agents: HashMap::new(),
             pods: HashMap::new(),
+            identities: HashMap::new(),
+            minutes: tiers::MinuteBuckets::default(),
             settings: HashMap::new(),
             rows: Vec::new(),
             deltas: Vec::new(),
@@ -310,11 +258,20 @@ impl Store {
     }
 
     fn load_ids(&mut self) -> Result<(), StoreError> {
-        let mut q = self.conn.prepare("SELECT name, id FROM nodes")?;
-        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut q = self.conn.prepare("SELECT name, id, identity FROM nodes")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })?;
         for row in rows {
-            let (name, id) = row?;
+            let (name, id, identity) = row?;
             self.nodes.insert(Arc::from(name), id);
+            if let Some(identity) = identity.and_then(|b| pb::NodeIdentity::decode(&b[..]).ok()) {
+                self.identities.insert(id, identity);
+            }
         }
         let mut q = self
             .conn
@@ -354,6 +311,7 @@ impl Store {
                         stage_name: tally_core::workload::is_container_runtime_stage(
                             name.as_bytes(),
                         ),
+                        raw_gone: false,
                     },
                 );
             }
@@ -386,57 +344,6 @@ impl Store {
         self.agents
             .get(agent_instance)
             .map_or(0, |a| a.last_sequence)
-    }
-
-    /// Deletes what ended before `cutoff_ms`: windows, reports, workloads
-    /// left without windows, and agents not heard from since.
-    pub fn remove_before(&mut self, cutoff_ms: i64) -> Result<Removed, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut removed = Removed::default();
-        let mut gone: Vec<WorkloadId> = Vec::new();
-        {
-            // Per workload, so each delete walks the (workload, end) index
-            // instead of scanning the table.
-            let mut delete_windows = tx.prepare_cached(
-                "DELETE FROM windows WHERE workload_id = ?1 AND window_end_unix_ms < ?2",
-            )?;
-            let mut delete_workload = tx.prepare_cached("DELETE FROM workloads WHERE id = ?1")?;
-            let mut delete_pod =
-                tx.prepare_cached("DELETE FROM workload_pods WHERE workload_id = ?1")?;
-            let mut delete_settings =
-                tx.prepare_cached("DELETE FROM workload_settings WHERE workload_id = ?1")?;
-            for (wid, row) in &self.workloads {
-                removed.windows += delete_windows.execute(params![row.id, cutoff_ms])?;
-                if row.last_end_ms < cutoff_ms {
-                    delete_workload.execute([row.id])?;
-                    delete_pod.execute([row.id])?;
-                    delete_settings.execute([row.id])?;
-                    gone.push(wid.clone());
-                }
-            }
-            removed.reports = tx.execute(
-                "DELETE FROM reports WHERE window_end_unix_ms < ?1",
-                [cutoff_ms],
-            )?;
-            tx.execute(
-                "DELETE FROM agents WHERE last_window_end_unix_ms < ?1",
-                [cutoff_ms],
-            )?;
-        }
-        tx.commit()?;
-        removed.workloads = gone.len();
-        for w in gone {
-            if let Some(row) = self.workloads.remove(&w) {
-                self.pods.remove(&row.id);
-                self.settings.remove(&row.id);
-            }
-        }
-        let mut q = self.conn.prepare("SELECT instance FROM agents")?;
-        let live: std::collections::HashSet<String> = q
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<_, _>>()?;
-        self.agents.retain(|k, _| live.contains(k));
-        Ok(removed)
     }
 
     /// Rebuilds the recent state: for every workload, its recent windows on

@@ -1,12 +1,15 @@
 //! Reads for queries: a read-only connection, which WAL lets read while
 //! the writer writes.
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use prost::Message as _;
 use rusqlite::{Connection, OpenFlags, params};
 use tally_proto as pb;
 
-use super::{StoreError, db_path, open_conn};
+use super::{
+    StoreError, db_path, open_conn,
+    tiers::{self, Rollup, Tier},
+};
 use tally_core::workload::{WorkloadId, runtime_from_proto};
 
 /// One stored window of a workload, for history.
@@ -58,26 +61,192 @@ impl Reader {
     }
 
     /// Every node as its latest stored report named it, with the span of
-    /// its stored reports: the identity (instance type, region, lifecycle)
-    /// is kept in the report bodies, so no table of its own is needed.
+    /// its reports: kept on the node's row, so both outlive the reports.
     pub fn nodes(&self) -> Result<Vec<pb::NodeSummary>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT r.body, s.first_start, s.last_end
-             FROM (SELECT node_id, MAX(id) AS latest, MIN(window_start_unix_ms) AS first_start,
-                          MAX(window_end_unix_ms) AS last_end
-                   FROM reports GROUP BY node_id) s
-             JOIN reports r ON r.id = s.latest",
+            "SELECT identity, COALESCE(first_window_start_unix_ms, 0), last_window_end_unix_ms FROM nodes
+             WHERE last_window_end_unix_ms > 0",
         )?;
         let rows = q.query_map([], |r| {
-            let body: Vec<u8> = r.get(0)?;
+            let identity: Option<Vec<u8>> = r.get(0)?;
             Ok(pb::NodeSummary {
-                identity: pb::NodeReport::decode(&body[..])
-                    .ok()
-                    .and_then(|report| report.node),
+                identity: identity.and_then(|b| pb::NodeIdentity::decode(&b[..]).ok()),
                 first_window_start_unix_ms: r.get(1)?,
                 last_window_end_unix_ms: r.get(2)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A workload as the store names it, for histories that outlive its
+/// verdict (a workload gone from the recent state).
+#[derive(Debug, Clone)]
+pub struct StoredWorkload {
+    pub id: WorkloadId,
+    pub name: String,
+    pub cgroup_path: String,
+    pub pod: Option<pb::PodMetadata>,
+    pub settings: Option<pb::RuntimeSettings>,
+    /// As its latest stored window or bucket says (`tally.v1.Runtime`).
+    pub runtime: i32,
+}
+
+impl StoredWorkload {
+    /// As a `Workload` without a verdict: the store keeps none.
+    pub fn to_proto(&self, nodes: Vec<String>) -> pb::Workload {
+        pb::Workload {
+            key: Some(self.id.to_proto()),
+            name: self.name.clone(),
+            nodes,
+            runtime: self.runtime,
+            cgroup_path: self.cgroup_path.clone(),
+            pod: self.pod.clone(),
+            settings: self.settings.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+type NodeNames = HashMap<i64, String>;
+
+/// Every workload's points over a span, grouped by workload.
+pub type Histories = Vec<(StoredWorkload, Vec<pb::WorkloadPoint>)>;
+
+impl Reader {
+    /// Every workload and node row by id.
+    fn names(&self) -> Result<(HashMap<i64, StoredWorkload>, NodeNames), StoreError> {
+        let mut workloads = HashMap::new();
+        let mut q = self.conn.prepare_cached(
+            "SELECT w.id, w.key, w.name, w.cgroup_path, p.metadata, s.settings
+             FROM workloads w
+             LEFT JOIN workload_pods p ON p.workload_id = w.id
+             LEFT JOIN workload_settings s ON s.workload_id = w.id",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, Option<Vec<u8>>>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, key, name, cgroup_path, pod, settings) = row?;
+            // A key this version cannot parse is skipped, not fatal.
+            let Some(wid) = WorkloadId::from_db_key(&key) else {
+                continue;
+            };
+            workloads.insert(
+                id,
+                StoredWorkload {
+                    id: wid,
+                    name,
+                    cgroup_path,
+                    pod: pod.and_then(|b| pb::PodMetadata::decode(&b[..]).ok()),
+                    settings: settings.and_then(|b| pb::RuntimeSettings::decode(&b[..]).ok()),
+                    runtime: 0,
+                },
+            );
+        }
+        let mut nodes = HashMap::new();
+        let mut q = self.conn.prepare_cached("SELECT id, name FROM nodes")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, name) = row?;
+            nodes.insert(id, name);
+        }
+        Ok((workloads, nodes))
+    }
+
+    /// Every workload's raw windows that ended at or after `since_ms`.
+    pub fn raw_histories(&self, since_ms: i64) -> Result<Histories, StoreError> {
+        let (names, nodes) = self.names()?;
+        let (mut names, nodes) = (names, nodes);
+        let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+        let mut q = self.conn.prepare_cached(
+            "SELECT workload_id, node_id, window_end_unix_ms, window_seconds, rss_bytes, delta,
+                    runtime
+             FROM windows WHERE window_end_unix_ms >= ?1",
+        )?;
+        let rows = q.query_map([since_ms], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+                r.get::<_, i32>(6)?,
+            ))
+        })?;
+        for row in rows {
+            let (workload, node, end, seconds, rss, delta, runtime) = row?;
+            if let Some(w) = names.get_mut(&workload) {
+                w.runtime = runtime;
+            }
+            by_workload
+                .entry(workload)
+                .or_default()
+                .push(pb::WorkloadPoint {
+                    window_end_unix_ms: end,
+                    window_seconds: seconds,
+                    delta: Some(pb::Counters::decode(&delta[..]).unwrap_or_default()),
+                    rss_bytes: u64::try_from(rss).unwrap_or(0),
+                    node_name: nodes.get(&node).cloned().unwrap_or_default(),
+                    ..Default::default()
+                });
+        }
+        Ok(group(by_workload, names))
+    }
+
+    /// Every workload's buckets of `tier` from `from_minute` on.
+    pub fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
+        let (mut names, nodes) = self.names()?;
+        let columns: Vec<&str> = tiers::all_columns().collect();
+        let mut q = self.conn.prepare_cached(&format!(
+            "SELECT bucket_minute, workload_id, node_id, {} FROM {} WHERE bucket_minute >= ?1",
+            columns.join(", "),
+            tier.table()
+        ))?;
+        let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+        let mut rows = q.query([from_minute])?;
+        while let Some(r) = rows.next()? {
+            let mut values = [0i64; tiers::COLUMN_COUNT];
+            for (i, v) in values.iter_mut().enumerate() {
+                *v = r.get(i + 3)?;
+            }
+            let (bucket, workload, node): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if let Some(w) = names.get_mut(&workload) {
+                w.runtime = i32::try_from(values[0]).unwrap_or(0);
+            }
+            by_workload
+                .entry(workload)
+                .or_default()
+                .push(Rollup::from_values(&values).to_point(
+                    tier,
+                    bucket,
+                    nodes.get(&node).cloned().unwrap_or_default(),
+                ));
+        }
+        Ok(group(by_workload, names))
+    }
+}
+
+fn group(
+    by_workload: HashMap<i64, Vec<pb::WorkloadPoint>>,
+    mut names: HashMap<i64, StoredWorkload>,
+) -> Histories {
+    let mut out: Histories = by_workload
+        .into_iter()
+        .filter_map(|(id, mut points)| {
+            points.sort_by(|a, b| {
+                (a.window_end_unix_ms, &a.node_name).cmp(&(b.window_end_unix_ms, &b.node_name))
+            });
+            Some((names.remove(&id)?, points))
+        })
+        .collect();
+    out.sort_by_cached_key(|a| a.0.id.db_key());
+    out
 }

@@ -1,6 +1,9 @@
 //! The store's unit tests: dedupe, ack sequences, retention, rollback.
 use super::*;
 use tally_core::workload::workload_windows;
+
+#[path = "tiers_tests.rs"]
+mod tiers_tests;
 use tally_proto::received::ReceivedReport;
 
 fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[u32]) -> Prepared {
@@ -35,6 +38,7 @@ fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[u32]) -> Pr
     let received = ReceivedReport::decode(body.clone()).unwrap();
     let node: Arc<str> = Arc::from(node);
     Prepared {
+        identity: Arc::new(received.view.node.clone().unwrap_or_default()),
         windows: workload_windows(&node, &received),
         node_name: node,
         agent_instance: instance.into(),
@@ -45,6 +49,18 @@ fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[u32]) -> Pr
         processes: pids.len() as u32,
         body,
     }
+}
+
+/// Every retention one second long, as of one second after `cutoff_ms`.
+fn remove_before(store: &mut Store, cutoff_ms: i64) -> Removed {
+    let second = std::time::Duration::from_secs(1);
+    let keep = tiers::Retention {
+        raw: second,
+        minute: second,
+        hour: second,
+        day: second,
+    };
+    store.retain(&keep, cutoff_ms + 1000).unwrap()
 }
 
 fn count(store: &Store, sql: &str) -> i64 {
@@ -183,13 +199,14 @@ fn retention_removes_old_rows_and_forgotten_workloads() {
             0,
         )
         .unwrap();
-    let removed = store.remove_before(5000).unwrap();
+    let removed = remove_before(&mut store, 5000);
     assert_eq!(
         removed,
         Removed {
             reports: 1,
             windows: 2,
-            workloads: 1
+            workloads: 1,
+            buckets: 0,
         }
     );
     assert_eq!(count(&store, "SELECT COUNT(*) FROM reports"), 2);
@@ -289,6 +306,7 @@ fn pod_report(seq: u64, end_ms: i64, owner: &str) -> Prepared {
     let received = ReceivedReport::decode(body.clone()).unwrap();
     let node: Arc<str> = Arc::from("n");
     Prepared {
+        identity: Arc::new(received.view.node.clone().unwrap_or_default()),
         windows: workload_windows(&node, &received),
         node_name: node,
         agent_instance: "i".into(),
@@ -336,7 +354,7 @@ fn pod_metadata_is_stored_once_updated_when_it_changes_and_reloaded() {
         ("shop", "checkout-v2")
     );
     let mut store = store;
-    store.remove_before(10_000).unwrap();
+    remove_before(&mut store, 10_000);
     assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_pods"), 0);
 }
 
@@ -348,6 +366,7 @@ fn nodes_are_listed_with_their_latest_identity_and_span() {
         let mut p = report("a", "i1", seq, end_ms, &[1]);
         let mut r = pb::NodeReport::decode(&p.body[..]).unwrap();
         r.node.as_mut().unwrap().instance_type = instance_type.into();
+        p.identity = Arc::new(r.node.clone().unwrap());
         p.body = Bytes::from(r.encode_to_vec());
         p
     };
@@ -438,6 +457,7 @@ fn settings_report(seq: u64, end_ms: i64, max_heap_bytes: u64) -> Prepared {
     let received = ReceivedReport::decode(body.clone()).unwrap();
     let node: Arc<str> = Arc::from("n");
     Prepared {
+        identity: Arc::new(received.view.node.clone().unwrap_or_default()),
         windows: workload_windows(&node, &received),
         node_name: node,
         agent_instance: "i".into(),
@@ -472,6 +492,6 @@ fn the_main_processs_settings_are_the_workloads_and_survive_a_restart() {
         .expect("the busiest process's settings, kept across a restart");
     assert_eq!(jvm.max_heap_bytes, 192 << 20);
     let mut store = store;
-    store.remove_before(10_000).unwrap();
+    remove_before(&mut store, 10_000);
     assert_eq!(count(&store, "SELECT COUNT(*) FROM workload_settings"), 0);
 }

@@ -9,6 +9,7 @@ use crate::workload::{is_container_runtime_stage, runtime_to_proto, text};
 
 use super::{
     AgentState, Outcome, Prepared, Store, StoreError, WindowRow, WorkloadId, WorkloadRow, sql_u64,
+    tiers::{self, Dialect, Tier},
 };
 
 impl Store {
@@ -36,6 +37,7 @@ impl Store {
             // pods written are forgotten whole: they are written again.
             self.pods.clear();
             self.settings.clear();
+            self.identities.clear();
             for n in new_nodes {
                 self.nodes.remove(&n);
             }
@@ -69,6 +71,7 @@ impl Store {
         // A failed batch may have left rows behind.
         self.rows.clear();
         self.deltas.clear();
+        self.minutes.buckets.clear();
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         {
@@ -107,6 +110,18 @@ impl Store {
                     owner_name = excluded.owner_name, metadata = excluded.metadata,
                     updated_unix_ms = excluded.updated_unix_ms",
             )?;
+            let mut node_span = tx.prepare_cached(
+                "UPDATE nodes SET
+                    first_window_start_unix_ms = CASE
+                        WHEN first_window_start_unix_ms IS NULL OR first_window_start_unix_ms > ?2 THEN ?2
+                        ELSE first_window_start_unix_ms END,
+                    last_window_end_unix_ms = MAX(last_window_end_unix_ms, ?3)
+                 WHERE id = ?1",
+            )?;
+            let mut node_identity =
+                tx.prepare_cached("UPDATE nodes SET identity = ?2 WHERE id = ?1")?;
+            let mut upsert_minute = tx.prepare_cached(&tiers::upsert_minute(Dialect::Sqlite))?;
+            let mut mark_dirty = tx.prepare_cached(&tiers::mark_dirty(Dialect::Sqlite))?;
             let mut insert_window = tx.prepare_cached(
                 "INSERT INTO windows (workload_id, node_id, report_id, window_end_unix_ms,
                     window_seconds, runtime, processes, rss_bytes, delta)
@@ -156,6 +171,15 @@ impl Store {
                     continue;
                 }
                 let report_id = tx.last_insert_rowid();
+                node_span.execute(params![
+                    node_id,
+                    r.window_start_unix_ms,
+                    r.window_end_unix_ms
+                ])?;
+                if self.identities.get(&node_id) != Some(&*r.identity) {
+                    node_identity.execute(params![node_id, r.identity.encode_to_vec()])?;
+                    self.identities.insert(node_id, (*r.identity).clone());
+                }
                 upsert_agent.execute(params![
                     r.agent_instance,
                     node_id,
@@ -182,6 +206,7 @@ impl Store {
                                 rename_workload.execute(params![text(&w.name), row.id])?;
                                 row.stage_name = false;
                             }
+                            row.raw_gone = false;
                             if row.last_end_ms < r.window_end_unix_ms {
                                 ends_before.push((w.id.clone(), row.last_end_ms));
                                 row.last_end_ms = r.window_end_unix_ms;
@@ -201,6 +226,7 @@ impl Store {
                                     id,
                                     last_end_ms: r.window_end_unix_ms,
                                     stage_name: is_container_runtime_stage(&w.name),
+                                    raw_gone: false,
                                 },
                             );
                             new_workloads.push(w.id.clone());
@@ -232,6 +258,13 @@ impl Store {
                         ])?;
                         self.settings.insert(workload_id, settings.clone());
                     }
+                    self.minutes.add(
+                        r.window_end_unix_ms,
+                        workload_id,
+                        node_id,
+                        window_seconds,
+                        w,
+                    );
                     let start = self.deltas.len();
                     // Encoding into a Vec cannot fail.
                     let _ = w.delta.encode(&mut self.deltas);
@@ -273,6 +306,19 @@ impl Store {
             });
             self.deltas.clear();
             inserted?;
+            // The minute tier, in the same transaction: in key order, as
+            // for the windows.
+            for (&(minute, workload_id, node_id), bucket) in &self.minutes.buckets {
+                let v = bucket.values();
+                let mut p: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(v.len() + 3);
+                p.extend([&minute as &dyn rusqlite::ToSql, &workload_id, &node_id]);
+                p.extend(v.iter().map(|x| x as &dyn rusqlite::ToSql));
+                upsert_minute.execute(&p[..])?;
+            }
+            for hour in self.minutes.hours() {
+                mark_dirty.execute(params![Tier::Hour.code(), hour])?;
+            }
+            self.minutes.buckets.clear();
         }
         tx.commit()?;
         Ok(outcomes)

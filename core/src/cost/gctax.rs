@@ -55,6 +55,9 @@ pub enum GcCycles<'a> {
 pub enum HeadroomMethod {
     CycleTimestamps,
     SawtoothDrops,
+    /// From rolled-up history: the mean RSS swing (peak − floor) within a
+    /// minute, as the collector's 1-minute tier kept it.
+    MinuteTeeth,
     Flat,
     /// Too few samples to say anything.
     Insufficient,
@@ -231,6 +234,84 @@ pub fn estimate_headroom(series: &[(f64, u64)], cycles: GcCycles<'_>) -> Headroo
         0.25 * spread / MIB
     );
     e
+}
+
+/// What the rolled-up tiers keep of a sawtooth: the RSS swing (peak −
+/// floor) of each minute with two windows or more, summed; and the span's
+/// extremes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Teeth {
+    pub bytes_sum: u64,
+    pub minutes: u64,
+    /// Collections the runtime reported in the span; `None` when they were
+    /// not counted (the agent could not see them).
+    pub cycles: Option<u64>,
+    /// The highest and the lowest RSS of any window in the span.
+    pub peak_bytes: u64,
+    pub floor_bytes: u64,
+}
+
+/// Headroom from rolled-up history: the mean swing of RSS within a minute.
+/// A collector that collects at least once a minute shows a whole tooth in
+/// it; a slower one's teeth are cut into minutes, and the estimate is then
+/// low. Both are said in the notes, and the confidence is never high.
+pub fn headroom_from_teeth(t: Teeth) -> HeadroomEstimate {
+    let base = HeadroomEstimate {
+        bytes: 0,
+        method: HeadroomMethod::Insufficient,
+        description: String::new(),
+        cycles: 0,
+        reported_cycles: t.cycles,
+        peak_mean_bytes: t.peak_bytes,
+        floor_mean_bytes: t.floor_bytes,
+        variation: 0.0,
+        confidence: Confidence::Low,
+        notes: Vec::new(),
+    };
+    if t.cycles == Some(0) {
+        return HeadroomEstimate {
+            method: HeadroomMethod::NoCollections,
+            description: "the runtime reported no collection in the span: no GC headroom"
+                .to_string(),
+            confidence: Confidence::Medium,
+            ..base
+        };
+    }
+    if t.minutes == 0 {
+        return HeadroomEstimate {
+            description: "no minute of the rolled-up history had two RSS samples".to_string(),
+            ..base
+        };
+    }
+    let bytes = t.bytes_sum / t.minutes;
+    let mut notes = Vec::new();
+    match t.cycles {
+        Some(c) if c < t.minutes => notes.push(format!(
+            "{c} collections in {} minutes: a tooth longer than a minute is only partly seen, so the headroom is underestimated",
+            t.minutes
+        )),
+        Some(_) => {}
+        None => notes.push(
+            "the runtime's collections were not counted: each minute's RSS swing is taken as its tooth"
+                .to_string(),
+        ),
+    }
+    HeadroomEstimate {
+        bytes,
+        method: HeadroomMethod::MinuteTeeth,
+        description: format!(
+            "mean RSS swing (peak − floor) within a minute, over {} minutes of the collector's rolled-up history (its raw windows are no longer kept)",
+            t.minutes
+        ),
+        cycles: usize::try_from(t.minutes).unwrap_or(usize::MAX),
+        floor_mean_bytes: t.peak_bytes.saturating_sub(bytes),
+        confidence: match t.cycles {
+            Some(c) if t.minutes >= 10 && c >= t.minutes => Confidence::Medium,
+            _ => Confidence::Low,
+        },
+        notes,
+        ..base
+    }
 }
 
 /// Collections whose time falls within the series' span.

@@ -18,6 +18,7 @@ use crate::{
         NodePrice, PriceTable, Recommendation,
         allocation::{NodeCapacity, NodeRates, WorkloadUsage, allocate},
         estimate_headroom, gc_tax,
+        gctax::{Teeth, headroom_from_teeth},
         recommend::{Context, CurrentSettings, Observation, WorkloadKind, recommend},
     },
     gc::{GcSignals, Runtime},
@@ -53,6 +54,10 @@ pub struct WorkloadHistory {
 pub struct CostReport {
     pub generated_unix_ms: i64,
     pub since_seconds: f64,
+    /// What the history was read from: 0 for raw windows, else the length
+    /// of the collector's rolled-up buckets (60, 3600, 86400 s); set by the
+    /// caller that fetched it.
+    pub history_bucket_seconds: u32,
     pub price_table_version: String,
     pub price_table_as_of: String,
     pub spot_fraction: f64,
@@ -254,6 +259,7 @@ pub fn build(
     CostReport {
         generated_unix_ms: now_ms,
         since_seconds: (now_ms - since_ms).max(0) as f64 / 1000.0,
+        history_bucket_seconds: 0,
         price_table_version: prices.version().to_string(),
         price_table_as_of: prices.as_of().to_string(),
         spot_fraction: prices.spot_fraction(),
@@ -398,6 +404,50 @@ fn rss_avg(points: &[&pb::WorkloadPoint]) -> u64 {
         / seconds) as u64
 }
 
+impl CostReport {
+    /// "raw windows" or "1-hour buckets", for the report's first line.
+    pub fn history_source(&self) -> String {
+        match self.history_bucket_seconds {
+            0 => "raw windows".to_string(),
+            s if s % 86_400 == 0 => format!("{}-day buckets", s / 86_400),
+            s if s % 3600 == 0 => format!("{}-hour buckets", s / 3600),
+            s if s % 60 == 0 => format!("{}-minute buckets", s / 60),
+            s => format!("{s}-second buckets"),
+        }
+    }
+}
+
+/// A point's highest RSS: a window's sample, or a bucket's peak.
+fn rss_high(p: &pb::WorkloadPoint) -> u64 {
+    if p.bucket_seconds > 0 {
+        p.rss_peak_bytes.max(p.rss_bytes)
+    } else {
+        p.rss_bytes
+    }
+}
+
+/// What rolled-up points keep of the sawtooth.
+fn teeth(points: &[&pb::WorkloadPoint], gc_cycles: Option<u64>) -> Teeth {
+    Teeth {
+        bytes_sum: points.iter().map(|p| p.sawtooth_bytes_sum).sum(),
+        minutes: points.iter().map(|p| u64::from(p.sawtooth_minutes)).sum(),
+        cycles: gc_cycles,
+        peak_bytes: points.iter().map(|p| rss_high(p)).max().unwrap_or(0),
+        floor_bytes: points
+            .iter()
+            .map(|p| {
+                if p.bucket_seconds > 0 {
+                    p.rss_min_bytes
+                } else {
+                    p.rss_bytes
+                }
+            })
+            .filter(|&b| b > 0)
+            .min()
+            .unwrap_or(0),
+    }
+}
+
 /// The most CPU a workload can use: its CPU limit, GOMAXPROCS, or the
 /// node's vCPUs, whichever is least.
 fn cpu_ceiling(current: &CurrentSettings, node: &NodeCost) -> Option<f64> {
@@ -447,7 +497,7 @@ fn line(
     let series: Vec<(f64, u64)> = points
         .iter()
         .filter(|p| p.rss_bytes > 0)
-        .map(|p| (p.window_end_unix_ms as f64 / 1000.0, p.rss_bytes))
+        .map(|p| (p.window_end_unix_ms as f64 / 1000.0, rss_high(p)))
         .collect();
     let per_window: Vec<(f64, u64)> = points
         .iter()
@@ -467,7 +517,12 @@ fn line(
     } else {
         GcCycles::Unknown
     };
-    let headroom = if runtime.has_gc() {
+    let rolled_up = points.iter().any(|p| p.bucket_seconds > 0);
+    let headroom = if runtime.has_gc() && rolled_up {
+        // Cycles are known where counted, or where no GC CPU was seen.
+        let known = gc_cycles > 0 || gc_cpu_seconds == 0.0;
+        headroom_from_teeth(teeth(points, known.then_some(gc_cycles)))
+    } else if runtime.has_gc() {
         estimate_headroom(&series, cycles)
     } else {
         let mut e = estimate_headroom(&series, GcCycles::PerWindow(&[]));
@@ -480,14 +535,20 @@ fn line(
     let cpu_peak_cores = points
         .iter()
         .filter(|p| p.window_seconds > 0.0)
-        .filter_map(|p| Some(p.delta.as_ref()?.cpu_seconds / p.window_seconds))
+        .filter_map(|p| {
+            if p.bucket_seconds > 0 {
+                Some(p.cpu_peak_cores)
+            } else {
+                Some(p.delta.as_ref()?.cpu_seconds / p.window_seconds)
+            }
+        })
         .fold(0.0, f64::max);
     // The floor is the live set only where the sawtooth was resolved;
     // otherwise the recommender assumes live = half the peak (GOGC=100).
     let floor = match headroom.method {
-        HeadroomMethod::SawtoothDrops | HeadroomMethod::CycleTimestamps => {
-            headroom.floor_mean_bytes
-        }
+        HeadroomMethod::SawtoothDrops
+        | HeadroomMethod::CycleTimestamps
+        | HeadroomMethod::MinuteTeeth => headroom.floor_mean_bytes,
         _ => 0,
     };
     let headroom_confidence: Option<Confidence> = Some(headroom.confidence);

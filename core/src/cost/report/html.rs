@@ -107,8 +107,9 @@ pub fn html(report: &CostReport) -> String {
     let s = &report.summary;
     let _ = write!(
         o,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Tally cost report</title><style>{STYLE}</style></head><body><h1>Tally cost report</h1><p>Last {:.1} h. Prices: table {} (as of {}); spot = {:.0}% of on-demand; margin {:.0}%.</p>",
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Tally cost report</title><style>{STYLE}</style></head><body><h1>Tally cost report</h1><p>Last {:.1} h, from {}. Prices: table {} (as of {}); spot = {:.0}% of on-demand; margin {:.0}%.</p>",
         report.since_seconds / 3600.0,
+        report.history_source(),
         escape(&report.price_table_version),
         escape(&report.price_table_as_of),
         report.spot_fraction * 100.0,

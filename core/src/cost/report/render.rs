@@ -239,8 +239,9 @@ pub fn text(report: &CostReport) -> String {
     let s = &report.summary;
     let _ = writeln!(
         o,
-        "Tally cost report: last {:.1} h; prices {} (as of {}), spot = {:.0}% of on-demand, margin {:.0}%",
+        "Tally cost report: last {:.1} h from {}; prices {} (as of {}), spot = {:.0}% of on-demand, margin {:.0}%",
         report.since_seconds / 3600.0,
+        report.history_source(),
         report.price_table_version,
         report.price_table_as_of,
         report.spot_fraction * 100.0,
@@ -306,8 +307,9 @@ pub fn markdown(report: &CostReport) -> String {
     let _ = writeln!(o, "# Tally cost report\n");
     let _ = writeln!(
         o,
-        "Last {:.1} h. Prices: table {} (as of {}); spot = {:.0}% of on-demand; margin {:.0}%.\n",
+        "Last {:.1} h, from {}. Prices: table {} (as of {}); spot = {:.0}% of on-demand; margin {:.0}%.\n",
         report.since_seconds / 3600.0,
+        report.history_source(),
         report.price_table_version,
         report.price_table_as_of,
         report.spot_fraction * 100.0,

@@ -63,7 +63,7 @@ fn history(
                 }),
                 rss_bytes: rss(t),
                 node_name: "n1".into(),
-                verdict: None,
+                ..Default::default()
             })
             .collect(),
     }

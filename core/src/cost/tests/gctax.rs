@@ -7,6 +7,7 @@ use crate::cost::{
 };
 
 const MIB: f64 = 1024.0 * 1024.0;
+const MIB_U: u64 = 1 << 20;
 
 /// One sample a second for `seconds`; every 10 s the heap climbs from
 /// 100 MiB by 10 MiB a second to 190 MiB, and a collection (at x9.5 s)
@@ -236,4 +237,34 @@ fn no_reported_collection_means_no_headroom_even_with_a_sawtooth() {
     let e = estimate_headroom(&series, GcCycles::PerWindow(&windows));
     assert_eq!(e.method, HeadroomMethod::SawtoothDrops);
     assert!(e.bytes > 0);
+}
+
+#[test]
+fn rolled_up_teeth_say_what_they_know_of_the_collections() {
+    use crate::cost::gctax::{Teeth, headroom_from_teeth};
+    let teeth = |cycles| Teeth {
+        bytes_sum: 60 * 90 * MIB_U,
+        minutes: 60,
+        cycles,
+        peak_bytes: 190 * MIB_U,
+        floor_bytes: 100 * MIB_U,
+    };
+    let counted = headroom_from_teeth(teeth(Some(360)));
+    assert_eq!(counted.method, HeadroomMethod::MinuteTeeth);
+    assert_eq!(counted.bytes, 90 * MIB_U);
+    assert_eq!(counted.confidence, Confidence::Medium);
+    assert!(counted.notes.is_empty());
+    // Collections not counted: the swing still stands, said, and low.
+    let unknown = headroom_from_teeth(teeth(None));
+    assert_eq!(unknown.bytes, 90 * MIB_U);
+    assert_eq!(unknown.confidence, Confidence::Low);
+    assert!(unknown.notes[0].contains("not counted"), "{unknown:?}");
+    // A collection every 5 minutes: teeth cut into minutes, said.
+    let slow = headroom_from_teeth(teeth(Some(12)));
+    assert_eq!(slow.confidence, Confidence::Low);
+    assert!(slow.notes[0].contains("underestimated"));
+    assert_eq!(
+        headroom_from_teeth(teeth(Some(0))).method,
+        HeadroomMethod::NoCollections
+    );
 }
