@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::{
     fleet_verdicts::Fleet,
     store::{
-        Reader, StoreError,
+        Histories, Reader, StoreError,
         tiers::{self, Retention},
     },
     workload::{self, WorkloadId},
@@ -56,9 +56,75 @@ pub struct QueryService {
     pub retention: Retention,
 }
 
-/// Workloads a CostHistory message carries: bounded messages, whatever the
-/// cluster's size.
-const COST_HISTORY_CHUNK: usize = 256;
+/// Points a CostHistory message carries at most (a whole workload's never
+/// split): about 1.5 MiB, under gRPC's 4 MiB default whatever the cluster.
+const COST_HISTORY_POINTS: usize = 8192;
+/// Workloads read from the store at a time for CostHistory.
+const PART_WORKLOADS: usize = 256;
+
+/// Where CostHistory's parts go: each workload named by the recent state
+/// where it is still tracked (with its verdict), else by the store.
+struct Parts<'a> {
+    tx: &'a mpsc::Sender<Result<pb::CostHistoryChunk, Status>>,
+    fleet: &'a Mutex<Fleet>,
+    from_unix_ms: i64,
+    bucket_seconds: u32,
+    sent: bool,
+}
+
+impl Parts<'_> {
+    /// Sends a part in messages of at most [`COST_HISTORY_POINTS`] points;
+    /// false once the client is gone.
+    fn send(&mut self, part: Histories) -> bool {
+        let workloads: Vec<pb::WorkloadHistoryResponse> = {
+            let fleet = self
+                .fleet
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            part.into_iter()
+                .map(|(stored, points)| {
+                    let workload = fleet.workload(&stored.id).unwrap_or_else(|| {
+                        let mut nodes: Vec<String> =
+                            points.iter().map(|p| p.node_name.clone()).collect();
+                        nodes.sort();
+                        nodes.dedup();
+                        stored.to_proto(nodes)
+                    });
+                    pb::WorkloadHistoryResponse {
+                        workload: Some(workload),
+                        points,
+                    }
+                })
+                .collect()
+        };
+        let mut workloads = workloads.into_iter().peekable();
+        loop {
+            let mut chunk = Vec::new();
+            let mut points = 0;
+            while let Some(w) = workloads
+                .next_if(|w| chunk.is_empty() || points + w.points.len() <= COST_HISTORY_POINTS)
+            {
+                points += w.points.len();
+                chunk.push(w);
+            }
+            if chunk.is_empty() && self.sent {
+                return true;
+            }
+            let msg = pb::CostHistoryChunk {
+                workloads: chunk,
+                from_unix_ms: self.from_unix_ms,
+                bucket_seconds: self.bucket_seconds,
+            };
+            self.sent = true;
+            if self.tx.blocking_send(Ok(msg)).is_err() {
+                return false;
+            }
+            if workloads.peek().is_none() {
+                return true;
+            }
+        }
+    }
+}
 
 /// Recomputes every workload's verdict into the snapshot.
 pub fn classify_all(fleet: &Mutex<Fleet>, snapshot: &Snapshot) {
@@ -167,60 +233,44 @@ impl pb::query_server::Query for QueryService {
         let since_ms = request.into_inner().since_unix_ms;
         let now_ms = tally_core::time::now_unix_ms();
         let picked = tiers::pick(since_ms, now_ms, &self.retention);
-        let reader = self.reader.clone();
-        let histories = tokio::task::spawn_blocking(move || {
-            let reader = reader
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match picked {
-                None => reader.raw_histories(since_ms),
-                Some((tier, from_minute)) => reader.tier_histories(tier, from_minute),
-            }
-        })
-        .await
-        .map_err(|e| QueryError::Task(e.to_string()))?
-        .map_err(QueryError::from)?;
         let (from_unix_ms, bucket_seconds) = match picked {
             None => (since_ms, 0),
             Some((tier, from_minute)) => (from_minute * 60_000, tier.seconds()),
         };
-        // The recent state's verdicts where the workload is still tracked.
-        let workloads: Vec<pb::WorkloadHistoryResponse> = {
-            let fleet = self
-                .fleet
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            histories
-                .into_iter()
-                .map(|(stored, points)| {
-                    let workload = fleet.workload(&stored.id).unwrap_or_else(|| {
-                        let mut nodes: Vec<String> =
-                            points.iter().map(|p| p.node_name.clone()).collect();
-                        nodes.sort();
-                        nodes.dedup();
-                        stored.to_proto(nodes)
-                    });
-                    pb::WorkloadHistoryResponse {
-                        workload: Some(workload),
-                        points,
-                    }
-                })
-                .collect()
-        };
+        let (reader, fleet) = (self.reader.clone(), self.fleet.clone());
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut workloads = workloads.into_iter().peekable();
-            // At least one message, so the client learns where it starts.
-            loop {
-                let chunk: Vec<_> = workloads.by_ref().take(COST_HISTORY_CHUNK).collect();
-                let last = workloads.peek().is_none();
-                let msg = pb::CostHistoryChunk {
-                    workloads: chunk,
-                    from_unix_ms,
-                    bucket_seconds,
-                };
-                if tx.send(Ok(msg)).await.is_err() || last {
-                    break;
+        // Read, convert and send part by part on a blocking thread: the
+        // client decodes one part while the next is read.
+        tokio::task::spawn_blocking(move || {
+            let mut out = Parts {
+                tx: &tx,
+                fleet: &fleet,
+                from_unix_ms,
+                bucket_seconds,
+                sent: false,
+            };
+            let reader = reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .another();
+            let read = reader.and_then(|reader| match picked {
+                None => reader.raw_histories(since_ms).map(|h| {
+                    out.send(h);
+                }),
+                Some((tier, from_minute)) => {
+                    reader.tier_histories_in_parts(tier, from_minute, PART_WORKLOADS, |h| {
+                        out.send(h)
+                    })
+                }
+            });
+            match read {
+                // At least one message, so the client learns where it starts.
+                Ok(()) if !out.sent => {
+                    out.send(Vec::new());
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(QueryError::from(e).into()));
                 }
             }
         });

@@ -81,7 +81,9 @@ pub fn run(args: CollectorArgs) -> Result<(), Failure> {
             SyncArg::Normal => Sync::Normal,
         },
         security: (&args.security).into(),
-        limits: args.limits.limits(args.retention),
+        // An agent's backlog after an outage longer than the raw retention
+        // still has a place: its minute buckets.
+        limits: args.limits.limits(args.retention.max(args.retention_1m)),
     };
     tally_collector::run(config).map_err(|e| Failure::failed(&e))
 }

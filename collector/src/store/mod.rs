@@ -39,7 +39,7 @@ mod schema;
 pub mod tiers;
 mod write;
 
-pub use reader::{Reader, StoredWindow};
+pub use reader::{Histories, Reader, StoredWindow};
 
 use schema::SCHEMA_VERSION;
 
@@ -130,6 +130,10 @@ struct AgentState {
 struct WorkloadRow {
     id: i64,
     last_end_ms: i64,
+    /// `last_end_ms` as the row last stored it (written by retention
+    /// passes): a workload whose raw windows are gone keeps its names as
+    /// long as its rolled-up history, across restarts.
+    stored_end_ms: i64,
     /// Named after runc's setup stage, seen before the workload: renamed by
     /// the first window that names the workload.
     stage_name: bool,
@@ -287,7 +291,9 @@ impl Store {
             );
         }
         let mut q = self.conn.prepare(
-            "SELECT w.key, w.id, (SELECT MAX(window_end_unix_ms) FROM windows WHERE workload_id = w.id),
+            "SELECT w.key, w.id,
+                MAX(COALESCE((SELECT MAX(window_end_unix_ms) FROM windows WHERE workload_id = w.id), 0),
+                    w.last_window_end_unix_ms),
                 w.name
              FROM workloads w",
         )?;
@@ -308,6 +314,7 @@ impl Store {
                     WorkloadRow {
                         id,
                         last_end_ms: last.unwrap_or(0),
+                        stored_end_ms: last.unwrap_or(0),
                         stage_name: tally_core::workload::is_container_runtime_stage(
                             name.as_bytes(),
                         ),

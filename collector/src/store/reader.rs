@@ -26,6 +26,7 @@ pub struct StoredWindow {
 /// A read-only connection for queries.
 pub struct Reader {
     conn: Connection,
+    data_dir: std::path::PathBuf,
 }
 
 impl Reader {
@@ -34,7 +35,17 @@ impl Reader {
             &db_path(data_dir),
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    /// Another connection to the same store: for a long read (a cost
+    /// history streamed to a client at its pace) that must not hold up the
+    /// short ones.
+    pub fn another(&self) -> Result<Self, StoreError> {
+        Self::open(&self.data_dir)
     }
 
     /// A workload's windows that ended at or after `since_ms`, oldest first.
@@ -203,34 +214,77 @@ impl Reader {
 
     /// Every workload's buckets of `tier` from `from_minute` on.
     pub fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
+        let mut all = Vec::new();
+        self.tier_histories_in_parts(tier, from_minute, usize::MAX, |part| {
+            all.extend(part);
+            true
+        })?;
+        Ok(all)
+    }
+
+    /// The same, handed over in parts of `per_part` workloads, each read
+    /// (and sent, by the caller) before the next: a month of a large
+    /// cluster is never all in memory, and the client works on one part
+    /// while the next is read. Stops when `each` returns false.
+    pub fn tier_histories_in_parts(
+        &self,
+        tier: Tier,
+        from_minute: i64,
+        per_part: usize,
+        mut each: impl FnMut(Histories) -> bool,
+    ) -> Result<(), StoreError> {
         let (mut names, nodes) = self.names()?;
         let columns: Vec<&str> = tiers::all_columns().collect();
+        // The key is (bucket, workload, node): a part's rows are read bucket
+        // by bucket, each a range of the key.
+        let mut buckets_q = self.conn.prepare_cached(&format!(
+            "SELECT DISTINCT bucket_minute FROM {} WHERE bucket_minute >= ?1",
+            tier.table()
+        ))?;
+        let buckets: Vec<i64> = buckets_q
+            .query_map([from_minute], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         let mut q = self.conn.prepare_cached(&format!(
-            "SELECT bucket_minute, workload_id, node_id, {} FROM {} WHERE bucket_minute >= ?1",
+            "SELECT workload_id, node_id, {} FROM {}
+             WHERE bucket_minute = ?1 AND workload_id BETWEEN ?2 AND ?3",
             columns.join(", "),
             tier.table()
         ))?;
-        let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
-        let mut rows = q.query([from_minute])?;
-        while let Some(r) = rows.next()? {
-            let mut values = [0i64; tiers::COLUMN_COUNT];
-            for (i, v) in values.iter_mut().enumerate() {
-                *v = r.get(i + 3)?;
+        let mut ids: Vec<i64> = names.keys().copied().collect();
+        ids.sort_unstable();
+        for part in ids.chunks(per_part.max(1)) {
+            let (first, last) = (part[0], part[part.len() - 1]);
+            let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+            for &bucket in &buckets {
+                let mut rows = q.query(params![bucket, first, last])?;
+                while let Some(r) = rows.next()? {
+                    let mut values = [0i64; tiers::COLUMN_COUNT];
+                    for (i, v) in values.iter_mut().enumerate() {
+                        *v = r.get(i + 2)?;
+                    }
+                    let (workload, node): (i64, i64) = (r.get(0)?, r.get(1)?);
+                    if let Some(w) = names.get_mut(&workload) {
+                        w.runtime = i32::try_from(values[0]).unwrap_or(0);
+                    }
+                    by_workload
+                        .entry(workload)
+                        .or_default()
+                        .push(Rollup::from_values(&values).to_point(
+                            tier,
+                            bucket,
+                            nodes.get(&node).cloned().unwrap_or_default(),
+                        ));
+                }
             }
-            let (bucket, workload, node): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-            if let Some(w) = names.get_mut(&workload) {
-                w.runtime = i32::try_from(values[0]).unwrap_or(0);
+            let part_names: HashMap<i64, StoredWorkload> = part
+                .iter()
+                .filter_map(|id| Some((*id, names.remove(id)?)))
+                .collect();
+            if !each(group(by_workload, part_names)) {
+                break;
             }
-            by_workload
-                .entry(workload)
-                .or_default()
-                .push(Rollup::from_values(&values).to_point(
-                    tier,
-                    bucket,
-                    nodes.get(&node).cloned().unwrap_or_default(),
-                ));
         }
-        Ok(group(by_workload, names))
+        Ok(())
     }
 }
 

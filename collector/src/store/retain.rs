@@ -82,7 +82,14 @@ impl Store {
                 tx.prepare_cached("DELETE FROM workload_pods WHERE workload_id = ?1")?;
             let mut delete_settings =
                 tx.prepare_cached("DELETE FROM workload_settings WHERE workload_id = ?1")?;
+            let mut store_end = tx.prepare_cached(
+                "UPDATE workloads SET last_window_end_unix_ms = ?2 WHERE id = ?1",
+            )?;
             for (wid, row) in &self.workloads {
+                // Once a pass at most, and only for workloads that reported.
+                if row.last_end_ms > row.stored_end_ms && row.last_end_ms >= names_cutoff {
+                    store_end.execute(params![row.id, row.last_end_ms])?;
+                }
                 // A workload whose windows all went in an earlier pass
                 // costs no delete (most of a long retention's workloads).
                 if !row.raw_gone {
@@ -124,6 +131,7 @@ impl Store {
         tx.commit()?;
         for row in self.workloads.values_mut() {
             row.raw_gone = row.last_end_ms < raw_cutoff;
+            row.stored_end_ms = row.last_end_ms;
         }
         removed.workloads = gone.len();
         for w in gone {

@@ -73,13 +73,15 @@ CREATE TABLE IF NOT EXISTS workload_settings (
 );
 ";
 
-/// Version 2: the tiers (`tiers::schema`), and on `nodes` what the cost
-/// report prices a node by (its identity, as its latest report named it) and
-/// over (the span of its reports), so that both outlive the raw reports.
+/// Version 2: the tiers (`tiers::schema`); on `nodes` what the cost report
+/// prices a node by (its identity, as its latest report named it) and over
+/// (the span of its reports); and on `workloads` its latest window's end:
+/// all of it outlives the raw reports.
 const MIGRATE_V1: &str = "
 ALTER TABLE nodes ADD COLUMN identity BLOB;
 ALTER TABLE nodes ADD COLUMN first_window_start_unix_ms INTEGER;
 ALTER TABLE nodes ADD COLUMN last_window_end_unix_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workloads ADD COLUMN last_window_end_unix_ms INTEGER NOT NULL DEFAULT 0;
 UPDATE nodes SET
     first_window_start_unix_ms = (SELECT MIN(window_start_unix_ms) FROM reports r WHERE r.node_id = nodes.id),
     last_window_end_unix_ms = COALESCE((SELECT MAX(window_end_unix_ms) FROM reports r WHERE r.node_id = nodes.id), 0);

@@ -1,6 +1,6 @@
 //! The rolled-up tiers against the raw windows they summarize.
 use super::*;
-use tiers::{Retention, Rollup};
+use tiers::{Retention, Rollup, Tier};
 
 const MINUTE: i64 = 60_000;
 
@@ -162,6 +162,19 @@ fn hours_and_days_are_recomputed_from_the_tier_below_when_written() {
     assert_eq!(removed.buckets, 2 * 90);
     assert_eq!(stored_minutes(&store, "rollup_1h").len(), 4);
     assert_eq!(count(&store, "SELECT COUNT(*) FROM workloads"), 1);
+    // Its raw windows gone, the workload keeps its name as long as its
+    // tiers do, across a restart.
+    drop(store);
+    let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+    store.retain(&short, now + 60 * MINUTE).unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM workloads"), 1);
+    let read = Reader::open(dir.path())
+        .unwrap()
+        .tier_histories(Tier::Hour, 0)
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].1.len(), 4, "two hours on two nodes");
+    assert_eq!(read[0].0.runtime, pb::Runtime::Unknown as i32);
 }
 
 #[test]

@@ -225,6 +225,7 @@ impl Store {
                                 WorkloadRow {
                                     id,
                                     last_end_ms: r.window_end_unix_ms,
+                                    stored_end_ms: 0,
                                     stage_name: is_container_runtime_stage(&w.name),
                                     raw_gone: false,
                                 },

@@ -113,6 +113,20 @@ pub fn run(args: &Args, root: &Path) -> Result<()> {
         .map(|m| m.len())
         .sum();
     print_table(args, &m, peak_kib, db_bytes);
+    // Per table: the raw tier (reports, their per-workload windows) and
+    // the minute tier written with them. The bench's windows are 1 s long,
+    // so a minute row stands for 60 windows a process here, 6 at a 10 s
+    // interval (`cargo xtask bench history` measures the tiers at 10 s).
+    let windows = (m.total_reports * args.processes as u64).max(1) as f64;
+    for (table, bytes) in super::history::table_bytes(&data.join("tally.sqlite"))? {
+        if ["reports", "windows", "rollup_1m"].contains(&table.as_str()) {
+            println!(
+                "| table {table} | {:.0} MiB, {:.1} B per process window | |",
+                bytes as f64 / (1 << 20) as f64,
+                bytes as f64 / windows
+            );
+        }
+    }
     // The store is a gigabyte or more: not worth keeping.
     for f in ["tally.sqlite", "tally.sqlite-wal", "tally.sqlite-shm"] {
         let _ = std::fs::remove_file(data.join(f));
@@ -379,6 +393,7 @@ impl Proc {
             gc_pause_seconds: gc / 10.0,
             gc_thread_cpu_seconds: gc * 0.75,
             gc_stack_cpu_seconds: gc * 0.25,
+            gc_blind_cpu_seconds: 0.0,
         };
         let k = 3600 + variant as u64;
         let total = pb::Counters {

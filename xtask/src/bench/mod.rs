@@ -5,6 +5,8 @@
 //! children that are always stopped (or killed) before the benchmark moves
 //! on, and the few /proc fields the benchmarks read.
 #[cfg(feature = "ingest-bench")]
+mod history;
+#[cfg(feature = "ingest-bench")]
 mod ingest;
 mod overhead;
 mod recommendations;
@@ -41,6 +43,17 @@ pub enum Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A month of a 1,000-node cluster's rolled-up history: bytes a row
+    /// and a process window in each tier, and `agent report --since 30d`.
+    #[cfg(feature = "ingest-bench")]
+    History(history::Args),
+    /// The same (rebuilds xtask with the store and its gRPC client).
+    #[cfg(not(feature = "ingest-bench"))]
+    #[command(disable_help_flag = true)]
+    History {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Frame time and CPU of the interactive `agent top` with 2,000
     /// synthetic processes at a 1 s refresh.
     Top(top::Args),
@@ -60,6 +73,16 @@ pub fn run(which: Bench, root: &Path) -> Result<()> {
             crate::cmd::cargo()
                 .args(["run", "--quiet", "--package", "xtask", "--features"])
                 .args(["ingest-bench", "--", "bench", "ingest"])
+                .args(args)
+                .current_dir(root),
+        ),
+        #[cfg(feature = "ingest-bench")]
+        Bench::History(args) => history::run(&args, root),
+        #[cfg(not(feature = "ingest-bench"))]
+        Bench::History { args } => crate::cmd::run(
+            crate::cmd::cargo()
+                .args(["run", "--quiet", "--package", "xtask", "--features"])
+                .args(["ingest-bench", "--", "bench", "history"])
                 .args(args)
                 .current_dir(root),
         ),
