@@ -258,9 +258,8 @@ impl pb::query_server::Query for QueryService {
                     out.send(h);
                 }),
                 Some((tier, from_minute)) => {
-                    reader.tier_histories_in_parts(tier, from_minute, PART_WORKLOADS, |h| {
-                        out.send(h)
-                    })
+                    reader
+                        .tier_histories_in_parts(tier, from_minute, PART_WORKLOADS, |h| out.send(h))
                 }
             });
             match read {

@@ -21,15 +21,7 @@ fn collector_keeping(data: &std::path::Path, raw: &str) -> (Reaped, String) {
 #[test]
 fn a_report_past_the_raw_retention_reads_the_minute_tier() {
     let test = "a_report_past_the_raw_retention_reads_the_minute_tier";
-    if !common::require_root(test) {
-        return;
-    }
-    if Command::new("go").arg("version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: go is missing under CI"
-        );
-        eprintln!("SKIP {test}: go is not installed");
+    if !common::require_root(test) || !common::require("go", test) {
         return;
     }
     let _serial = common::serial();

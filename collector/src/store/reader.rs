@@ -268,7 +268,7 @@ impl Reader {
                     }
                     by_workload
                         .entry(workload)
-                        .or_default()
+                        .or_insert_with(|| Vec::with_capacity(buckets.len()))
                         .push(Rollup::from_values(&values).to_point(
                             tier,
                             bucket,
