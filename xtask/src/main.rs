@@ -183,9 +183,12 @@ fn test(args: &[String]) -> Result<()> {
     // clippy` does it (clippy-driver as the workspace's rustc wrapper,
     // `-D warnings` through CLIPPY_ARGS): a separate `cargo clippy` would
     // type-check every dependency a second time, 10 of CI's minutes.
+    //
+    // The benches that need the store and a gRPC client (`ingest-bench`)
+    // are built and linted here too, so they cannot rot unseen.
     cmd::run(
         cmd::cargo()
-            .args(["test", "--release"])
+            .args(["test", "--release", "--features", "xtask/ingest-bench"])
             .env("RUSTC_WORKSPACE_WRAPPER", "clippy-driver")
             .env(
                 "CLIPPY_ARGS",

@@ -54,7 +54,11 @@ pub struct Args {
 
 pub fn run(args: &Args, root: &Path) -> Result<()> {
     let agent = root.join("target/release/agent");
-    ensure!(agent.exists(), "{} is missing: build it first", agent.display());
+    ensure!(
+        agent.exists(),
+        "{} is missing: build it first",
+        agent.display()
+    );
     let data = root.join("target/bench-history");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
@@ -166,22 +170,27 @@ impl Rng {
 
 /// A bucket of `minutes` of one workload: `interval`-second windows of
 /// `processes` processes, a third of the workloads garbage-collected.
-fn synthetic_bucket(rng: &mut Rng, workload: usize, minutes: i64, args: &Args) -> [i64; tiers::COLUMN_COUNT] {
+fn synthetic_bucket(
+    rng: &mut Rng,
+    workload: usize,
+    minutes: i64,
+    args: &Args,
+) -> [i64; tiers::COLUMN_COUNT] {
     let seconds = minutes * 60;
     let windows = seconds / args.interval as i64;
     let p = args.processes_per_workload as i64;
     let cores = 0.05 + rng.below(800) as f64 / 1000.0;
     let cpu_us = (cores * seconds as f64 * 1e6) as i64;
-    let gc = workload % 3 == 0;
+    let gc = workload.is_multiple_of(3);
     let gc_us = if gc { cpu_us / 5 } else { 0 };
     let rss = (64 + rng.below(1024)) as i64 * (1 << 20);
     let swing = if gc { rss / 5 } else { rss / 100 };
     let mut k = |n: u64| rng.below(n) as i64 * windows * p;
     let mut v = [0i64; tiers::COLUMN_COUNT];
     let values = [
-        if gc { 1 } else { 6 },           // runtime
-        windows,                          // windows
-        seconds * 1_000_000,              // seconds_us
+        if gc { 1 } else { 6 },                 // runtime
+        windows,                                // windows
+        seconds * 1_000_000,                    // seconds_us
         (cores * seconds as f64 * 99.0) as i64, // cpu_samples
         cpu_us,
         gc_us * 3 / 4,                    // gc_thread_us
@@ -201,12 +210,12 @@ fn synthetic_bucket(rng: &mut Rng, workload: usize, minutes: i64, args: &Args) -
         k(32) << 20,
         0,
         k(4) << 12,
-        k(20_000),                        // minor_faults
-        k(2),                             // major_faults
-        rss / 1024 * seconds * 1000,      // rss_kib_ms
-        rss + swing,                      // rss_peak
-        rss - swing,                      // rss_min
-        (cores * 1500.0) as i64,          // cpu_peak_millicores
+        k(20_000),                                         // minor_faults
+        k(2),                                              // major_faults
+        rss / 1024 * seconds * 1000,                       // rss_kib_ms
+        rss + swing,                                       // rss_peak
+        rss - swing,                                       // rss_min
+        (cores * 1500.0) as i64,                           // cpu_peak_millicores
         if minutes > 1 { 2 * swing * minutes } else { 0 }, // sawtooth
         if minutes > 1 { minutes } else { 0 },             // sawtooth_minutes
     ];
@@ -225,7 +234,12 @@ fn generate(args: &Args, db: &Path, now_ms: i64) -> Result<Rows> {
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for n in 0..args.nodes {
-            let name = format!("ip-10-{}-{}-{}.ec2.internal", n / 65536, n / 256 % 256, n % 256);
+            let name = format!(
+                "ip-10-{}-{}-{}.ec2.internal",
+                n / 65536,
+                n / 256 % 256,
+                n % 256
+            );
             let identity = pb::NodeIdentity {
                 node_name: name.clone(),
                 instance_type: "m6i.2xlarge".into(),
@@ -254,7 +268,11 @@ fn generate(args: &Args, db: &Path, now_ms: i64) -> Result<Rows> {
                 owner_name, metadata, updated_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for w in 0..args.nodes * args.workloads_per_node {
-            let id = format!("{:016x}{:048x}", (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), w);
+            let id = format!(
+                "{:016x}{:048x}",
+                (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                w
+            );
             let app = format!("svc-{}", w % 400);
             workload.execute(rusqlite::params![
                 w as i64 + 1,
@@ -296,8 +314,16 @@ fn generate(args: &Args, db: &Path, now_ms: i64) -> Result<Rows> {
     let now_minute = now_ms / 60_000;
     let workloads = args.nodes * args.workloads_per_node;
     for (tier, first, count) in [
-        (Tier::Day, tiers::bucket_of(Tier::Day, now_minute) - args.days * 1440, args.days + 1),
-        (Tier::Hour, tiers::bucket_of(Tier::Hour, now_minute) - args.days * 1440, args.days * 24 + 1),
+        (
+            Tier::Day,
+            tiers::bucket_of(Tier::Day, now_minute) - args.days * 1440,
+            args.days + 1,
+        ),
+        (
+            Tier::Hour,
+            tiers::bucket_of(Tier::Hour, now_minute) - args.days * 1440,
+            args.days * 24 + 1,
+        ),
         (Tier::Minute, now_minute - 60, 60),
     ] {
         let sql = format!(
@@ -354,13 +380,21 @@ fn print_sizes(args: &Args, rows: &Rows, sizes: &[(String, u64)]) {
         args.nodes, args.workloads_per_node, args.processes_per_workload, args.interval, args.days
     );
     println!();
-    println!("| tier | rows | bytes a row | bytes a process window | a day of this cluster | target |");
+    println!(
+        "| tier | rows | bytes a row | bytes a process window | a day of this cluster | target |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
-    for (tier, n) in [(Tier::Minute, rows.minute), (Tier::Hour, rows.hour), (Tier::Day, rows.day)] {
+    for (tier, n) in [
+        (Tier::Minute, rows.minute),
+        (Tier::Hour, rows.hour),
+        (Tier::Day, rows.day),
+    ] {
         let per_row = size(tier.table()) as f64 / n.max(1) as f64;
-        let windows = (tier.minutes() as u64 * windows_per_minute) * args.processes_per_workload as u64;
+        let windows =
+            (tier.minutes() as u64 * windows_per_minute) * args.processes_per_workload as u64;
         let per_window = per_row / windows as f64;
-        let rows_a_day = (args.nodes * args.workloads_per_node) as f64 * 1440.0 / tier.minutes() as f64;
+        let rows_a_day =
+            (args.nodes * args.workloads_per_node) as f64 * 1440.0 / tier.minutes() as f64;
         let target = if tier == Tier::Minute {
             format!(
                 "≤ {TARGET_MINUTE_BYTES_PER_WINDOW} B: {}",
