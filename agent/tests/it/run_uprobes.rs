@@ -6,8 +6,10 @@
 //! agent no longer has. A Go program started afterwards must still get its
 //! GC-cycle uprobe: the cycles the collector stored equal the runtime's own
 //! count (one gctrace line per completed cycle), and the agent never says
-//! it could not count them.
-//! Needs root and go.
+//! it could not count them. A JVM started afterwards gets its USDT and
+//! GC-id uprobes (no fallback to hsperfdata), and its stored cycles match
+//! its own `-Xlog:gc`.
+//! Needs root, go and JDK 17.
 use std::{
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},
@@ -19,7 +21,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    common,
+    common::{self, container},
     cost::{Reaped, collector},
 };
 
@@ -138,4 +140,82 @@ fn tempdir(tmp: &std::path::Path) -> std::path::PathBuf {
     let dir = tmp.join(common::unique("run-uprobes"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Distinct `GC(N)` ids of a `-Xlog:gc` log: one per collection.
+fn gc_ids(log: &str) -> usize {
+    let id_of = |line: &str| -> Option<u64> {
+        let at = line.find("GC(")? + 3;
+        line[at..].split(')').next()?.parse().ok()
+    };
+    log.lines()
+        .filter_map(id_of)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+#[test]
+fn jvm_started_after_confining_gets_its_uprobes() {
+    let test = "jvm_started_after_confining_gets_its_uprobes";
+    if !common::require_root(test) {
+        return;
+    }
+    let Some(home) = container::find_jdk(17) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: no JDK 17 under $JAVA_HOME or /usr/lib/jvm under CI"
+        );
+        eprintln!("SKIP {test}: no JDK 17 under $JAVA_HOME or /usr/lib/jvm");
+        return;
+    };
+    let _serial = common::serial();
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let classes = tmp.join("run-uprobes-classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workloads/java/AllocHeavy.java");
+    let javac = Command::new(home.join("bin/javac"))
+        .arg("-d")
+        .arg(&classes)
+        .arg(&src)
+        .status()
+        .expect("javac runs");
+    assert!(javac.success(), "javac {}", src.display());
+    let gc_log = tempdir(tmp).join("gc.log");
+    let (_collector, url) = collector(&tempdir(tmp));
+    let (agent, log) = run_agent_confined(&url);
+
+    // Started after the agent confined itself: 2.5 s before allocating,
+    // 3 s of work, 1 s alive after.
+    let java = Command::new(home.join("bin/java"))
+        .args(["-Xmx64m", "-XX:+UseSerialGC"])
+        .arg(format!("-Xlog:gc:file={}", gc_log.display()))
+        .arg("-cp")
+        .arg(&classes)
+        .args(["AllocHeavy", "3", "2.5", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = java.id();
+    let out = java.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ids = gc_ids(&std::fs::read_to_string(&gc_log).unwrap()) as u64;
+    assert!(ids > 50, "the JVM should collect often ({ids} ids)");
+
+    let close = |stored: Option<u64>| stored.is_some_and(|n| n.abs_diff(ids) * 20 <= ids);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut stored = stored_gc_cycles(&url, pid);
+    while !close(stored) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+        stored = stored_gc_cycles(&url, pid);
+    }
+    drop(agent);
+    let log = log.lock().unwrap().clone();
+    // The fallback would count from hsperfdata: that the probes attached
+    // is the agent's not saying otherwise.
+    assert!(!log.contains("not attached"), "agent's log:\n{log}");
+    assert!(
+        close(stored),
+        "GC cycles of pid {pid}: collector {stored:?}, -Xlog:gc {ids} distinct GC(N) (5%)"
+    );
 }
