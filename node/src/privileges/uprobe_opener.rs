@@ -12,8 +12,8 @@
 //!
 //! Keeping CAP_SYS_ADMIN in the agent would undo most of [`super::confine`].
 //! Instead, before confining, the agent forks this helper. The helper keeps
-//! CAP_SYS_ADMIN alone, sets `no_new_privs`, closes every other file,
-//! and installs a seccomp filter that kills it on any system call but
+//! CAP_SYS_ADMIN alone, sets `no_new_privs`, closes every file but its
+//! socket (the agent's maps, sockets, logs), and installs a seccomp filter that kills it on any system call but
 //! receiving a request, `perf_event_open`, sending the answer, `close` and
 //! exiting. A request is a file descriptor the agent opened (the probed
 //! binary) and a file offset; the answer is the errno and, on success, the
@@ -153,13 +153,8 @@ fn serve(parent: libc::pid_t, socket: RawFd, pmu_type: u32) -> ! {
         if libc::getppid() != parent {
             libc::_exit(0);
         }
-        libc::prctl(
-            libc::PR_SET_NAME,
-            c"agent-uprobes".as_ptr() as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
+        // The agent's name (comm) stays: the cost report tells Tally's own
+        // processes outside a pod by it (`agent`, `tally-agent`).
         // Nothing of the agent's: its maps, sockets and files.
         close_all_but(socket);
         let keep = 1u64 << CAP_SYS_ADMIN;
@@ -267,13 +262,13 @@ fn open_uprobe(pmu_type: u32, file: &OwnedFd, offset: u64) -> Result<OwnedFd, i3
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Closes every descriptor but `keep` (and 0-2, which are harmless).
+/// Closes every descriptor but `keep`.
 fn close_all_but(keep: RawFd) {
     let keep = keep as u32;
     // SAFETY: close_range on integers; the fallback closes one by one.
     unsafe {
-        let ranges = [(3u32, keep.saturating_sub(1)), (keep + 1, u32::MAX)];
-        for (first, last) in ranges.into_iter().filter(|(f, l)| f <= l) {
+        let ranges = [(0, keep.checked_sub(1)), (keep + 1, Some(u32::MAX))];
+        for (first, last) in ranges.into_iter().filter_map(|(f, l)| Some((f, l?))) {
             if libc::syscall(libc::SYS_close_range, first, last, 0) != 0 {
                 for fd in first..last.min(65_536) {
                     libc::close(fd as RawFd);
