@@ -204,20 +204,19 @@ impl Probes {
                     })?;
             }
             Some(opener) => {
-                let offset = match location {
-                    UProbeAttachLocation::AbsoluteOffset(offset) => offset,
-                    UProbeAttachLocation::Symbol(symbol) => symbol_file_offset(path, symbol)
-                        .ok_or_else(|| UprobeError::NoSymbol {
-                            program,
-                            path: shown(),
-                            symbol: symbol.to_string(),
-                        })?,
-                    UProbeAttachLocation::SymbolOffset(symbol, more) => {
+                let (symbol, offset) = match location {
+                    UProbeAttachLocation::AbsoluteOffset(offset) => (None, offset),
+                    UProbeAttachLocation::Symbol(symbol) => (Some(symbol), 0),
+                    UProbeAttachLocation::SymbolOffset(symbol, offset) => (Some(symbol), offset),
+                };
+                let offset = match symbol {
+                    None => offset,
+                    Some(symbol) => {
                         symbol_file_offset(path, symbol).ok_or_else(|| UprobeError::NoSymbol {
                             program,
                             path: shown(),
                             symbol: symbol.to_string(),
-                        })? + more
+                        })? + offset
                     }
                 };
                 let event = opener
@@ -267,9 +266,9 @@ fn hint(err: &aya::programs::ProgramError) -> &'static str {
             if e.call == "perf_event_open" && e.io_error.raw_os_error() == Some(libc::EACCES)
     );
     if denied {
-        " (since Linux 6.16, and 5.15/6.1/6.6/6.12 stable since July 2025, a uprobe \
-         needs CAP_SYS_ADMIN, not CAP_PERFMON: the agent had no CAP_SYS_ADMIN to give \
-         its uprobe helper)"
+        " (on Linux 6.16+, and 5.15/6.1/6.6/6.12 stable since July 2025, opening a \
+         uprobe needs CAP_SYS_ADMIN, CAP_PERFMON no longer suffices: the agent had \
+         none, nor a uprobe helper holding it)"
     } else {
         ""
     }
