@@ -186,9 +186,11 @@ fn jvm_started_after_confining_gets_its_uprobes() {
     let (agent, log) = run_agent_confined(&url);
 
     // Started after the agent confined itself: 2.5 s before allocating,
-    // 3 s of work, 1 s alive after.
+    // 3 s of work, 1 s alive after. Parallel GC: one GC id per collection
+    // (Serial's count is short of its -Xlog:gc with or without confining,
+    // measured 6-17% here: not this test's subject).
     let java = Command::new(home.join("bin/java"))
-        .args(["-Xmx64m", "-XX:+UseSerialGC"])
+        .args(["-Xmx64m", "-XX:+UseParallelGC"])
         .arg(format!("-Xlog:gc:file={}", gc_log.display()))
         .arg("-cp")
         .arg(&classes)
