@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use tally_node::{
     collect::Sampler,
     enrich::node::{SharedIdentity, resolve_in_background},
-    privileges::confine,
+    privileges::{confine, uprobe_opener::UprobeOpener},
     run::RunOptions,
 };
 
@@ -85,9 +85,22 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     // Load and attach first, with every privilege; then give up what the
     // daemon no longer needs, before any other thread starts (the API
     // server watch, IMDS, the collector stream, exports).
-    let sampler = Sampler::start(&args.probes.load_options(), args.probes.uprobes())
+    let mut sampler = Sampler::start(&args.probes.load_options(), args.probes.uprobes())
         .map_err(|e| Failure::failed(&e))?;
     if !args.keep_privileges {
+        // Before confining: the helper keeps the CAP_SYS_ADMIN that uprobe
+        // perf events need on current kernels, and nothing else.
+        match UprobeOpener::spawn() {
+            Ok(Some(opener)) => sampler.open_uprobes_with(opener),
+            Ok(None) => tracing::debug!(
+                "no CAP_SYS_ADMIN for a uprobe helper: uprobes of runtimes that start later \
+                 attach only where the kernel takes CAP_PERFMON for them"
+            ),
+            Err(err) => tracing::warn!(
+                "{err}: uprobes of GC runtimes that start later attach only where the kernel \
+                 takes CAP_PERFMON for them"
+            ),
+        }
         let low_port = args
             .export
             .metrics_listen

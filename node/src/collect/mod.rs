@@ -144,6 +144,12 @@ impl Sampler {
         &self.probes
     }
 
+    /// Uprobes attached from now on get their perf events from the helper
+    /// (see [`crate::privileges::uprobe_opener`]).
+    pub fn open_uprobes_with(&mut self, opener: crate::privileges::uprobe_opener::UprobeOpener) {
+        self.probes.open_uprobes_with(opener);
+    }
+
     /// Names every container's windows with its pod from now on.
     pub fn set_pods(&mut self, pods: crate::enrich::kube::PodResolver) {
         self.pods = Some(pods);

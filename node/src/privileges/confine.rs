@@ -12,6 +12,11 @@
 //!   agent reads the binaries of profiled processes (symbols, USDT notes)
 //!   and never runs anything, and now cannot.
 //!
+//! - Uprobes: kernels with CVE-2025-38466 fixed (6.16, and 5.15, 6.1, 6.6,
+//!   6.12 stable since July 2025) want CAP_SYS_ADMIN to open a uprobe perf
+//!   event, which the agent does not keep: a helper process forked before
+//!   confining keeps it for that one system call ([`super::uprobe_opener`]).
+//!
 //! Capabilities are per thread: this runs before the agent starts its
 //! other threads, and [`confine`] checks every thread of the process
 //! afterwards.
@@ -20,6 +25,7 @@ use std::fmt::Write as _;
 /// Linux capability numbers (`include/uapi/linux/capability.h`).
 pub const CAP_DAC_READ_SEARCH: u32 = 2;
 pub const CAP_SETPCAP: u32 = 8;
+pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_NET_BIND_SERVICE: u32 = 10;
 pub const CAP_SYS_PTRACE: u32 = 19;
 pub const CAP_PERFMON: u32 = 38;
@@ -36,7 +42,10 @@ pub const KEPT: &[(u32, &str, &str)] = &[
     (
         CAP_PERFMON,
         "CAP_PERFMON",
-        "open uprobe perf events on GC runtimes that start later",
+        "open uprobe perf events on GC runtimes that start later, where the kernel \
+         still takes CAP_PERFMON for them (before 6.16 and the July 2025 stable \
+         backports); newer kernels want CAP_SYS_ADMIN, which only the uprobe \
+         helper keeps (uprobe_opener)",
     ),
     (
         CAP_SYS_PTRACE,
@@ -161,7 +170,7 @@ struct CapData {
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// This thread's permitted set.
-fn capget() -> std::io::Result<u64> {
+pub(super) fn capget() -> std::io::Result<u64> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -175,7 +184,7 @@ fn capget() -> std::io::Result<u64> {
     Ok(u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32)
 }
 
-fn capset(effective: u64, permitted: u64, inheritable: u64) -> std::io::Result<()> {
+pub(super) fn capset(effective: u64, permitted: u64, inheritable: u64) -> std::io::Result<()> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -206,12 +215,12 @@ fn capset(effective: u64, permitted: u64, inheritable: u64) -> std::io::Result<(
 
 /// `AUDIT_ARCH_*` of the architecture the agent is built for.
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
+pub(super) const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
+pub(super) const AUDIT_ARCH: u32 = 0xC000_00B7;
 
 /// x32 system calls on x86_64 have this bit set in their number.
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+pub(super) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// Installs a seccomp filter on every thread: execve and execveat fail with
 /// EPERM; system calls of another ABI (32-bit, x32), which the agent never

@@ -2,6 +2,7 @@
 //! so that a missing capability is one clear line instead of an EPERM from
 //! deep inside a loader.
 pub mod confine;
+pub mod uprobe_opener;
 
 use std::fmt;
 
