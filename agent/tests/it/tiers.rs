@@ -2,8 +2,9 @@
 //! only 25 s answers `agent report` from its 1-minute tier once they are
 //! gone. A GC-heavy Go workload runs in a container-shaped cgroup under an
 //! `agent run` streaming to it; the report's CPU for the container is
-//! compared with the kernel's (the workload's own getrusage), and the
-//! report says what it was read from. Needs root and go.
+//! compared with the kernel's (the workload's own getrusage), its GC cycles
+//! with Go's own count (`runtime.MemStats.NumGC`), and the report says what
+//! it was read from. Needs root and go.
 use std::{process::Command, thread, time::Duration};
 
 use serde_json::Value;
@@ -33,7 +34,9 @@ fn a_report_past_the_raw_retention_reads_the_minute_tier() {
     let id = container_id("713e5");
     let cg = container_cgroup(&id);
     let mut cmd = Command::new(&bin);
-    cmd.args(["12", "1"])
+    // 2.5 s before it allocates: the agent finds the Go binary and puts its
+    // GC uprobe in before the first collection.
+    cmd.args(["12", "2.5"])
         .envs([("GOGC", "50"), ("GOMAXPROCS", "1")])
         .stdout(std::process::Stdio::piped());
     cg.enter_on_spawn(&mut cmd);
@@ -77,6 +80,7 @@ fn a_report_past_the_raw_retention_reads_the_minute_tier() {
         (cpu - own_cpu).abs() <= 0.05 * own_cpu,
         "CPU {cpu} vs the kernel's {own_cpu}: {w:#}"
     );
+    assert_eq!(cycles, own_cycles, "GC cycles: from the tier vs NumGC: {w:#}");
     assert_eq!(w["gc_tax"]["headroom"]["method"], "minute_teeth", "{w:#}");
     // The node is still priced: its identity outlived its reports.
     assert_eq!(
