@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::{
     fleet_verdicts::Fleet,
     store::{
-        Reader, StoreError,
+        StoreError, StoreReader,
         tiers::{self, Retention},
     },
     workload::{self, WorkloadId},
@@ -50,7 +50,7 @@ pub const WATCH_BACKLOG: usize = 4096;
 pub struct QueryService {
     pub fleet: Arc<Mutex<Fleet>>,
     pub snapshot: Snapshot,
-    pub reader: Arc<Mutex<Reader>>,
+    pub reader: Arc<Mutex<Box<dyn StoreReader>>>,
     pub watch: broadcast::Sender<Arc<pb::WatchEvent>>,
     /// Which tier a cost history is read from depends on what is kept.
     pub retention: Retention,

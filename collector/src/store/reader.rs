@@ -234,7 +234,7 @@ impl Reader {
     }
 }
 
-fn group(
+pub(super) fn group(
     by_workload: HashMap<i64, Vec<pb::WorkloadPoint>>,
     mut names: HashMap<i64, StoredWorkload>,
 ) -> Histories {
