@@ -263,3 +263,58 @@ fn a_replica_killed_mid_ingest_loses_and_duplicates_no_report() {
     assert_eq!(cpu_b, cpu_c, "agent report differs between replicas");
     drop(cluster);
 }
+
+/// `deploy/overlays/replicated`, used as its comment says (from a
+/// kustomization outside deploy/), renders two collector replicas whose
+/// store is the Secret's URL, with no volume.
+#[test]
+fn the_replicated_overlay_runs_two_collectors_on_the_secrets_database() {
+    let test = "the_replicated_overlay_runs_two_collectors_on_the_secrets_database";
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: kubectl is missing under CI"
+        );
+        eprintln!("SKIPPED {test}: kubectl is not installed");
+        return;
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("overlay"));
+    std::fs::create_dir_all(dir.join("mine")).unwrap();
+    // kustomize takes relative paths only.
+    std::os::unix::fs::symlink(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy"),
+        dir.join("deploy"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mine/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../deploy\ncomponents:\n  - ../deploy/overlays/replicated\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.join("mine"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(rendered.contains("replicas: 2"), "{rendered}");
+    assert!(rendered.contains("name: TALLY_STORE"), "{rendered}");
+    assert!(
+        rendered.contains("name: tally-collector-store"),
+        "{rendered}"
+    );
+    for gone in ["--data=", "kind: PersistentVolumeClaim", "claimName:"] {
+        assert!(!rendered.contains(gone), "{gone} in {rendered}");
+    }
+}
