@@ -185,6 +185,18 @@ impl TempCluster {
         Ok(())
     }
 
+    /// The server's pid (postmaster.pid's first line): its CPU and its
+    /// children's are the server's.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
