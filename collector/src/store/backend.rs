@@ -101,6 +101,28 @@ pub trait StoreReader: Send {
     fn raw_histories(&self, since_ms: i64) -> Result<Histories, StoreError>;
     /// Every workload's buckets of `tier` from `from_minute` on.
     fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError>;
+    /// The same handed over in parts of `per_part` workloads; stops when
+    /// `each` returns false. (This default reads it all first; main's
+    /// SQLite reader reads part by part.)
+    fn tier_histories_in_parts(
+        &self,
+        tier: Tier,
+        from_minute: i64,
+        per_part: usize,
+        each: &mut dyn FnMut(Histories) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut all = self.tier_histories(tier, from_minute)?.into_iter();
+        loop {
+            let part: Histories = all.by_ref().take(per_part.max(1)).collect();
+            let last = part.is_empty();
+            if last || !each(part) {
+                return Ok(());
+            }
+        }
+    }
+    /// Another connection to the same store, for a long read that must not
+    /// hold up the short ones.
+    fn another(&self) -> Result<Box<dyn StoreReader>, StoreError>;
     /// The windows of reports received at or after `received_since_ms`, and
     /// every node's latest window end, for a store other replicas write
     /// too; `None` for a store only this replica writes.
@@ -146,6 +168,9 @@ impl StoreReader for Reader {
     }
     fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
         Reader::tier_histories(self, tier, from_minute)
+    }
+    fn another(&self) -> Result<Box<dyn StoreReader>, StoreError> {
+        Ok(Box::new(Reader::open(&self.data_dir)?))
     }
 }
 

@@ -26,6 +26,7 @@ pub struct StoredWindow {
 /// A read-only connection for queries.
 pub struct Reader {
     conn: Connection,
+    pub(super) data_dir: std::path::PathBuf,
 }
 
 impl Reader {
@@ -34,7 +35,10 @@ impl Reader {
             &db_path(data_dir),
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            data_dir: data_dir.to_owned(),
+        })
     }
 
     /// A workload's windows that ended at or after `since_ms`, oldest first.

@@ -201,6 +201,16 @@ impl StoreReader for PgReader {
         })?)
     }
 
+    fn another(&self) -> Result<Box<dyn StoreReader>, StoreError> {
+        let url = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .url
+            .clone();
+        Ok(Box::new(PgReader::open(&url)?))
+    }
+
     fn fleet_updates(&self, received_since_ms: i64) -> Result<Option<FleetUpdates>, StoreError> {
         Ok(self.with(async |c| {
             let nodes = c

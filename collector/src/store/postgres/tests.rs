@@ -150,6 +150,18 @@ fn minutes_roll_up_into_hours_and_days_and_read_back() {
         .map(|p| p.delta.as_ref().unwrap().cpu_seconds)
         .sum();
     assert_eq!(cpu, 2.0);
+    // In parts of one workload, from another connection.
+    let mut parts = 0;
+    reader
+        .another()
+        .unwrap()
+        .tier_histories_in_parts(Tier::Hour, 0, 1, &mut |part| {
+            assert_eq!(part.len(), 1);
+            parts += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(parts, 2);
     let raw = reader.raw_histories(0).unwrap();
     assert_eq!(raw.iter().map(|h| h.1.len()).sum::<usize>(), 4);
     assert_eq!(reader.nodes().unwrap().len(), 2);
