@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     fleet_verdicts::Fleet,
-    store::{Outcome, Prepared, Removed, Store, tiers::Retention},
+    store::{Outcome, Prepared, Removed, StoreWriter, tiers::Retention},
     validate::{self, InvalidReport, Limits},
     workload::workload_windows,
 };
@@ -319,7 +319,7 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
 
 /// Starts the writer thread; it ends when every job sender is dropped.
 pub fn spawn_writer(
-    store: Store,
+    store: Box<dyn StoreWriter>,
     jobs: mpsc::Receiver<Job>,
     fleet: Arc<Mutex<Fleet>>,
     watch: broadcast::Sender<Arc<pb::WatchEvent>>,
@@ -332,7 +332,7 @@ pub fn spawn_writer(
 }
 
 fn writer_loop(
-    mut store: Store,
+    mut store: Box<dyn StoreWriter>,
     mut jobs: mpsc::Receiver<Job>,
     fleet: &Mutex<Fleet>,
     watch: &broadcast::Sender<Arc<pb::WatchEvent>>,
@@ -364,7 +364,7 @@ fn writer_loop(
             }
         }
         if !reports.is_empty() {
-            let stored = write(&mut store, &mut reports, &mut replies, fleet, watch);
+            let stored = write(store.as_mut(), &mut reports, &mut replies, fleet, watch);
             // Stacks of the reports newly stored, never of resent ones.
             if let Some(profiles) = profiles {
                 for (node, body) in &stored {
@@ -411,7 +411,7 @@ fn lock(fleet: &Mutex<Fleet>) -> std::sync::MutexGuard<'_, Fleet> {
 }
 
 fn write(
-    store: &mut Store,
+    store: &mut dyn StoreWriter,
     reports: &mut Vec<Prepared>,
     replies: &mut Vec<(Reply, Refused)>,
     fleet: &Mutex<Fleet>,

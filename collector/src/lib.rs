@@ -5,6 +5,7 @@
 //! WorkloadHistory and Watch.
 pub mod fleet_export;
 pub mod fleet_profiles;
+mod fleet_refresh;
 pub mod fleet_verdicts;
 mod framing;
 pub mod ingest;
@@ -43,6 +44,8 @@ pub enum CollectorError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot open the store: {0}")]
+    Open(String),
     #[error("cannot start the collector's threads: {0}")]
     Runtime(std::io::Error),
     #[error("gRPC server failed: {0}")]
@@ -56,12 +59,13 @@ pub enum CollectorError {
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
+    /// The store: a SQLite file in a directory, or a PostgreSQL database
+    /// several replicas share.
+    pub store: store::Location,
     /// How long raw reports and each rolled-up tier are kept.
     pub retention: store::tiers::Retention,
     /// How often every workload's verdict is recomputed for ListWorkloads.
     pub classify_interval: Duration,
-    pub sync: Sync,
     /// `/metrics` and OTLP export of the workloads' verdicts.
     pub export: tally_export::ExportOptions,
     /// Write CPU profiles from the agents' stacks here, every
@@ -117,10 +121,12 @@ const ROLL_UP_INTERVAL: Duration = Duration::from_secs(60);
 /// on stdout once it accepts connections (the address is the bound one, so
 /// `--listen 127.0.0.1:0` tells the port it got).
 pub fn run(config: CollectorConfig) -> Result<(), CollectorError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| CollectorError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    if let store::Location::Sqlite { data_dir, .. } = &config.store {
+        std::fs::create_dir_all(data_dir).map_err(|source| CollectorError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tally-collector")
@@ -132,14 +138,19 @@ pub fn run(config: CollectorConfig) -> Result<(), CollectorError> {
 async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let guard = config.security.prepare(config.listen)?;
     raise_open_files_limit();
-    let store = store::Store::open(&config.data_dir, config.sync)?;
-    let fleet = Arc::new(Mutex::new(store.load_fleet()?));
-    let reader = Arc::new(Mutex::new(store::Reader::open(&config.data_dir)?));
-    tracing::info!(
-        "store {} open: {} workloads",
-        store.path().display(),
-        fleet.lock().map_or(0, |f| f.len())
-    );
+    // Blocking (and the PostgreSQL client runs its own runtime): off the
+    // async threads.
+    let location = config.store.clone();
+    let (store, reader, fleet) = tokio::task::spawn_blocking(move || {
+        let (mut store, reader) = store::open(&location)?;
+        let fleet = store.load_fleet()?;
+        Ok::<_, store::StoreError>((store, reader, fleet))
+    })
+    .await
+    .map_err(|e| CollectorError::Open(e.to_string()))??;
+    tracing::info!("store {} open: {} workloads", store.describe(), fleet.len());
+    let fleet = Arc::new(Mutex::new(fleet));
+    let reader: Arc<Mutex<Box<dyn store::StoreReader>>> = Arc::new(Mutex::new(reader));
 
     let (watch, _) = broadcast::channel::<Arc<pb::WatchEvent>>(query::WATCH_BACKLOG);
     let (jobs, jobs_rx) = mpsc::channel(WRITER_QUEUE);
@@ -173,15 +184,29 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let classifier = {
         let (fleet, snapshot) = (fleet.clone(), snapshot.clone());
         let every = config.classify_interval;
+        let refresh = config.store.shared().then(|| {
+            Arc::new(Mutex::new(fleet_refresh::FleetRefresh::new(
+                reader.clone(),
+                tally_core::time::now_unix_ms(),
+            )))
+        });
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let (fleet, snapshot) = (fleet.clone(), snapshot.clone());
+                let (fleet, snapshot, refresh) = (fleet.clone(), snapshot.clone(), refresh.clone());
                 // The pass holds the state's lock; keep it off the I/O threads.
-                let _ = tokio::task::spawn_blocking(move || query::classify_all(&fleet, &snapshot))
-                    .await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(refresh) = refresh {
+                        refresh
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .run(&fleet);
+                    }
+                    query::classify_all(&fleet, &snapshot)
+                })
+                .await;
             }
         })
     };

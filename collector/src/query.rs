@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::{
     fleet_verdicts::Fleet,
     store::{
-        Histories, Reader, StoreError,
+        Histories, StoreError, StoreReader,
         tiers::{self, Retention},
     },
     workload::{self, WorkloadId},
@@ -50,7 +50,7 @@ pub const WATCH_BACKLOG: usize = 4096;
 pub struct QueryService {
     pub fleet: Arc<Mutex<Fleet>>,
     pub snapshot: Snapshot,
-    pub reader: Arc<Mutex<Reader>>,
+    pub reader: Arc<Mutex<Box<dyn StoreReader>>>,
     pub watch: broadcast::Sender<Arc<pb::WatchEvent>>,
     /// Which tier a cost history is read from depends on what is kept.
     pub retention: Retention,
@@ -258,8 +258,9 @@ impl pb::query_server::Query for QueryService {
                     out.send(h);
                 }),
                 Some((tier, from_minute)) => {
-                    reader
-                        .tier_histories_in_parts(tier, from_minute, PART_WORKLOADS, |h| out.send(h))
+                    reader.tier_histories_in_parts(tier, from_minute, PART_WORKLOADS, &mut |h| {
+                        out.send(h)
+                    })
                 }
             });
             match read {

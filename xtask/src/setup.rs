@@ -159,6 +159,12 @@ fn packages(purpose: Purpose) -> &'static [&'static str] {
             "cpio",
             "curl",
             "xz-utils",
+            // The PostgreSQL store's tests (collector's store::postgres,
+            // agent/tests/it/replicas.rs) run a throwaway cluster with its
+            // initdb and pg_ctl (/usr/lib/postgresql/<major>/bin), as the
+            // `postgres` user it creates; the system cluster it may start
+            // is never used.
+            "postgresql",
         ],
         // bpftrace: the reference the overhead benchmark compares against.
         Purpose::Bench => &["gcc", "libc6-dev", "bpftrace"],

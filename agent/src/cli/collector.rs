@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::ValueEnum;
-use tally_collector::{CollectorConfig, Sync, store::tiers::Retention};
+use tally_collector::{
+    CollectorConfig, Sync,
+    store::{Location, tiers::Retention},
+};
 
 use super::{
     Failure,
@@ -16,9 +19,17 @@ pub struct CollectorArgs {
     /// Address to listen on (gRPC); port 0 picks a free one, printed on stdout.
     #[arg(long, default_value = "0.0.0.0:4317")]
     listen: SocketAddr,
-    /// Directory of the store (created if missing).
-    #[arg(long)]
-    data: PathBuf,
+    /// Directory of the store, a SQLite file (created if missing): one
+    /// collector. Give this or --store.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A PostgreSQL database as the store, shared by several collector
+    /// replicas behind one Service: postgres://user[:password]@host[:port]/db
+    /// (or the key=value form). Give this or --data. From the environment
+    /// variable TALLY_STORE when not given (keeps a password off the
+    /// command line; deploy/overlays/replicated sets it from a Secret).
+    #[arg(long, value_name = "URL", env = "TALLY_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Raw reports kept (90s, 30m, 6h, 7d): every process's windows, what
     /// `top --collector`, verdicts and profiles read. Reports older than
     /// this are refused.
@@ -63,10 +74,39 @@ enum SyncArg {
 
 pub fn run(args: CollectorArgs) -> Result<(), Failure> {
     let export = args.export.options().map_err(Failure::usage)?;
+    let sync = match args.sync {
+        SyncArg::Full => Sync::Full,
+        SyncArg::Normal => Sync::Normal,
+    };
+    let store = match (args.data, args.store) {
+        (Some(data_dir), None) => Location::Sqlite { data_dir, sync },
+        (None, Some(url))
+            if url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.contains('=') =>
+        {
+            Location::Postgres { url }
+        }
+        (None, Some(url)) => {
+            return Err(Failure::usage(format!(
+                "--store {url:?} is not a PostgreSQL URL (postgres://user@host/db); for a SQLite store in a directory, use --data DIR"
+            )));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage(
+                "give --data DIR (a SQLite store, one collector) or --store postgres://… (shared by replicas), not both".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(Failure::usage(
+                "the collector needs a store: --data DIR (SQLite, one collector) or --store postgres://user@host/db (PostgreSQL, several replicas)".to_owned(),
+            ));
+        }
+    };
     let config = CollectorConfig {
         export,
         listen: args.listen,
-        data_dir: args.data,
+        store,
         retention: Retention {
             raw: args.retention,
             minute: args.retention_1m,
@@ -76,10 +116,6 @@ pub fn run(args: CollectorArgs) -> Result<(), Failure> {
         classify_interval: args.classify_interval,
         profiles_dir: args.profiles,
         profile_interval: args.profile_interval,
-        sync: match args.sync {
-            SyncArg::Full => Sync::Full,
-            SyncArg::Normal => Sync::Normal,
-        },
         security: (&args.security).into(),
         // An agent's backlog after an outage longer than the raw retention
         // still has a place: its minute buckets.

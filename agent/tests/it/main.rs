@@ -37,6 +37,7 @@ mod pods;
 mod profiles;
 mod prometheus;
 mod recommendations;
+mod replicas;
 mod run_uprobes;
 mod settings;
 mod syscall_hooks;

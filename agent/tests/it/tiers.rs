@@ -80,7 +80,10 @@ fn a_report_past_the_raw_retention_reads_the_minute_tier() {
         (cpu - own_cpu).abs() <= 0.05 * own_cpu,
         "CPU {cpu} vs the kernel's {own_cpu}: {w:#}"
     );
-    assert_eq!(cycles, own_cycles, "GC cycles: from the tier vs NumGC: {w:#}");
+    assert_eq!(
+        cycles, own_cycles,
+        "GC cycles: from the tier vs NumGC: {w:#}"
+    );
     assert_eq!(w["gc_tax"]["headroom"]["method"], "minute_teeth", "{w:#}");
     // The node is still priced: its identity outlived its reports.
     assert_eq!(

@@ -33,13 +33,18 @@ use prost::Message as _;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use tally_proto as pb;
 
+mod backend;
+pub mod postgres;
 mod reader;
 mod retain;
 mod schema;
 pub mod tiers;
 mod write;
 
-pub use reader::{Histories, Reader, StoredWindow};
+pub use backend::{
+    FleetUpdates, Location, Opened, RecentWindow, StoreReader, StoreWriter, observe_recent, open,
+};
+pub use reader::{Histories, Reader, StoredWindow, StoredWorkload};
 
 use schema::SCHEMA_VERSION;
 
@@ -59,6 +64,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store {}: unexpected schema version {found} (this collector writes {SCHEMA_VERSION})", path.display())]
     Schema { path: PathBuf, found: i64 },
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
 }
 
 /// How hard a commit is made durable.

@@ -26,7 +26,7 @@ pub struct StoredWindow {
 /// A read-only connection for queries.
 pub struct Reader {
     conn: Connection,
-    data_dir: std::path::PathBuf,
+    pub(super) data_dir: std::path::PathBuf,
 }
 
 impl Reader {
@@ -39,13 +39,6 @@ impl Reader {
             conn,
             data_dir: data_dir.to_owned(),
         })
-    }
-
-    /// Another connection to the same store: for a long read (a cost
-    /// history streamed to a client at its pace) that must not hold up the
-    /// short ones.
-    pub fn another(&self) -> Result<Self, StoreError> {
-        Self::open(&self.data_dir)
     }
 
     /// A workload's windows that ended at or after `since_ms`, oldest first.
@@ -288,7 +281,7 @@ impl Reader {
     }
 }
 
-fn group(
+pub(super) fn group(
     by_workload: HashMap<i64, Vec<pb::WorkloadPoint>>,
     mut names: HashMap<i64, StoredWorkload>,
 ) -> Histories {

@@ -6,7 +6,7 @@ use tally_core::workload::workload_windows;
 mod tiers_tests;
 use tally_proto::received::ReceivedReport;
 
-fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[u32]) -> Prepared {
+pub(super) fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[u32]) -> Prepared {
     let report = pb::NodeReport {
         node: Some(pb::NodeIdentity {
             node_name: node.into(),

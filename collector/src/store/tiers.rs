@@ -507,6 +507,18 @@ pub fn upsert_minute(dialect: Dialect) -> String {
     let params: Vec<String> = (1..=names.len() + 3)
         .map(|i| dialect.placeholder(i))
         .collect();
+    format!(
+        "INSERT INTO {} (bucket_minute, workload_id, node_id, {}) VALUES ({})
+         ON CONFLICT (bucket_minute, workload_id, node_id) DO UPDATE SET {}",
+        Tier::Minute.table(),
+        names.join(", "),
+        params.join(", "),
+        merge_minute_set(dialect)
+    )
+}
+
+/// The SET clause merging a new minute row into a stored one.
+fn merge_minute_set(dialect: Dialect) -> String {
     let table = Tier::Minute.table();
     let set: Vec<String> = COLUMNS
         .iter()
@@ -519,12 +531,26 @@ pub fn upsert_minute(dialect: Dialect) -> String {
             ),
         })
         .collect();
+    set.join(", ")
+}
+
+/// PostgreSQL: merges many buckets into the minute tier in one statement;
+/// parameters are one `int8[]` per column (bucket_minute, workload_id,
+/// node_id, then [`Rollup::values`]), the rows in key order and each key
+/// once (a row cannot be updated twice by one statement).
+pub fn upsert_minute_unnest() -> String {
+    let names: Vec<&str> = all_columns().collect();
+    let arrays: Vec<String> = (1..=names.len() + 3)
+        .map(|i| format!("${i}::int8[]"))
+        .collect();
     format!(
-        "INSERT INTO {table} (bucket_minute, workload_id, node_id, {}) VALUES ({})
+        "INSERT INTO {table} (bucket_minute, workload_id, node_id, {})
+         SELECT * FROM UNNEST({})
          ON CONFLICT (bucket_minute, workload_id, node_id) DO UPDATE SET {}",
         names.join(", "),
-        params.join(", "),
-        set.join(", ")
+        arrays.join(", "),
+        merge_minute_set(Dialect::Postgres),
+        table = Tier::Minute.table(),
     )
 }
 
@@ -533,6 +559,11 @@ pub fn upsert_minute(dialect: Dialect) -> String {
 pub fn roll(dialect: Dialect, tier: Tier) -> Option<String> {
     let below = tier.below()?;
     let (from, to) = (dialect.placeholder(1), dialect.placeholder(2));
+    // PostgreSQL types a parameter by its first use: here a select list.
+    let from_value = match dialect {
+        Dialect::Sqlite => from.clone(),
+        Dialect::Postgres => format!("{from}::int8"),
+    };
     let exprs: Vec<String> = COLUMNS
         .iter()
         .map(|(c, m)| match (*c, m) {
@@ -560,7 +591,7 @@ pub fn roll(dialect: Dialect, tier: Tier) -> Option<String> {
     // join constraint (INSERT … SELECT needs one).
     Some(format!(
         "INSERT INTO {table} (bucket_minute, workload_id, node_id, {names})
-         SELECT {from}, workload_id, node_id, {exprs}
+         SELECT {from_value}, workload_id, node_id, {exprs}
          FROM {below_table}
          WHERE bucket_minute >= {from} AND bucket_minute < {to}
          GROUP BY workload_id, node_id

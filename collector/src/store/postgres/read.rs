@@ -1,0 +1,293 @@
+//! Reads: the queries' histories, the recent state at start, and the
+//! refresh of a replica's recent state with what other replicas stored.
+use std::{collections::HashMap, sync::Arc};
+
+use prost::Message as _;
+use tally_proto as pb;
+use tokio_postgres::{Client, Row};
+
+use super::{PgError, PgReader};
+use crate::{
+    fleet_verdicts::{Fleet, NodeWindow},
+    store::{
+        FleetUpdates, Histories, RecentWindow, StoreError, StoreReader, StoredWindow,
+        StoredWorkload,
+        tiers::{self, Rollup, Tier},
+    },
+    workload::{WorkloadId, runtime_from_proto},
+};
+
+/// The columns [`recent_window`] reads, in order.
+const RECENT_COLUMNS: &str = "k.key, k.name, k.cgroup_path, n.name, w.window_end_unix_ms,
+    w.window_seconds, w.runtime, w.rss_bytes, w.delta, p.metadata, s.settings";
+
+fn recent_window(r: &Row) -> Option<RecentWindow> {
+    let id = WorkloadId::from_db_key(r.get(0))?;
+    let node: String = r.get(3);
+    Some(RecentWindow {
+        id,
+        name: r.get(1),
+        cgroup_path: r.get(2),
+        pod: r
+            .get::<_, Option<Vec<u8>>>(9)
+            .and_then(|b| pb::PodMetadata::decode(&b[..]).ok()),
+        settings: r
+            .get::<_, Option<Vec<u8>>>(10)
+            .and_then(|b| pb::RuntimeSettings::decode(&b[..]).ok()),
+        window: NodeWindow {
+            node: Arc::from(node),
+            window_end_ms: r.get(4),
+            window_seconds: r.get(5),
+            runtime: runtime_from_proto(r.get(6)),
+            // A row this version cannot decode counts as empty.
+            delta: pb::Counters::decode(&r.get::<_, Vec<u8>>(8)[..]).unwrap_or_default(),
+            rss_bytes: u64::try_from(r.get::<_, i64>(7)).unwrap_or(0),
+        },
+    })
+}
+
+/// The recent state: every workload's newest windows on each node (enough
+/// for two verdict horizons), and every node's latest window end.
+pub(super) async fn load_fleet(client: &Client) -> Result<Fleet, PgError> {
+    let mut fleet = Fleet::new();
+    for r in client
+        .query(
+            "SELECT n.name, MAX(a.last_window_end_unix_ms)
+             FROM agents a JOIN nodes n ON n.id = a.node_id GROUP BY n.name",
+            &[],
+        )
+        .await?
+    {
+        fleet.node_reported(r.get(0), r.get(1));
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {RECENT_COLUMNS}
+                 FROM workloads k
+                 CROSS JOIN LATERAL (SELECT * FROM windows x WHERE x.workload_id = k.id
+                    ORDER BY x.window_end_unix_ms DESC LIMIT 256) w
+                 JOIN nodes n ON n.id = w.node_id
+                 LEFT JOIN workload_pods p ON p.workload_id = k.id
+                 LEFT JOIN workload_settings s ON s.workload_id = k.id"
+            ),
+            &[],
+        )
+        .await?;
+    crate::store::observe_recent(&mut fleet, rows.iter().filter_map(recent_window).collect());
+    Ok(fleet)
+}
+
+impl StoreReader for PgReader {
+    fn history(&self, id: &WorkloadId, since_ms: i64) -> Result<Vec<StoredWindow>, StoreError> {
+        let key = id.db_key();
+        Ok(self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT n.name, w.window_end_unix_ms, w.window_seconds, w.runtime, w.rss_bytes, w.delta
+                     FROM windows w
+                     JOIN workloads k ON k.id = w.workload_id
+                     JOIN nodes n ON n.id = w.node_id
+                     WHERE k.key = $1 AND w.window_end_unix_ms >= $2
+                     ORDER BY w.window_end_unix_ms, n.name",
+                    &[&key, &since_ms],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredWindow {
+                    node: r.get(0),
+                    window_end_unix_ms: r.get(1),
+                    window_seconds: r.get(2),
+                    runtime: runtime_from_proto(r.get(3)),
+                    rss_bytes: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+                    delta: pb::Counters::decode(&r.get::<_, Vec<u8>>(5)[..]).unwrap_or_default(),
+                })
+                .collect())
+        })?)
+    }
+
+    fn nodes(&self) -> Result<Vec<pb::NodeSummary>, StoreError> {
+        Ok(self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT identity, COALESCE(first_window_start_unix_ms, 0), last_window_end_unix_ms
+                     FROM nodes WHERE last_window_end_unix_ms > 0",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| pb::NodeSummary {
+                    identity: r
+                        .get::<_, Option<Vec<u8>>>(0)
+                        .and_then(|b| pb::NodeIdentity::decode(&b[..]).ok()),
+                    first_window_start_unix_ms: r.get(1),
+                    last_window_end_unix_ms: r.get(2),
+                })
+                .collect())
+        })?)
+    }
+
+    fn raw_histories(&self, since_ms: i64) -> Result<Histories, StoreError> {
+        Ok(self.with(async |c| {
+            let (mut names, nodes) = names(c).await?;
+            let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+            for r in c
+                .query(
+                    "SELECT workload_id, node_id, window_end_unix_ms, window_seconds, rss_bytes,
+                        delta, runtime
+                     FROM windows WHERE window_end_unix_ms >= $1",
+                    &[&since_ms],
+                )
+                .await?
+            {
+                let workload: i64 = r.get(0);
+                if let Some(w) = names.get_mut(&workload) {
+                    w.runtime = r.get(6);
+                }
+                by_workload
+                    .entry(workload)
+                    .or_default()
+                    .push(pb::WorkloadPoint {
+                        window_end_unix_ms: r.get(2),
+                        window_seconds: r.get(3),
+                        delta: Some(
+                            pb::Counters::decode(&r.get::<_, Vec<u8>>(5)[..]).unwrap_or_default(),
+                        ),
+                        rss_bytes: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+                        node_name: nodes.get(&r.get::<_, i64>(1)).cloned().unwrap_or_default(),
+                        ..Default::default()
+                    });
+            }
+            Ok(crate::store::reader::group(by_workload, names))
+        })?)
+    }
+
+    fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
+        Ok(self.with(async |c| {
+            let (mut names, nodes) = names(c).await?;
+            let columns: Vec<&str> = tiers::all_columns().collect();
+            let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+            for r in c
+                .query(
+                    &format!(
+                        "SELECT bucket_minute, workload_id, node_id, {} FROM {} WHERE bucket_minute >= $1",
+                        columns.join(", "),
+                        tier.table()
+                    ),
+                    &[&from_minute],
+                )
+                .await?
+            {
+                let mut values = [0i64; tiers::COLUMN_COUNT];
+                for (i, v) in values.iter_mut().enumerate() {
+                    *v = r.get(i + 3);
+                }
+                let (bucket, workload, node): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                if let Some(w) = names.get_mut(&workload) {
+                    w.runtime = i32::try_from(values[0]).unwrap_or(0);
+                }
+                by_workload
+                    .entry(workload)
+                    .or_default()
+                    .push(Rollup::from_values(&values).to_point(
+                        tier,
+                        bucket,
+                        nodes.get(&node).cloned().unwrap_or_default(),
+                    ));
+            }
+            Ok(crate::store::reader::group(by_workload, names))
+        })?)
+    }
+
+    fn another(&self) -> Result<Box<dyn StoreReader>, StoreError> {
+        let url = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .url
+            .clone();
+        Ok(Box::new(PgReader::open(&url)?))
+    }
+
+    fn fleet_updates(&self, received_since_ms: i64) -> Result<Option<FleetUpdates>, StoreError> {
+        Ok(self.with(async |c| {
+            let nodes = c
+                .query(
+                    "SELECT n.name, MAX(r.window_end_unix_ms)
+                     FROM reports r JOIN nodes n ON n.id = r.node_id
+                     WHERE r.received_unix_ms >= $1 GROUP BY n.name",
+                    &[&received_since_ms],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let windows = c
+                .query(
+                    &format!(
+                        "SELECT {RECENT_COLUMNS}
+                         FROM reports r
+                         JOIN windows w ON w.report_id = r.id
+                         JOIN workloads k ON k.id = w.workload_id
+                         JOIN nodes n ON n.id = w.node_id
+                         LEFT JOIN workload_pods p ON p.workload_id = k.id
+                         LEFT JOIN workload_settings s ON s.workload_id = k.id
+                         WHERE r.received_unix_ms >= $1
+                         ORDER BY w.window_end_unix_ms"
+                    ),
+                    &[&received_since_ms],
+                )
+                .await?
+                .iter()
+                .filter_map(recent_window)
+                .collect();
+            Ok(Some(FleetUpdates { windows, nodes }))
+        })?)
+    }
+}
+
+/// Every workload and node row by id.
+async fn names(
+    c: &Client,
+) -> Result<(HashMap<i64, StoredWorkload>, HashMap<i64, String>), PgError> {
+    let mut workloads = HashMap::new();
+    for r in c
+        .query(
+            "SELECT w.id, w.key, w.name, w.cgroup_path, p.metadata, s.settings
+             FROM workloads w
+             LEFT JOIN workload_pods p ON p.workload_id = w.id
+             LEFT JOIN workload_settings s ON s.workload_id = w.id",
+            &[],
+        )
+        .await?
+    {
+        // A key this version cannot parse is skipped, not fatal.
+        let Some(id) = WorkloadId::from_db_key(r.get(1)) else {
+            continue;
+        };
+        workloads.insert(
+            r.get::<_, i64>(0),
+            StoredWorkload {
+                id,
+                name: r.get(2),
+                cgroup_path: r.get(3),
+                pod: r
+                    .get::<_, Option<Vec<u8>>>(4)
+                    .and_then(|b| pb::PodMetadata::decode(&b[..]).ok()),
+                settings: r
+                    .get::<_, Option<Vec<u8>>>(5)
+                    .and_then(|b| pb::RuntimeSettings::decode(&b[..]).ok()),
+                runtime: 0,
+            },
+        );
+    }
+    let nodes = c
+        .query("SELECT id, name FROM nodes", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok((workloads, nodes))
+}
