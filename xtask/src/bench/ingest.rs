@@ -57,6 +57,38 @@ pub struct Args {
     /// Passed to the collector: full (fsync each commit) or normal.
     #[arg(long, default_value = "full")]
     sync: String,
+    /// The store: sqlite (a file under target/), or postgres (a throwaway
+    /// cluster, fsync on, the collector on its loopback TCP port).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// utime+stime of a PostgreSQL server: the postmaster and its children
+/// (backends, WAL writer, checkpointer, …) alive when read.
+fn server_ticks(postmaster: u32) -> u64 {
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 1..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let mut total = super::cpu_ticks(postmaster).unwrap_or(0);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            && parent(pid) == Some(postmaster)
+        {
+            total += super::cpu_ticks(pid).unwrap_or(0);
+        }
+    }
+    total
 }
 
 pub fn run(args: &Args, root: &Path) -> Result<()> {
@@ -76,10 +108,25 @@ pub fn run(args: &Args, root: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
 
+    let cluster = match args.store {
+        StoreKind::Sqlite => None,
+        StoreKind::Postgres => Some(
+            tally_collector::store::postgres::testing::TempCluster::start().context(
+                "cannot start a PostgreSQL cluster (cargo xtask setup installs postgresql)",
+            )?,
+        ),
+    };
     let mut c = Command::new(&agent);
-    c.args(["collector", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .args(["--sync", &args.sync]);
+    c.args(["collector", "--listen", "127.0.0.1:0"]);
+    match &cluster {
+        None => {
+            c.arg("--data").arg(&data).args(["--sync", &args.sync]);
+        }
+        Some(cluster) => {
+            c.args(["--store", &cluster.create_db("bench")?]);
+        }
+    }
+    let server = cluster.as_ref().and_then(|c| c.postmaster_pid());
     let log = data.join("collector.log");
     let mut collector = Tracer::start("collector", c, cpus.workload, &log)?;
     let mut addr = String::new();
@@ -102,17 +149,48 @@ pub fn run(args: &Args, root: &Path) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(drive(args, &format!("http://{addr}"), pid));
+    let result = runtime.block_on(drive(args, &format!("http://{addr}"), pid, server));
     let peak_kib = super::peak_rss_kib(pid).unwrap_or(0);
     collector.ensure_running()?;
     collector.stop()?;
     let m = result?;
-    let db_bytes: u64 = ["tally.sqlite", "tally.sqlite-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
-        .map(|m| m.len())
-        .sum();
+    let db_bytes: u64 = match &cluster {
+        None => ["tally.sqlite", "tally.sqlite-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+            .map(|m| m.len())
+            .sum(),
+        // Tables, indexes and TOAST after a VACUUM (dead row versions of
+        // the minute tier's updates are not history).
+        Some(cluster) => {
+            cluster.psql("bench", "VACUUM")?;
+            cluster
+                .psql("bench", "SELECT pg_database_size('bench')")?
+                .parse()
+                .context("pg_database_size")?
+        }
+    };
     print_table(args, &m, peak_kib, db_bytes);
+    if let Some(cluster) = &cluster {
+        // The same per-table figures as for SQLite, from PostgreSQL's own
+        // accounting (heap, indexes, TOAST).
+        let windows = (m.total_reports * args.processes as u64).max(1) as f64;
+        for table in ["reports", "windows", "rollup_1m"] {
+            let bytes: u64 = cluster
+                .psql(
+                    "bench",
+                    &format!("SELECT pg_total_relation_size('{table}')"),
+                )?
+                .parse()
+                .context("pg_total_relation_size")?;
+            println!(
+                "| table {table} | {:.0} MiB, {:.1} B per process window | |",
+                bytes as f64 / (1 << 20) as f64,
+                bytes as f64 / windows
+            );
+        }
+        return Ok(());
+    }
     // Per table: the raw tier (reports, their per-workload windows) and
     // the minute tier written with them. The bench's windows are 1 s long,
     // so a minute row stands for 60 windows a process here, 6 at a 10 s
@@ -141,11 +219,13 @@ struct Measured {
     total_reports: u64,
     reports: u64,
     cpu_seconds: f64,
+    /// The PostgreSQL server's, when it is the store.
+    server_cpu_seconds: Option<f64>,
     workloads_per_report: usize,
     report_bytes: usize,
 }
 
-async fn drive(args: &Args, url: &str, pid: u32) -> Result<Measured> {
+async fn drive(args: &Args, url: &str, pid: u32, server: Option<u32>) -> Result<Measured> {
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
@@ -170,16 +250,18 @@ async fn drive(args: &Args, url: &str, pid: u32) -> Result<Measured> {
     }
     let hz = super::clock_ticks_per_second()? as f64;
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    let (t0, a0, c0) = (
+    let (t0, a0, c0, s0) = (
         Instant::now(),
         acked.load(Ordering::Relaxed),
         super::cpu_ticks(pid)?,
+        server.map(server_ticks),
     );
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let (t1, a1, c1) = (
+    let (t1, a1, c1, s1) = (
         Instant::now(),
         acked.load(Ordering::Relaxed),
         super::cpu_ticks(pid)?,
+        server.map(server_ticks),
     );
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -190,6 +272,7 @@ async fn drive(args: &Args, url: &str, pid: u32) -> Result<Measured> {
         total_reports: acked.load(Ordering::Relaxed),
         reports: a1 - a0,
         cpu_seconds: (c1 - c0) as f64 / hz,
+        server_cpu_seconds: s0.zip(s1).map(|(a, b)| b.saturating_sub(a) as f64 / hz),
         workloads_per_report: sample.0,
         report_bytes: sample.1,
     })
@@ -512,11 +595,12 @@ fn print_table(args: &Args, m: &Measured, peak_kib: u64, db_bytes: u64) {
         "**missed**"
     };
     println!(
-        "ingest: {} agents × {} processes a report ({} workloads a report, {:.1} KiB encoded), --sync {}, {:.1} s measured",
+        "ingest: {} agents × {} processes a report ({} workloads a report, {:.1} KiB encoded), --store {:?}, --sync {}, {:.1} s measured",
         args.agents,
         args.processes,
         m.workloads_per_report,
         m.report_bytes as f64 / 1024.0,
+        args.store,
         args.sync,
         m.seconds
     );
@@ -544,12 +628,19 @@ fn print_table(args: &Args, m: &Measured, peak_kib: u64, db_bytes: u64) {
     println!(
         "| process windows/s per core | {per_core:.0} | ≥ {TARGET_WINDOWS_PER_CORE_SECOND:.0}: {verdict} |"
     );
+    if let Some(server) = m.server_cpu_seconds {
+        println!(
+            "| PostgreSQL server CPU | {server:.2} s ({:.0} µs a report, {:.0} process windows/s per server core) | |",
+            1e6 * server / m.reports.max(1) as f64,
+            windows as f64 / server.max(1e-9)
+        );
+    }
     println!(
         "| collector peak RSS (VmHWM) | {:.1} MiB | |",
         peak_kib as f64 / 1024.0
     );
     println!(
-        "| store on disk (db + WAL) | {:.0} MiB, {:.0} B per process window | |",
+        "| store on disk (SQLite db + WAL, or the PostgreSQL database after VACUUM) | {:.0} MiB, {:.0} B per process window | |",
         db_bytes as f64 / (1 << 20) as f64,
         db_bytes as f64 / (m.total_reports * args.processes as u64).max(1) as f64
     );
