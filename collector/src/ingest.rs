@@ -385,7 +385,7 @@ fn writer_loop(
         if let Some(now) = retain.take() {
             match store.retain(retention, now) {
                 Ok(removed) => {
-                    let raw_ms = i64::try_from(retention.raw.as_millis()).unwrap_or(i64::MAX);
+                    let raw_ms = crate::store::tiers::millis(retention.raw);
                     lock(fleet).forget_before(now.saturating_sub(raw_ms));
                     if removed != Removed::default() {
                         tracing::info!(

@@ -43,10 +43,17 @@ pub(crate) fn collector(data: &Path) -> (Reaped, String) {
 
 /// The same with more flags.
 pub(crate) fn collector_with(data: &Path, flags: &[&str]) -> (Reaped, String) {
+    let data = data.to_str().expect("a UTF-8 data directory");
+    let mut args = vec!["--data", data];
+    args.extend_from_slice(flags);
+    spawn_collector(&args)
+}
+
+/// `agent collector --listen 127.0.0.1:0 ARGS`, once it listens, and its URL.
+pub(crate) fn spawn_collector(args: &[&str]) -> (Reaped, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["collector", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(flags)
+        .args(["collector", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -60,7 +67,8 @@ pub(crate) fn collector_with(data: &Path, flags: &[&str]) -> (Reaped, String) {
             }
         }
     });
-    let url = rx.recv_timeout(Duration::from_secs(10));
+    // A store on a database may take a moment to open.
+    let url = rx.recv_timeout(Duration::from_secs(20));
     (Reaped(child), url.expect("collector listening"))
 }
 

@@ -14,10 +14,9 @@
 //! Needs root (the agents load their eBPF programs) and postgresql.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead as _, BufReader},
     net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
     thread,
     time::Duration,
 };
@@ -25,39 +24,16 @@ use std::{
 use serde_json::Value;
 use tally_collector::store::postgres::testing::start_or_skip;
 
-use crate::common;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::{
+    common,
+    cost::{Reaped, report_since, spawn_collector},
+};
 
 /// `agent collector --store URL` on a free port, and its address.
-fn replica(store: &str) -> (Killed, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["collector", "--listen", "127.0.0.1:0", "--store", store])
-        .args(["--classify-interval", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("collector listening");
-    (Killed(child), addr)
+fn replica(store: &str) -> (Reaped, SocketAddr) {
+    let (child, url) = spawn_collector(&["--store", store, "--classify-interval", "1s"]);
+    let addr = url.trim_start_matches("http://").parse().unwrap();
+    (child, addr)
 }
 
 /// A TCP forwarder: each connection it accepts goes to the current target.
@@ -100,8 +76,8 @@ impl Forwarder {
 }
 
 /// `agent run` as node `node`, streaming every second through `via`.
-fn agent(via: SocketAddr, node: &str) -> Killed {
-    Killed(
+fn agent(via: SocketAddr, node: &str) -> Reaped {
+    Reaped(
         Command::new(env!("CARGO_BIN_EXE_agent"))
             .args(["run", "--collector", &format!("http://{via}")])
             .args(["--interval", "1", "--node-name", node, "--no-imds"])
@@ -112,7 +88,7 @@ fn agent(via: SocketAddr, node: &str) -> Killed {
     )
 }
 
-fn stop(agent: &mut Killed) {
+fn stop(agent: &mut Reaped) {
     // SIGTERM: the agent flushes what is unacknowledged, then exits.
     // SAFETY: a pid of our own child.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
@@ -149,18 +125,8 @@ fn workloads(addr: SocketAddr) -> BTreeSet<(String, String)> {
 
 /// CPU seconds per workload key in `agent report --format json`.
 fn report_cpu(addr: SocketAddr) -> BTreeMap<String, f64> {
-    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["report", "--collector", &format!("http://{addr}")])
-        .args(["--format", "json", "--since", "10m"])
-        .args(["--instance-type", "m6i.large", "--region", "us-east-1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value =
+        serde_json::from_str(&report_since(&format!("http://{addr}"), "json", "10m")).unwrap();
     report["workloads"]
         .as_array()
         .unwrap()
@@ -193,7 +159,7 @@ fn a_replica_killed_mid_ingest_loses_and_duplicates_no_report() {
         Forwarder::start(b_addr),
         Forwarder::start(a_addr),
     ];
-    let mut agents: Vec<Killed> = forwarders
+    let mut agents: Vec<Reaped> = forwarders
         .iter()
         .zip(nodes)
         .map(|(f, node)| agent(f.addr, node))

@@ -10,15 +10,6 @@ use super::{
     tiers::{self, Dialect, Retention, Tier},
 };
 
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// The first minute still kept by a retention ending at `now_ms`.
-fn keep_from_minute(now_ms: i64, keep: std::time::Duration) -> i64 {
-    now_ms.saturating_sub(millis(keep)).div_euclid(60_000)
-}
-
 impl Store {
     /// Recomputes every bucket of the hour and day tiers that a write
     /// touched since the last pass, in one transaction. Returns how many
@@ -34,7 +25,7 @@ impl Store {
             };
             // A bucket whose oldest part has left the tier below would be
             // recomputed short: it stays as it was.
-            let floor = keep_from_minute(now_ms, retention.of(below));
+            let floor = tiers::keep_from_minute(now_ms, retention.of(below));
             let dirty: Vec<i64> = tx
                 .prepare_cached("SELECT bucket_minute FROM rollup_dirty WHERE tier = ?1")?
                 .query_map([tier.code()], |r| r.get(0))?
@@ -66,8 +57,8 @@ impl Store {
     /// and windows, agents not heard from, the buckets of each tier, and
     /// workloads and nodes no kept history names any more.
     pub fn retain(&mut self, retention: &Retention, now_ms: i64) -> Result<Removed, StoreError> {
-        let raw_cutoff = now_ms.saturating_sub(millis(retention.raw));
-        let names_cutoff = now_ms.saturating_sub(millis(retention.longest()));
+        let raw_cutoff = now_ms.saturating_sub(tiers::millis(retention.raw));
+        let names_cutoff = now_ms.saturating_sub(tiers::millis(retention.longest()));
         let tx = self.conn.transaction()?;
         let mut removed = Removed::default();
         let mut gone: Vec<WorkloadId> = Vec::new();
@@ -112,7 +103,7 @@ impl Store {
                 [raw_cutoff],
             )?;
             for tier in Tier::ALL {
-                let keep_from = keep_from_minute(now_ms, retention.of(tier));
+                let keep_from = tiers::keep_from_minute(now_ms, retention.of(tier));
                 // Buckets that ended before the cutoff.
                 removed.buckets += tx.execute(
                     &format!(

@@ -6,14 +6,6 @@ use crate::store::{
     tiers::{self, Dialect, Retention, Tier},
 };
 
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn keep_from_minute(now_ms: i64, keep: std::time::Duration) -> i64 {
-    now_ms.saturating_sub(millis(keep)).div_euclid(60_000)
-}
-
 impl PgStore {
     /// Recomputes the dirty hour and day buckets in one transaction.
     ///
@@ -43,7 +35,7 @@ impl PgStore {
                 };
                 // A bucket whose oldest part has left the tier below would
                 // be recomputed short: it stays as it was.
-                let floor = keep_from_minute(now_ms, retention.of(below));
+                let floor = tiers::keep_from_minute(now_ms, retention.of(below));
                 let mut dirty: Vec<i64> = tx
                     .query(
                         "DELETE FROM rollup_dirty WHERE tier = $1 RETURNING bucket_minute",
@@ -85,8 +77,8 @@ impl PgStore {
         retention: &Retention,
         now_ms: i64,
     ) -> Result<Removed, PgError> {
-        let raw_cutoff = now_ms.saturating_sub(millis(retention.raw));
-        let names_cutoff = now_ms.saturating_sub(millis(retention.longest()));
+        let raw_cutoff = now_ms.saturating_sub(tiers::millis(retention.raw));
+        let names_cutoff = now_ms.saturating_sub(tiers::millis(retention.longest()));
         let removed = self.transact(async |tx, _| {
             let mut removed = Removed {
                 windows: usize::try_from(
@@ -113,7 +105,7 @@ impl PgStore {
             )
             .await?;
             for tier in Tier::ALL {
-                let keep_from = keep_from_minute(now_ms, retention.of(tier));
+                let keep_from = tiers::keep_from_minute(now_ms, retention.of(tier));
                 removed.buckets += usize::try_from(
                     tx.execute(
                         &format!(

@@ -443,21 +443,18 @@ pub const MAX_REPORT_POINTS: i64 = 240;
 /// minute to read (the first whole bucket at or after `since_ms`, or the
 /// oldest the tier keeps).
 pub fn pick(since_ms: i64, now_ms: i64, retention: &Retention) -> Option<(Tier, i64)> {
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    if since_ms >= now_ms.saturating_sub(ms(retention.raw)) {
+    if since_ms >= now_ms.saturating_sub(millis(retention.raw)) {
         return None;
     }
     let span_minutes = (now_ms - since_ms).div_euclid(60_000).max(1);
-    let kept = |t: Tier| since_ms >= now_ms.saturating_sub(ms(retention.of(t)));
+    let kept = |t: Tier| since_ms >= now_ms.saturating_sub(millis(retention.of(t)));
     let tier = Tier::ALL
         .into_iter()
         .find(|&t| kept(t) && (span_minutes + t.minutes() - 1) / t.minutes() <= MAX_REPORT_POINTS)
         .or_else(|| Tier::ALL.into_iter().rev().find(|&t| kept(t)))
         .unwrap_or(Tier::Day);
     let since_minute = since_ms.div_euclid(60_000) + i64::from(since_ms.rem_euclid(60_000) > 0);
-    let oldest = now_ms
-        .saturating_sub(ms(retention.of(tier)))
-        .div_euclid(60_000);
+    let oldest = keep_from_minute(now_ms, retention.of(tier));
     let first = since_minute.max(oldest);
     let aligned = first.div_euclid(tier.minutes()) * tier.minutes();
     let from = if aligned < first {
@@ -466,6 +463,16 @@ pub fn pick(since_ms: i64, now_ms: i64, retention: &Retention) -> Option<(Tier, 
         aligned
     };
     Some((tier, from))
+}
+
+/// A retention in milliseconds (saturating).
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The first minute still kept by a retention of `keep` ending at `now_ms`.
+pub fn keep_from_minute(now_ms: i64, keep: Duration) -> i64 {
+    now_ms.saturating_sub(millis(keep)).div_euclid(60_000)
 }
 
 /// The minute a window belongs to: the one holding its end (a window ends
