@@ -50,6 +50,11 @@ pub struct Args {
     /// Timed runs of each report.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Keep the generated store in target/bench-history, and reuse one kept
+    /// by an earlier run with the same arguments (to profile the report
+    /// without writing a month again).
+    #[arg(long)]
+    keep: bool,
 }
 
 pub fn run(args: &Args, root: &Path) -> Result<()> {
@@ -60,20 +65,57 @@ pub fn run(args: &Args, root: &Path) -> Result<()> {
         agent.display()
     );
     let data = root.join("target/bench-history");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data)?;
-    drop(Store::open(&data, Sync::Normal)?);
     let db = data.join("tally.sqlite");
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let started = Instant::now();
-    let rows = generate(args, &db, now_ms)?;
-    eprintln!(
-        "xtask: history: wrote {} hour, {} day and {} minute rows in {:.0} s",
-        rows.hour,
-        rows.day,
-        rows.minute,
-        started.elapsed().as_secs_f64()
-    );
+    let kept = data.join("kept.json");
+    let rows = match std::fs::read(&kept)
+        .ok()
+        .filter(|_| args.keep && db.exists())
+    {
+        Some(json) => {
+            let r: serde_json::Value = serde_json::from_slice(&json)?;
+            ensure!(
+                r["shape"] == shape(args).as_str(),
+                "the kept store was written with other arguments ({}); run without --keep",
+                r["shape"]
+            );
+            let rows = |k: &str| r[k].as_u64().unwrap_or(0);
+            let r = Rows {
+                minute: rows("minute"),
+                hour: rows("hour"),
+                day: rows("day"),
+            };
+            eprintln!(
+                "xtask: history: reusing the store kept in {}",
+                data.display()
+            );
+            r
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&data);
+            std::fs::create_dir_all(&data)?;
+            drop(Store::open(&data, Sync::Normal)?);
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+            let started = Instant::now();
+            let rows = generate(args, &db, now_ms)?;
+            eprintln!(
+                "xtask: history: wrote {} hour, {} day and {} minute rows in {:.0} s",
+                rows.hour,
+                rows.day,
+                rows.minute,
+                started.elapsed().as_secs_f64()
+            );
+            if args.keep {
+                let json = serde_json::json!({
+                    "shape": shape(args),
+                    "minute": rows.minute,
+                    "hour": rows.hour,
+                    "day": rows.day,
+                });
+                std::fs::write(&kept, json.to_string())?;
+            }
+            rows
+        }
+    };
     let sizes = table_bytes(&db)?;
 
     let mut c = Command::new(&agent);
@@ -144,10 +186,20 @@ pub fn run(args: &Args, root: &Path) -> Result<()> {
     collector.ensure_running()?;
     collector.stop()?;
     print_sizes(args, &rows, &sizes);
-    for f in ["tally.sqlite", "tally.sqlite-wal", "tally.sqlite-shm"] {
-        let _ = std::fs::remove_file(data.join(f));
+    if !args.keep {
+        for f in ["tally.sqlite", "tally.sqlite-wal", "tally.sqlite-shm"] {
+            let _ = std::fs::remove_file(data.join(f));
+        }
     }
     Ok(())
+}
+
+/// What a kept store was written for: it is reused only for the same.
+fn shape(a: &Args) -> String {
+    format!(
+        "{} nodes, {} workloads, {} processes, {} s, {} days",
+        a.nodes, a.workloads_per_node, a.processes_per_workload, a.interval, a.days
+    )
 }
 
 struct Rows {
