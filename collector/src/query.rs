@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::{
     fleet_verdicts::Fleet,
     store::{
-        Histories, StoreError, StoreReader,
+        Histories, Spans, StoreError, StoreReader, StoredWorkload,
         tiers::{self, Retention},
     },
     workload::{self, WorkloadId},
@@ -59,6 +59,9 @@ pub struct QueryService {
 /// Points a CostHistory message carries at most (a whole workload's never
 /// split): about 1.5 MiB, under gRPC's 4 MiB default whatever the cluster.
 const COST_HISTORY_POINTS: usize = 8192;
+/// A span's chart entries that weigh as much as a point (12 bytes against
+/// about 190).
+const CHART_ENTRIES_A_POINT: usize = 16;
 /// Workloads read from the store at a time for CostHistory.
 const PART_WORKLOADS: usize = 256;
 
@@ -73,38 +76,80 @@ struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// Sends a part in messages of at most [`COST_HISTORY_POINTS`] points;
-    /// false once the client is gone.
+    /// Sends a part of raw windows; false once the client is gone.
     fn send(&mut self, part: Histories) -> bool {
-        let workloads: Vec<pb::WorkloadHistoryResponse> = {
-            let fleet = self
-                .fleet
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            part.into_iter()
-                .map(|(stored, points)| {
-                    let workload = fleet.workload(&stored.id).unwrap_or_else(|| {
-                        let mut nodes: Vec<String> =
-                            points.iter().map(|p| p.node_name.clone()).collect();
-                        nodes.sort();
-                        nodes.dedup();
-                        stored.to_proto(nodes)
-                    });
-                    pb::WorkloadHistoryResponse {
-                        workload: Some(workload),
-                        points,
-                    }
-                })
-                .collect()
+        let workloads = self.named(part, |points| {
+            let nodes = points.iter().map(|p| p.node_name.clone()).collect();
+            (
+                nodes,
+                pb::WorkloadHistoryResponse {
+                    points,
+                    ..Default::default()
+                },
+            )
+        });
+        self.send_responses(workloads)
+    }
+
+    /// Sends a part of rolled-up spans; false once the client is gone.
+    fn send_spans(&mut self, part: Spans) -> bool {
+        let workloads = self.named(part, |spans| {
+            let nodes = spans
+                .iter()
+                .filter_map(|s| Some(s.total.as_ref()?.node_name.clone()))
+                .collect();
+            (
+                nodes,
+                pb::WorkloadHistoryResponse {
+                    spans,
+                    ..Default::default()
+                },
+            )
+        });
+        self.send_responses(workloads)
+    }
+
+    /// Each history as a response naming its workload: as the recent state
+    /// tracks it, else as stored, on the nodes `history` gives.
+    fn named<T>(
+        &self,
+        part: Vec<(StoredWorkload, T)>,
+        history: impl Fn(T) -> (Vec<String>, pb::WorkloadHistoryResponse),
+    ) -> Vec<pb::WorkloadHistoryResponse> {
+        let fleet = self
+            .fleet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        part.into_iter()
+            .map(|(stored, h)| {
+                let (mut nodes, mut response) = history(h);
+                response.workload = Some(fleet.workload(&stored.id).unwrap_or_else(|| {
+                    nodes.sort();
+                    nodes.dedup();
+                    stored.to_proto(nodes)
+                }));
+                response
+            })
+            .collect()
+    }
+
+    /// Sends in messages of at most [`COST_HISTORY_POINTS`] points' weight.
+    fn send_responses(&mut self, workloads: Vec<pb::WorkloadHistoryResponse>) -> bool {
+        let weight = |w: &pb::WorkloadHistoryResponse| {
+            w.points.len()
+                + w.spans
+                    .iter()
+                    .map(|s| 1 + s.bucket_end_unix_ms.len() / CHART_ENTRIES_A_POINT)
+                    .sum::<usize>()
         };
         let mut workloads = workloads.into_iter().peekable();
         loop {
             let mut chunk = Vec::new();
             let mut points = 0;
-            while let Some(w) = workloads
-                .next_if(|w| chunk.is_empty() || points + w.points.len() <= COST_HISTORY_POINTS)
+            while let Some(w) =
+                workloads.next_if(|w| chunk.is_empty() || points + weight(w) <= COST_HISTORY_POINTS)
             {
-                points += w.points.len();
+                points += weight(&w);
                 chunk.push(w);
             }
             if chunk.is_empty() && self.sent {
@@ -204,6 +249,7 @@ impl pb::query_server::Query for QueryService {
         Ok(Response::new(pb::WorkloadHistoryResponse {
             workload: current,
             points,
+            spans: Vec::new(),
         }))
     }
 
@@ -258,8 +304,8 @@ impl pb::query_server::Query for QueryService {
                     out.send(h);
                 }),
                 Some((tier, from_minute)) => {
-                    reader.tier_histories_in_parts(tier, from_minute, PART_WORKLOADS, &mut |h| {
-                        out.send(h)
+                    reader.tier_spans_in_parts(tier, from_minute, PART_WORKLOADS, &mut |h| {
+                        out.send_spans(h)
                     })
                 }
             });

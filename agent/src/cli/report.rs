@@ -7,7 +7,7 @@ use tally_core::{
     cost::{
         PriceTable,
         live::{Pricing, PricingError},
-        report::{CostReport, Format, NodeDefaults, build, render},
+        report::{CostReport, Format, NodeDefaults, build},
     },
     time::now_unix_ms,
 };
@@ -105,7 +105,8 @@ pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
     let table = price_table(opts)?;
     let now_ms = now_unix_ms();
     let since_ms = now_ms - i64::try_from(opts.since.as_millis()).unwrap_or(i64::MAX);
-    let (nodes, histories, from_ms, bucket_seconds) = query::run(
+    let (table, defaults) = (&table, &opts.defaults);
+    let report = query::run(
         &opts.collector,
         &opts.security,
         Duration::from_secs(60),
@@ -116,37 +117,45 @@ pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
                 .into_inner()
                 .nodes;
             // Raw windows while the collector keeps them, else its
-            // rolled-up tiers: one stream for every workload.
+            // rolled-up tiers: one stream for every workload, each part
+            // priced as it arrives.
             let mut chunks = client
                 .cost_history(pb::CostHistoryRequest {
                     since_unix_ms: since_ms,
                 })
                 .await?
                 .into_inner();
-            let mut histories = Vec::new();
-            let (mut from_ms, mut bucket_seconds) = (since_ms, 0);
+            let mut report = None;
+            let mut bucket_seconds = 0;
             while let Some(chunk) = chunks.message().await? {
-                from_ms = chunk.from_unix_ms;
                 bucket_seconds = chunk.bucket_seconds;
-                histories.extend(chunk.workloads.into_iter().filter_map(|h| {
-                    (!h.points.is_empty()).then(|| build::WorkloadHistory {
+                // Priced from where the history starts (the first bucket's
+                // start, when rolled up).
+                let report = report.get_or_insert_with(|| {
+                    build::ReportBuilder::new(
+                        &nodes,
+                        table,
+                        defaults,
+                        opts.margin,
+                        now_ms,
+                        chunk.from_unix_ms,
+                    )
+                });
+                for h in chunk.workloads {
+                    report.add(&build::WorkloadHistory {
                         workload: h.workload.unwrap_or_default(),
                         points: h.points,
-                    })
-                }));
+                        spans: h.spans,
+                    });
+                }
             }
-            Ok((nodes, histories, from_ms, bucket_seconds))
+            let report = report.unwrap_or_else(|| {
+                build::ReportBuilder::new(&nodes, table, defaults, opts.margin, now_ms, since_ms)
+            });
+            Ok((report.finish(), bucket_seconds))
         },
     )?;
-    let mut report = build::build(
-        &nodes,
-        &histories,
-        &table,
-        &opts.defaults,
-        opts.margin,
-        now_ms,
-        from_ms,
-    );
+    let (mut report, bucket_seconds) = report;
     report.history_bucket_seconds = bucket_seconds;
     Ok(report)
 }
@@ -155,8 +164,8 @@ pub fn fetch(opts: &ReportOptions) -> Result<CostReport, ReportError> {
 pub fn run(opts: &ReportOptions) -> Result<(), ReportError> {
     use std::io::Write as _;
     let report = fetch(opts)?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(render(&report, opts.format).as_bytes())?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    tally_core::cost::report::write(&report, opts.format, &mut out)?;
     out.flush()?;
     Ok(())
 }

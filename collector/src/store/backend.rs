@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use tally_proto as pb;
 
 use super::{
-    Histories, Outcome, Prepared, Reader, Removed, Store, StoreError, StoredWindow, Sync,
+    Histories, Outcome, Prepared, Reader, Removed, Spans, Store, StoreError, StoredWindow, Sync,
     tiers::{Retention, Tier},
 };
 use crate::{fleet_verdicts::Fleet, workload::WorkloadId};
@@ -99,21 +99,22 @@ pub trait StoreReader: Send {
     fn nodes(&self) -> Result<Vec<pb::NodeSummary>, StoreError>;
     /// Every workload's raw windows that ended at or after `since_ms`.
     fn raw_histories(&self, since_ms: i64) -> Result<Histories, StoreError>;
-    /// Every workload's buckets of `tier` from `from_minute` on.
-    fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError>;
+    /// Every workload's buckets of `tier` from `from_minute` on, summed
+    /// per node ([`Span`](super::tiers::Span)).
+    fn tier_spans(&self, tier: Tier, from_minute: i64) -> Result<Spans, StoreError>;
     /// The same handed over in parts of `per_part` workloads; stops when
     /// `each` returns false. (This default reads it all first; SQLite's
     /// reader reads part by part.)
-    fn tier_histories_in_parts(
+    fn tier_spans_in_parts(
         &self,
         tier: Tier,
         from_minute: i64,
         per_part: usize,
-        each: &mut dyn FnMut(Histories) -> bool,
+        each: &mut dyn FnMut(Spans) -> bool,
     ) -> Result<(), StoreError> {
-        let mut all = self.tier_histories(tier, from_minute)?.into_iter();
+        let mut all = self.tier_spans(tier, from_minute)?.into_iter();
         loop {
-            let part: Histories = all.by_ref().take(per_part.max(1)).collect();
+            let part: Spans = all.by_ref().take(per_part.max(1)).collect();
             let last = part.is_empty();
             if last || !each(part) {
                 return Ok(());
@@ -166,17 +167,17 @@ impl StoreReader for Reader {
     fn raw_histories(&self, since_ms: i64) -> Result<Histories, StoreError> {
         Reader::raw_histories(self, since_ms)
     }
-    fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
-        Reader::tier_histories(self, tier, from_minute)
+    fn tier_spans(&self, tier: Tier, from_minute: i64) -> Result<Spans, StoreError> {
+        Reader::tier_spans(self, tier, from_minute)
     }
-    fn tier_histories_in_parts(
+    fn tier_spans_in_parts(
         &self,
         tier: Tier,
         from_minute: i64,
         per_part: usize,
-        each: &mut dyn FnMut(Histories) -> bool,
+        each: &mut dyn FnMut(Spans) -> bool,
     ) -> Result<(), StoreError> {
-        Reader::tier_histories_in_parts(self, tier, from_minute, per_part, each)
+        Reader::tier_spans_in_parts(self, tier, from_minute, per_part, each)
     }
     fn another(&self) -> Result<Box<dyn StoreReader>, StoreError> {
         Ok(Box::new(Reader::open(&self.data_dir)?))

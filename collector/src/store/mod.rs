@@ -44,7 +44,7 @@ mod write;
 pub use backend::{
     FleetUpdates, Location, Opened, RecentWindow, StoreReader, StoreWriter, observe_recent, open,
 };
-pub use reader::{Histories, Reader, StoredWindow, StoredWorkload};
+pub use reader::{Histories, Reader, Spans, StoredWindow, StoredWorkload};
 
 use schema::SCHEMA_VERSION;
 

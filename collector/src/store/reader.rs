@@ -8,7 +8,7 @@ use tally_proto as pb;
 
 use super::{
     StoreError, db_path, open_conn,
-    tiers::{self, Rollup, Tier},
+    tiers::{self, Rollup, Span, Tier},
 };
 use tally_core::workload::{WorkloadId, runtime_from_proto};
 
@@ -116,6 +116,8 @@ type NodeNames = HashMap<i64, String>;
 
 /// Every workload's points over a span, grouped by workload.
 pub type Histories = Vec<(StoredWorkload, Vec<pb::WorkloadPoint>)>;
+/// Each workload with its rolled-up history, a [`Span`] per node.
+pub type Spans = Vec<(StoredWorkload, Vec<pb::NodeSpan>)>;
 
 impl Reader {
     /// Every workload and node row by id.
@@ -205,10 +207,11 @@ impl Reader {
         Ok(group(by_workload, names))
     }
 
-    /// Every workload's buckets of `tier` from `from_minute` on.
-    pub fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
+    /// Every workload's buckets of `tier` from `from_minute` on, summed
+    /// per node into a [`Span`].
+    pub fn tier_spans(&self, tier: Tier, from_minute: i64) -> Result<Spans, StoreError> {
         let mut all = Vec::new();
-        self.tier_histories_in_parts(tier, from_minute, usize::MAX, |part| {
+        self.tier_spans_in_parts(tier, from_minute, usize::MAX, |part| {
             all.extend(part);
             true
         })?;
@@ -219,12 +222,12 @@ impl Reader {
     /// (and sent, by the caller) before the next: a month of a large
     /// cluster is never all in memory, and the client works on one part
     /// while the next is read. Stops when `each` returns false.
-    pub fn tier_histories_in_parts(
+    pub fn tier_spans_in_parts(
         &self,
         tier: Tier,
         from_minute: i64,
         per_part: usize,
-        mut each: impl FnMut(Histories) -> bool,
+        mut each: impl FnMut(Spans) -> bool,
     ) -> Result<(), StoreError> {
         let (mut names, nodes) = self.names()?;
         let columns: Vec<&str> = tiers::all_columns().collect();
@@ -247,38 +250,72 @@ impl Reader {
         ids.sort_unstable();
         for part in ids.chunks(per_part.max(1)) {
             let (first, last) = (part[0], part[part.len() - 1]);
-            let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+            let mut spans: HashMap<(i64, i64), Span> = HashMap::new();
             for &bucket in &buckets {
                 let mut rows = q.query(params![bucket, first, last])?;
                 while let Some(r) = rows.next()? {
+                    // 620,000 rows of 32 integers for a month of a large
+                    // cluster: read without `get`'s checks and conversions
+                    // (the columns are integers, NOT NULL).
+                    let int = |i: usize| {
+                        let v = r.get_ref_unwrap(i);
+                        v.as_i64().map_err(|_| {
+                            rusqlite::Error::InvalidColumnType(i, String::new(), v.data_type())
+                        })
+                    };
                     let mut values = [0i64; tiers::COLUMN_COUNT];
                     for (i, v) in values.iter_mut().enumerate() {
-                        *v = r.get(i + 2)?;
+                        *v = int(i + 2)?;
                     }
-                    let (workload, node): (i64, i64) = (r.get(0)?, r.get(1)?);
-                    if let Some(w) = names.get_mut(&workload) {
-                        w.runtime = i32::try_from(values[0]).unwrap_or(0);
-                    }
-                    by_workload
-                        .entry(workload)
-                        .or_insert_with(|| Vec::with_capacity(buckets.len()))
-                        .push(Rollup::from_values(&values).to_point(
-                            tier,
-                            bucket,
-                            nodes.get(&node).cloned().unwrap_or_default(),
-                        ));
+                    let (workload, node) = (int(0)?, int(1)?);
+                    spans
+                        .entry((workload, node))
+                        .or_insert_with(|| Span::new(tier))
+                        .add(bucket, &Rollup::from_values(&values));
                 }
             }
             let part_names: HashMap<i64, StoredWorkload> = part
                 .iter()
                 .filter_map(|id| Some((*id, names.remove(id)?)))
                 .collect();
-            if !each(group(by_workload, part_names)) {
+            if !each(group_spans(spans, &nodes, part_names)) {
                 break;
             }
         }
         Ok(())
     }
+}
+
+/// Each workload's spans, one per node, by name; the workloads in key
+/// order. A workload's runtime is its spans' (the tiers keep it).
+pub(super) fn group_spans(
+    spans: HashMap<(i64, i64), Span>,
+    nodes: &HashMap<i64, String>,
+    mut names: HashMap<i64, StoredWorkload>,
+) -> Spans {
+    let mut by_workload: HashMap<i64, (i32, Vec<pb::NodeSpan>)> = HashMap::new();
+    for ((workload, node), span) in spans {
+        let entry = by_workload.entry(workload).or_default();
+        entry.0 = entry.0.max(span.runtime());
+        entry
+            .1
+            .push(span.finish(nodes.get(&node).cloned().unwrap_or_default()));
+    }
+    let mut out: Spans = by_workload
+        .into_iter()
+        .filter_map(|(id, (runtime, mut spans))| {
+            let mut stored = names.remove(&id)?;
+            spans.sort_by(|a, b| node_of(a).cmp(node_of(b)));
+            stored.runtime = runtime;
+            Some((stored, spans))
+        })
+        .collect();
+    out.sort_by_cached_key(|a| a.0.id.db_key());
+    out
+}
+
+fn node_of(s: &pb::NodeSpan) -> &str {
+    s.total.as_ref().map_or("", |t| t.node_name.as_str())
 }
 
 pub(super) fn group(

@@ -170,10 +170,13 @@ fn hours_and_days_are_recomputed_from_the_tier_below_when_written() {
     assert_eq!(count(&store, "SELECT COUNT(*) FROM workloads"), 1);
     let read = Reader::open(dir.path())
         .unwrap()
-        .tier_histories(Tier::Hour, 0)
+        .tier_spans(Tier::Hour, 0)
         .unwrap();
     assert_eq!(read.len(), 1);
-    assert_eq!(read[0].1.len(), 4, "two hours on two nodes");
+    assert_eq!(read[0].1.len(), 2, "a span on each node");
+    for span in &read[0].1 {
+        assert_eq!(span.bucket_end_unix_ms.len(), 2, "two hours on each");
+    }
     assert_eq!(read[0].0.runtime, pb::Runtime::Unknown as i32);
 }
 
@@ -269,12 +272,19 @@ fn a_report_from_minute_buckets_prices_as_from_the_raw_windows() {
         first_window_start_unix_ms: 0,
         last_window_end_unix_ms: 3_600_000,
     };
-    let report = |points: Vec<pb::WorkloadPoint>| {
+    // And as CostHistory sends a rolled-up history: the minutes summed.
+    let mut span = tiers::Span::new(tiers::Tier::Minute);
+    for (&m, r) in &minutes {
+        span.add(m, r);
+    }
+    let span = span.finish("n1".into());
+    let report = |points: Vec<pb::WorkloadPoint>, spans: Vec<pb::NodeSpan>| {
         build(
             std::slice::from_ref(&node),
             &[WorkloadHistory {
                 workload: workload.clone(),
                 points,
+                spans,
             }],
             PriceTable::embedded(),
             &NodeDefaults::default(),
@@ -283,8 +293,16 @@ fn a_report_from_minute_buckets_prices_as_from_the_raw_windows() {
             0,
         )
     };
-    let (from_raw, from_minutes) = (report(raw), report(rolled));
-    let (a, b) = (&from_raw.workloads[0], &from_minutes.workloads[0]);
+    let (from_raw, from_minutes, from_span) = (
+        report(raw, vec![]),
+        report(rolled, vec![]),
+        report(vec![], vec![span]),
+    );
+    let (a, b, c) = (
+        &from_raw.workloads[0],
+        &from_minutes.workloads[0],
+        &from_span.workloads[0],
+    );
     assert!(
         (a.cpu_seconds - b.cpu_seconds).abs() < 1e-6,
         "{} vs {}",
@@ -304,4 +322,19 @@ fn a_report_from_minute_buckets_prices_as_from_the_raw_windows() {
     assert_eq!(ha.bytes, 90 * MIB);
     assert_eq!(hb.bytes, 90 * MIB);
     assert!((a.gc_tax_usd_per_month / b.gc_tax_usd_per_month - 1.0).abs() < 0.01);
+    // The span prices as its minutes do, and charts each minute.
+    assert!((b.cpu_seconds - c.cpu_seconds).abs() < 1e-6);
+    assert!((b.gc_cpu_seconds - c.gc_cpu_seconds).abs() < 1e-6);
+    assert_eq!(
+        (b.gc_cycles, b.rss_peak_bytes, b.rss_avg_bytes),
+        (c.gc_cycles, c.rss_peak_bytes, c.rss_avg_bytes)
+    );
+    let hc = &c.gc_tax.as_ref().unwrap().headroom;
+    assert_eq!(
+        (hc.method, hc.bytes),
+        (HeadroomMethod::MinuteTeeth, 90 * MIB)
+    );
+    assert!((b.gc_tax_usd_per_month / c.gc_tax_usd_per_month - 1.0).abs() < 1e-9);
+    assert_eq!(b.rss_series, c.rss_series);
+    assert_eq!(c.rss_series.len(), 60);
 }

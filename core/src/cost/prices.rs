@@ -373,6 +373,14 @@ impl PriceTable {
             .map(|e| (e.arch, e.vcpus, e.memory_gib))
     }
 
+    /// Every type the table prices in a region (or zone), priced at
+    /// `lifecycle`.
+    pub fn prices_in(&self, region: &str, lifecycle: Lifecycle) -> Vec<NodePrice> {
+        self.instances_in(region)
+            .filter_map(|e| self.price(&e.instance_type, &e.region, lifecycle))
+            .collect()
+    }
+
     /// Every type the table prices in a region (or zone).
     pub fn instances_in<'a>(
         &'a self,

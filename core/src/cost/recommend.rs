@@ -65,7 +65,7 @@ use super::{
     Confidence, DataWindow, GIB, HOURS_PER_MONTH,
     allocation::NodeRates,
     nonneg,
-    prices::{Lifecycle, PriceTable},
+    prices::{Lifecycle, NodePrice, PriceTable},
 };
 
 /// Default safety margin above observed peaks.
@@ -201,6 +201,11 @@ pub struct Context<'a> {
     pub instance_type: Option<&'a str>,
     pub region: Option<&'a str>,
     pub lifecycle: Lifecycle,
+    /// The types the table prices in the region, at this lifecycle
+    /// ([`PriceTable::prices_in`]), where the caller has them: a report
+    /// asks once per region, not once per workload (20,000 times a month's
+    /// report of a large cluster).
+    pub region_prices: Option<&'a [NodePrice]>,
     pub margin: f64,
     pub gc_heavy_share: f64,
 }
@@ -214,6 +219,7 @@ impl<'a> Context<'a> {
             instance_type: None,
             region: None,
             lifecycle: Lifecycle::OnDemand,
+            region_prices: None,
             margin: DEFAULT_MARGIN,
             gc_heavy_share: DEFAULT_GC_HEAVY_SHARE,
         }

@@ -33,25 +33,30 @@ pub(super) fn shape(
     let burstable = |t: &str| t.starts_with("t3.") || t.starts_with("t4g.");
     let current_cost = share(current.usd_per_hour, current.vcpus, current.memory_gib)
         .unwrap_or(current.usd_per_hour);
-    let mut best: Option<(f64, NodePrice)> = None;
-    let mut best_same_arch: Option<(f64, NodePrice)> = None;
-    for entry in table.instances_in(region) {
-        if burstable(&entry.instance_type) && !burstable(&current.instance_type) {
+    let mut best: Option<(f64, &NodePrice)> = None;
+    let mut best_same_arch: Option<(f64, &NodePrice)> = None;
+    let looked_up;
+    let region_prices = match ctx.region_prices {
+        Some(p) => p,
+        None => {
+            looked_up = table.prices_in(region, ctx.lifecycle);
+            &looked_up[..]
+        }
+    };
+    for price in region_prices {
+        if burstable(&price.instance_type) && !burstable(&current.instance_type) {
             continue;
         }
-        let Some(price) = table.price(&entry.instance_type, &entry.region, ctx.lifecycle) else {
-            continue;
-        };
         let Some(cost) = share(price.usd_per_hour, price.vcpus, price.memory_gib) else {
             continue;
         };
-        let better = |b: &Option<(f64, NodePrice)>| {
+        let better = |b: &Option<(f64, &NodePrice)>| {
             b.as_ref().is_none_or(|(bc, bp)| {
                 cost < *bc - 1e-12 || ((cost - bc).abs() <= 1e-12 && price.vcpus < bp.vcpus)
             })
         };
         if price.arch == current.arch && better(&best_same_arch) {
-            best_same_arch = Some((cost, price.clone()));
+            best_same_arch = Some((cost, price));
         }
         if better(&best) {
             best = Some((cost, price));

@@ -10,9 +10,9 @@ use super::{PgError, PgReader};
 use crate::{
     fleet_verdicts::{Fleet, NodeWindow},
     store::{
-        FleetUpdates, Histories, RecentWindow, StoreError, StoreReader, StoredWindow,
+        FleetUpdates, Histories, RecentWindow, Spans, StoreError, StoreReader, StoredWindow,
         StoredWorkload,
-        tiers::{self, Rollup, Tier},
+        tiers::{self, Rollup, Span, Tier},
     },
     workload::{WorkloadId, runtime_from_proto},
 };
@@ -164,11 +164,11 @@ impl StoreReader for PgReader {
         })?)
     }
 
-    fn tier_histories(&self, tier: Tier, from_minute: i64) -> Result<Histories, StoreError> {
+    fn tier_spans(&self, tier: Tier, from_minute: i64) -> Result<Spans, StoreError> {
         Ok(self.with(async |c| {
-            let (mut names, nodes) = names(c).await?;
+            let (names, nodes) = names(c).await?;
             let columns: Vec<&str> = tiers::all_columns().collect();
-            let mut by_workload: HashMap<i64, Vec<pb::WorkloadPoint>> = HashMap::new();
+            let mut spans: HashMap<(i64, i64), Span> = HashMap::new();
             for r in c
                 .query(
                     &format!(
@@ -185,19 +185,12 @@ impl StoreReader for PgReader {
                     *v = r.get(i + 3);
                 }
                 let (bucket, workload, node): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-                if let Some(w) = names.get_mut(&workload) {
-                    w.runtime = i32::try_from(values[0]).unwrap_or(0);
-                }
-                by_workload
-                    .entry(workload)
-                    .or_default()
-                    .push(Rollup::from_values(&values).to_point(
-                        tier,
-                        bucket,
-                        nodes.get(&node).cloned().unwrap_or_default(),
-                    ));
+                spans
+                    .entry((workload, node))
+                    .or_insert_with(|| Span::new(tier))
+                    .add(bucket, &Rollup::from_values(&values));
             }
-            Ok(crate::store::reader::group(by_workload, names))
+            Ok(crate::store::reader::group_spans(spans, &nodes, names))
         })?)
     }
 

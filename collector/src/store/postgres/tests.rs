@@ -141,9 +141,13 @@ fn minutes_roll_up_into_hours_and_days_and_read_back() {
     // Another replica's reader sees every tier.
     let reader = PgReader::open(&url).unwrap();
     // A process is a workload per node: two workloads, one hour each.
-    let hours = reader.tier_histories(Tier::Hour, 0).unwrap();
+    let hours = reader.tier_spans(Tier::Hour, 0).unwrap();
     assert_eq!(hours.len(), 2);
-    let points: Vec<_> = hours.iter().flat_map(|h| &h.1).collect();
+    let points: Vec<_> = hours
+        .iter()
+        .flat_map(|h| &h.1)
+        .filter_map(|s| s.total.as_ref())
+        .collect();
     assert_eq!(points.len(), 2);
     let cpu: f64 = points
         .iter()
@@ -155,7 +159,7 @@ fn minutes_roll_up_into_hours_and_days_and_read_back() {
     reader
         .another()
         .unwrap()
-        .tier_histories_in_parts(Tier::Hour, 0, 1, &mut |part| {
+        .tier_spans_in_parts(Tier::Hour, 0, 1, &mut |part| {
             assert_eq!(part.len(), 1);
             parts += 1;
             true

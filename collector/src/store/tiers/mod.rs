@@ -23,8 +23,10 @@ use tally_proto as pb;
 
 use crate::workload::{WorkloadWindow, runtime_to_proto};
 
+mod span;
 mod sql;
 
+pub use span::Span;
 pub use sql::{Dialect, mark_dirty, roll, schema, upsert_minute, upsert_minute_unnest};
 
 /// A tier of rolled-up history.
@@ -355,23 +357,35 @@ impl Rollup {
         }
     }
 
-    /// The bucket as a point of history. A minute's own sawtooth is its
-    /// peak − min when it had a GC cycle.
+    /// The bucket as a point of history.
     pub fn to_point(&self, tier: Tier, bucket_minute: i64, node: String) -> pb::WorkloadPoint {
+        self.with_teeth(tier)
+            .point(tier, (bucket_minute + tier.minutes()) * 60_000, node)
+    }
+
+    /// The bucket with its sawtooth columns as the tiers above the minute
+    /// hold them: a minute row's own swing (peak − min, when it had two
+    /// windows or more) is one minute's tooth.
+    pub fn with_teeth(mut self, tier: Tier) -> Rollup {
+        if tier == Tier::Minute {
+            (self.sawtooth, self.sawtooth_minutes) = if self.windows > 1 {
+                ((self.rss_peak - self.rss_min).max(0), 1)
+            } else {
+                (0, 0)
+            };
+        }
+        self
+    }
+
+    /// As a point ending at `end_ms`, the sawtooth columns as they are
+    /// ([`Rollup::with_teeth`]).
+    pub fn point(&self, tier: Tier, end_ms: i64, node: String) -> pb::WorkloadPoint {
         let seconds = self.seconds_us as f64 / 1e6;
         let u = |v: i64| u64::try_from(v).unwrap_or(0);
         let s = |us: i64| us as f64 / 1e6;
-        let (sawtooth, minutes) = match tier {
-            Tier::Minute if self.windows > 1 => (u(self.rss_peak - self.rss_min), 1),
-            Tier::Minute => (0, 0),
-            _ => (
-                u(self.sawtooth),
-                u32::try_from(self.sawtooth_minutes).unwrap_or(0),
-            ),
-        };
         let (thread, stack) = (s(self.gc_thread_us), s(self.gc_stack_us));
         pb::WorkloadPoint {
-            window_end_unix_ms: (bucket_minute + tier.minutes()) * 60_000,
+            window_end_unix_ms: end_ms,
             window_seconds: seconds,
             delta: Some(pb::Counters {
                 cpu_samples: u(self.cpu_samples),
@@ -408,8 +422,8 @@ impl Rollup {
             rss_peak_bytes: u(self.rss_peak),
             rss_min_bytes: u(self.rss_min),
             cpu_peak_cores: self.cpu_peak_millicores as f64 / 1000.0,
-            sawtooth_bytes_sum: sawtooth,
-            sawtooth_minutes: minutes,
+            sawtooth_bytes_sum: u(self.sawtooth),
+            sawtooth_minutes: u32::try_from(self.sawtooth_minutes).unwrap_or(0),
         }
     }
 }

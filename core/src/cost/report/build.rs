@@ -9,21 +9,17 @@ use serde::Serialize;
 use tally_proto as pb;
 
 use super::{
-    names::{self, SystemKind},
+    line::{lifecycle_of, line, usage},
+    names::SystemKind,
     summary::{self, ROW_USD_PER_MONTH, Summary},
 };
 use crate::{
     cost::{
-        Confidence, DataWindow, GcCycles, GcTax, HOURS_PER_MONTH, HeadroomMethod, Lifecycle,
-        NodePrice, PriceTable, Recommendation,
+        DataWindow, GcTax, HOURS_PER_MONTH, Lifecycle, NodePrice, PriceTable, Recommendation,
         allocation::{NodeCapacity, NodeRates, WorkloadUsage, allocate},
-        estimate_headroom, gc_tax,
-        gctax::{Teeth, headroom_from_teeth},
-        recommend::{Context, CurrentSettings, Observation, WorkloadKind, recommend},
     },
-    gc::{GcSignals, Runtime},
+    gc::Runtime,
     model::RuntimeSettings,
-    workload::{runtime_from_proto, signals as signals_of},
 };
 
 /// A GC tax below this many USD a month, or below [`NAMED_TAX_SHARE`] of
@@ -33,7 +29,7 @@ pub const NAMED_TAX_USD_PER_MONTH: f64 = 0.01;
 pub const NAMED_TAX_SHARE: f64 = 0.01;
 
 /// At most this many RSS points per workload are kept for the charts.
-const CHART_POINTS: usize = 240;
+pub(super) const CHART_POINTS: usize = 240;
 
 /// What the report prices a node as when the node did not say.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +43,18 @@ pub struct NodeDefaults {
 #[derive(Debug, Clone)]
 pub struct WorkloadHistory {
     pub workload: pb::Workload,
+    /// Raw windows, or rolled-up buckets, each naming its node.
     pub points: Vec<pb::WorkloadPoint>,
+    /// Or, of a rolled-up history, its buckets on each node summed, with
+    /// their RSS chart (what the collector sends past its raw retention).
+    pub spans: Vec<pb::NodeSpan>,
+}
+
+/// A workload's history on one node: its points, or the one point that
+/// sums a span's buckets, with the span for its chart.
+pub(super) struct OnNode<'a> {
+    pub points: Vec<&'a pb::WorkloadPoint>,
+    pub span: Option<&'a pb::NodeSpan>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,74 +154,184 @@ pub fn build(
     now_ms: i64,
     since_ms: i64,
 ) -> CostReport {
-    // Each workload's points, per node that reported them.
-    let mut per_node: BTreeMap<String, Vec<(&WorkloadHistory, Vec<&pb::WorkloadPoint>)>> =
-        BTreeMap::new();
+    let mut report = ReportBuilder::new(nodes, prices, defaults, margin, now_ms, since_ms);
     for h in histories {
+        report.add(h);
+    }
+    report.finish()
+}
+
+/// The report built a workload at a time, as a collector streams them: a
+/// workload's line needs only its own history and its node's price; only
+/// the split of each node's cost ([`allocate`]) waits for all of the node's
+/// workloads ([`ReportBuilder::finish`]). So a client prices one part while
+/// the collector reads the next, and holds lines, not histories.
+pub struct ReportBuilder<'a> {
+    identities: BTreeMap<String, pb::NodeSummary>,
+    prices: &'a PriceTable,
+    defaults: &'a NodeDefaults,
+    margin: f64,
+    now_ms: i64,
+    since_ms: i64,
+    nodes: BTreeMap<String, NodeLines>,
+    /// The types priced in each (region, lifecycle), for the shapes.
+    region_prices: BTreeMap<(String, String), Vec<NodePrice>>,
+}
+
+/// A node, priced, and the lines of the workloads seen on it so far, with
+/// what each used (for the split of its cost).
+struct NodeLines {
+    cost: NodeCost,
+    capacity: Option<NodeCapacity>,
+    hours: f64,
+    usages: Vec<WorkloadUsage<usize>>,
+    lines: Vec<WorkloadCostLine>,
+}
+
+impl<'a> ReportBuilder<'a> {
+    pub fn new(
+        nodes: &[pb::NodeSummary],
+        prices: &'a PriceTable,
+        defaults: &'a NodeDefaults,
+        margin: f64,
+        now_ms: i64,
+        since_ms: i64,
+    ) -> Self {
+        Self {
+            identities: nodes
+                .iter()
+                .filter_map(|n| Some((n.identity.as_ref()?.node_name.clone(), n.clone())))
+                .collect(),
+            prices,
+            defaults,
+            margin,
+            now_ms,
+            since_ms,
+            nodes: BTreeMap::new(),
+            region_prices: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a workload: a line for each node that reported it.
+    pub fn add(&mut self, h: &WorkloadHistory) {
         let mut by_node: BTreeMap<&str, Vec<&pb::WorkloadPoint>> = BTreeMap::new();
         for p in &h.points {
             by_node.entry(&p.node_name).or_default().push(p);
         }
         for (node, points) in by_node {
-            per_node
-                .entry(node.to_string())
-                .or_default()
-                .push((h, points));
+            self.add_on(h, node, &OnNode { points, span: None });
+        }
+        for span in &h.spans {
+            if let Some(total) = span.total.as_ref() {
+                let on = OnNode {
+                    points: vec![total],
+                    span: Some(span),
+                };
+                self.add_on(h, &total.node_name, &on);
+            }
         }
     }
-    let identities: BTreeMap<&str, &pb::NodeSummary> = nodes
-        .iter()
-        .filter_map(|n| Some((n.identity.as_ref()?.node_name.as_str(), n)))
-        .collect();
-    let mut node_costs = Vec::new();
-    let mut lines = Vec::new();
-    for (node, workloads) in &per_node {
-        let summary = identities.get(node.as_str()).copied();
-        let (mut node_cost, capacity) = price_node(
+
+    fn add_on(&mut self, h: &WorkloadHistory, node: &str, on: &OnNode) {
+        if !self.nodes.contains_key(node) {
+            let priced = self.price(node);
+            self.nodes.insert(node.to_string(), priced);
+        }
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let key = n.lines.len();
+        n.usages.push(usage(key, &h.workload, &on.points));
+        let line = match n.capacity {
+            Some(capacity) => {
+                let region_prices = self
+                    .region_prices
+                    .entry((n.cost.region.clone(), n.cost.lifecycle.clone()))
+                    .or_insert_with(|| {
+                        self.prices.prices_in(&n.cost.region, lifecycle_of(&n.cost))
+                    });
+                let rates = Some(capacity.rates);
+                line(
+                    h,
+                    node,
+                    on,
+                    rates,
+                    self.prices,
+                    Some(&n.cost),
+                    region_prices,
+                )
+            }
+            None => line(h, node, on, None, self.prices, None, &[]),
+        };
+        n.lines.push(line);
+    }
+
+    /// A node's price, and the hours its reports span within the report.
+    fn price(&self, node: &str) -> NodeLines {
+        let summary = self.identities.get(node);
+        let (mut cost, capacity) = price_node(
             node,
             summary.and_then(|s| s.identity.as_ref()),
-            prices,
-            defaults,
+            self.prices,
+            self.defaults,
         );
         let start_ms = summary
-            .map_or(since_ms, |s| s.first_window_start_unix_ms)
-            .max(since_ms);
-        let end_ms = summary.map_or(now_ms, |s| s.last_window_end_unix_ms);
+            .map_or(self.since_ms, |s| s.first_window_start_unix_ms)
+            .max(self.since_ms);
+        let end_ms = summary.map_or(self.now_ms, |s| s.last_window_end_unix_ms);
         let hours = (end_ms - start_ms).max(0) as f64 / 3.6e6;
-        let usages: Vec<WorkloadUsage<usize>> = workloads
-            .iter()
-            .enumerate()
-            .map(|(i, (h, points))| usage(i, &h.workload, points))
-            .collect();
-        let rates = capacity.map(|c| c.rates);
-        if let Some(capacity) = capacity {
-            let alloc = allocate(&capacity, hours, &usages);
-            node_cost.hours = hours;
-            node_cost.node_cost_usd = alloc.node_cost;
-            node_cost.allocated_usd = alloc.allocated_cost();
-            node_cost.idle_usd = alloc.idle_cost();
-            node_cost.idle_usd_per_month = per_month(alloc.idle_cost(), hours);
-            node_cost.node_usd_per_month = capacity.usd_per_hour * HOURS_PER_MONTH;
-            for w in &alloc.workloads {
-                let (h, points) = &workloads[w.key];
-                let mut line = line(h, node, points, rates, prices, node_cost_ref(&node_cost));
-                line.cost_usd = w.total();
-                line.cost_usd_per_month = per_month(w.total(), hours);
-                line.unused_request_usd_per_month = per_month(
-                    w.cpu_unused_request_cost + w.memory_unused_request_cost,
-                    hours,
-                );
-                lines.push(line);
-            }
-        } else {
-            node_cost.hours = hours;
-            for (h, points) in workloads {
-                lines.push(line(h, node, points, None, prices, None));
-            }
+        cost.hours = hours;
+        NodeLines {
+            cost,
+            capacity,
+            hours,
+            usages: Vec::new(),
+            lines: Vec::new(),
         }
-        node_costs.push(node_cost);
     }
-    let priced_nodes: Vec<String> = node_costs
+
+    /// Splits each node's cost between its workloads and idle, and ranks.
+    pub fn finish(self) -> CostReport {
+        let (prices, margin, now_ms, since_ms) =
+            (self.prices, self.margin, self.now_ms, self.since_ms);
+        let mut node_costs = Vec::new();
+        let mut lines = Vec::new();
+        for (_, mut n) in self.nodes {
+            if let Some(capacity) = n.capacity {
+                let hours = n.hours;
+                let alloc = allocate(&capacity, hours, &n.usages);
+                n.cost.node_cost_usd = alloc.node_cost;
+                n.cost.allocated_usd = alloc.allocated_cost();
+                n.cost.idle_usd = alloc.idle_cost();
+                n.cost.idle_usd_per_month = per_month(alloc.idle_cost(), hours);
+                n.cost.node_usd_per_month = capacity.usd_per_hour * HOURS_PER_MONTH;
+                for w in &alloc.workloads {
+                    let line = &mut n.lines[w.key];
+                    line.cost_usd = w.total();
+                    line.cost_usd_per_month = per_month(w.total(), hours);
+                    line.unused_request_usd_per_month = per_month(
+                        w.cpu_unused_request_cost + w.memory_unused_request_cost,
+                        hours,
+                    );
+                }
+            }
+            lines.append(&mut n.lines);
+            node_costs.push(n.cost);
+        }
+        rank(node_costs, lines, prices, margin, now_ms, since_ms)
+    }
+}
+
+/// Names what is worth naming, and orders the lines.
+fn rank(
+    node_costs: Vec<NodeCost>,
+    mut lines: Vec<WorkloadCostLine>,
+    prices: &PriceTable,
+    margin: f64,
+    now_ms: i64,
+    since_ms: i64,
+) -> CostReport {
+    let priced_nodes: std::collections::BTreeSet<String> = node_costs
         .iter()
         .filter(|n| n.price.is_some())
         .map(|n| n.node.clone())
@@ -358,50 +475,12 @@ pub(crate) fn price_node(
     (cost, capacity)
 }
 
-fn node_cost_ref(n: &NodeCost) -> Option<&NodeCost> {
-    Some(n)
-}
-
 fn per_month(usd: f64, hours: f64) -> f64 {
     if hours > 0.0 {
         usd / hours * HOURS_PER_MONTH
     } else {
         0.0
     }
-}
-
-fn usage(key: usize, w: &pb::Workload, points: &[&pb::WorkloadPoint]) -> WorkloadUsage<usize> {
-    let pod = w.pod.as_ref();
-    WorkloadUsage {
-        key,
-        cpu_seconds: points
-            .iter()
-            .filter_map(|p| p.delta.as_ref())
-            .map(|d| d.cpu_seconds)
-            .sum(),
-        rss_bytes_avg: rss_avg(points) as f64,
-        request_cpu_cores: pod
-            .map(|p| p.cpu_request_millicores)
-            .filter(|&m| m > 0)
-            .map(|m| m as f64 / 1000.0),
-        request_memory_bytes: pod
-            .map(|p| p.memory_request_bytes)
-            .filter(|&b| b > 0)
-            .map(|b| b as f64),
-    }
-}
-
-/// Time-weighted mean RSS.
-fn rss_avg(points: &[&pb::WorkloadPoint]) -> u64 {
-    let seconds: f64 = points.iter().map(|p| p.window_seconds).sum();
-    if seconds <= 0.0 {
-        return 0;
-    }
-    (points
-        .iter()
-        .map(|p| p.rss_bytes as f64 * p.window_seconds)
-        .sum::<f64>()
-        / seconds) as u64
 }
 
 impl CostReport {
@@ -416,251 +495,3 @@ impl CostReport {
         }
     }
 }
-
-/// A point's highest RSS: a window's sample, or a bucket's peak.
-fn rss_high(p: &pb::WorkloadPoint) -> u64 {
-    if p.bucket_seconds > 0 {
-        p.rss_peak_bytes.max(p.rss_bytes)
-    } else {
-        p.rss_bytes
-    }
-}
-
-/// What rolled-up points keep of the sawtooth.
-fn teeth(points: &[&pb::WorkloadPoint], gc_cycles: Option<u64>) -> Teeth {
-    Teeth {
-        bytes_sum: points.iter().map(|p| p.sawtooth_bytes_sum).sum(),
-        minutes: points.iter().map(|p| u64::from(p.sawtooth_minutes)).sum(),
-        cycles: gc_cycles,
-        peak_bytes: points.iter().map(|p| rss_high(p)).max().unwrap_or(0),
-        floor_bytes: points
-            .iter()
-            .map(|p| {
-                if p.bucket_seconds > 0 {
-                    p.rss_min_bytes
-                } else {
-                    p.rss_bytes
-                }
-            })
-            .filter(|&b| b > 0)
-            .min()
-            .unwrap_or(0),
-    }
-}
-
-/// The most CPU a workload can use: its CPU limit, GOMAXPROCS, or the
-/// node's vCPUs, whichever is least.
-fn cpu_ceiling(current: &CurrentSettings, node: &NodeCost) -> Option<f64> {
-    [
-        current.limit_cpu_cores,
-        current.gomaxprocs.map(f64::from),
-        node.price.as_ref().map(|p| f64::from(p.vcpus)),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|c| *c > 0.0)
-    .reduce(f64::min)
-}
-
-fn line(
-    h: &WorkloadHistory,
-    node: &str,
-    points: &[&pb::WorkloadPoint],
-    rates: Option<NodeRates>,
-    prices: &PriceTable,
-    node_cost: Option<&NodeCost>,
-) -> WorkloadCostLine {
-    let w = &h.workload;
-    let runtime = runtime_from_proto(w.runtime);
-    let window_seconds: f64 = points.iter().map(|p| p.window_seconds).sum();
-    // The history's points as one window of signals: the GC's CPU is the
-    // sum of its parts, as for verdicts.
-    let mut signals = GcSignals {
-        runtime,
-        ..GcSignals::default()
-    };
-    for p in points {
-        if let Some(d) = p.delta.as_ref() {
-            signals.then(&signals_of(runtime, p.window_seconds, d, p.rss_bytes));
-        }
-    }
-    let cpu_seconds = signals.cpu_seconds;
-    let gc_cpu_seconds = signals.gc_cpu_seconds().min(cpu_seconds);
-    let gc_cpu_share = signals.gc_cpu_share();
-    let gc_blind_share = signals.blind_share();
-    let gc_unobservable = runtime.has_gc() && gc_blind_share >= crate::gc::verdict::BLIND_SHARE;
-    let gc_cycles: u64 = points
-        .iter()
-        .filter_map(|p| p.delta.as_ref())
-        .map(|d| d.gc_cycles)
-        .sum();
-    let series: Vec<(f64, u64)> = points
-        .iter()
-        .filter(|p| p.rss_bytes > 0)
-        .map(|p| (p.window_end_unix_ms as f64 / 1000.0, rss_high(p)))
-        .collect();
-    let per_window: Vec<(f64, u64)> = points
-        .iter()
-        .map(|p| {
-            (
-                p.window_end_unix_ms as f64 / 1000.0,
-                p.delta.as_ref().map_or(0, |d| d.gc_cycles),
-            )
-        })
-        .collect();
-    // Runtimes without a collector have no GC tax; a collector the agent
-    // saw no cycle counts of is judged from the sawtooth alone.
-    let cycles = if !runtime.has_gc() {
-        GcCycles::PerWindow(&[])
-    } else if gc_cycles > 0 || gc_cpu_seconds == 0.0 {
-        GcCycles::PerWindow(&per_window)
-    } else {
-        GcCycles::Unknown
-    };
-    let rolled_up = points.iter().any(|p| p.bucket_seconds > 0);
-    let headroom = if runtime.has_gc() && rolled_up {
-        // Cycles are known where counted, or where no GC CPU was seen.
-        let known = gc_cycles > 0 || gc_cpu_seconds == 0.0;
-        headroom_from_teeth(teeth(points, known.then_some(gc_cycles)))
-    } else if runtime.has_gc() {
-        estimate_headroom(&series, cycles)
-    } else {
-        let mut e = estimate_headroom(&series, GcCycles::PerWindow(&[]));
-        e.bytes = 0;
-        e.description = format!("{} runtime: no garbage collector", runtime.name());
-        e
-    };
-    let rss_peak = series.iter().map(|s| s.1).max().unwrap_or(0);
-    let rss_avg = rss_avg(points);
-    let cpu_peak_cores = points
-        .iter()
-        .filter(|p| p.window_seconds > 0.0)
-        .filter_map(|p| {
-            if p.bucket_seconds > 0 {
-                Some(p.cpu_peak_cores)
-            } else {
-                Some(p.delta.as_ref()?.cpu_seconds / p.window_seconds)
-            }
-        })
-        .fold(0.0, f64::max);
-    // The floor is the live set only where the sawtooth was resolved;
-    // otherwise the recommender assumes live = half the peak (GOGC=100).
-    let floor = match headroom.method {
-        HeadroomMethod::SawtoothDrops
-        | HeadroomMethod::CycleTimestamps
-        | HeadroomMethod::MinuteTeeth => headroom.floor_mean_bytes,
-        _ => 0,
-    };
-    let headroom_confidence: Option<Confidence> = Some(headroom.confidence);
-    // A GC that could not be seen has an unknown cost, not a zero one.
-    let tax = rates
-        .filter(|_| !gc_unobservable)
-        .map(|r| gc_tax(gc_cpu_seconds, window_seconds, headroom, &r));
-    let gc_tax_usd_per_month = tax.as_ref().map_or(0.0, GcTax::monthly);
-    let recommendations = match (rates, node_cost) {
-        (Some(rates), Some(n)) => {
-            let current = current_settings(w);
-            let obs = Observation {
-                runtime,
-                kind: WorkloadKind::Unknown,
-                window_seconds,
-                cpu_seconds,
-                gc_cpu_seconds,
-                gc_cycles,
-                cpu_peak_cores,
-                rss_avg_bytes: rss_avg,
-                rss_peak_bytes: rss_peak,
-                rss_floor_bytes: floor,
-                headroom_confidence,
-                replicas: 1,
-                cpu_ceiling_cores: cpu_ceiling(&current, n),
-            };
-            let mut ctx = Context::new(rates);
-            ctx.prices = Some(prices);
-            ctx.instance_type = Some(&n.instance_type);
-            ctx.region = Some(&n.region);
-            ctx.lifecycle = Lifecycle::parse(&n.lifecycle).unwrap_or(Lifecycle::OnDemand);
-            recommend(&obs, &current, &ctx)
-        }
-        _ => Vec::new(),
-    };
-    let start = series.first().map_or(0.0, |s| s.0);
-    let step = series.len().div_ceil(CHART_POINTS).max(1);
-    WorkloadCostLine {
-        key: names::key(w),
-        name: names::display_name(w),
-        program: w.name.clone(),
-        system: names::system_kind(w, runtime, rss_peak),
-        under_a_cent: false,
-        node: node.to_string(),
-        runtime,
-        window: DataWindow {
-            seconds: window_seconds,
-        },
-        cpu_seconds,
-        gc_cpu_seconds,
-        gc_cpu_share,
-        gc_blind_share,
-        gc_cycles,
-        rss_avg_bytes: rss_avg,
-        rss_peak_bytes: rss_peak,
-        cost_usd: 0.0,
-        cost_usd_per_month: 0.0,
-        unused_request_usd_per_month: 0.0,
-        gc_tax: tax,
-        gc_tax_usd_per_month,
-        gc_tax_worth_naming: false,
-        recommendations,
-        settings: w.settings.as_ref().and_then(RuntimeSettings::from_proto),
-        rss_series: series
-            .chunks(step)
-            .map(|c| {
-                let top = c.iter().max_by_key(|s| s.1).copied().unwrap_or(c[0]);
-                (top.0 - start, top.1)
-            })
-            .collect(),
-    }
-}
-
-/// What the recommender knows of a workload's current settings: the pod's
-/// requests and limits, and its main GC'd process's runtime settings. A
-/// runtime default is known once the process's environment was read
-/// (`GOGC` unset is 100); where the settings are unknown, so is the value.
-fn current_settings(w: &pb::Workload) -> CurrentSettings {
-    let pod = w.pod.as_ref();
-    let nonzero = |v: u64| (v > 0).then_some(v);
-    let settings = w.settings.as_ref().and_then(RuntimeSettings::from_proto);
-    let go = settings.as_ref().and_then(RuntimeSettings::go);
-    let jvm = settings.as_ref().and_then(RuntimeSettings::jvm);
-    let node = settings.as_ref().and_then(RuntimeSettings::node);
-    CurrentSettings {
-        gogc: go.map(|g| g.gogc_percent()),
-        gomemlimit_bytes: go.and_then(|g| g.gomemlimit_bytes.value),
-        jvm_max_heap_bytes: jvm.and_then(|j| j.max_heap()).map(|s| s.value),
-        jvm_collector: jvm.and_then(|j| j.collector).map(|s| s.value),
-        node_max_old_space_mib: node.and_then(|n| n.max_old_space_mib).map(|s| s.value),
-        // Read and unset is V8's default; unread stays unknown.
-        node_max_semi_space_mib: node.map(|n| {
-            n.max_semi_space_mib
-                .as_ref()
-                .map_or(crate::cost::tuning::DEFAULT_MAX_SEMI_SPACE_MIB, |s| s.value)
-        }),
-        gomaxprocs: go.and_then(|g| g.gomaxprocs.value),
-        jvm_initial_heap_bytes: jvm
-            .and_then(|j| j.initial_heap_bytes.as_ref())
-            .map(|s| s.value),
-        jvm_heap_committed_bytes: jvm.and_then(|j| j.heap.as_ref()).map(|h| h.capacity_bytes),
-        request_cpu_cores: pod
-            .and_then(|p| nonzero(p.cpu_request_millicores))
-            .map(|m| m as f64 / 1000.0),
-        limit_cpu_cores: pod
-            .and_then(|p| nonzero(p.cpu_limit_millicores))
-            .map(|m| m as f64 / 1000.0),
-        request_memory_bytes: pod.and_then(|p| nonzero(p.memory_request_bytes)),
-        limit_memory_bytes: pod.and_then(|p| nonzero(p.memory_limit_bytes)),
-    }
-}
-
-#[cfg(test)]
-#[path = "build_settings_tests.rs"]
-mod settings_tests;

@@ -1,6 +1,9 @@
 //! `current_settings`: what the recommender is told of a workload.
 use super::*;
-use crate::model::settings::{JvmCollector, ProcessText, RuntimeSettings};
+use crate::{
+    gc::Runtime,
+    model::settings::{JvmCollector, ProcessText, RuntimeSettings},
+};
 
 fn workload(settings: Option<RuntimeSettings>) -> pb::Workload {
     pb::Workload {

@@ -66,6 +66,7 @@ fn history(
                 ..Default::default()
             })
             .collect(),
+        spans: Vec::new(),
     }
 }
 
