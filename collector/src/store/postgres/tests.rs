@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 fn count(url: &str, sql: &str) -> i64 {
-    let conn = PgConn::connect(url).unwrap();
+    let conn = PgConn::connect(url, super::Role::Reader).unwrap();
     conn.rt
         .block_on(conn.client.query_one(sql, &[]))
         .unwrap()
