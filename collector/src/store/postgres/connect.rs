@@ -92,10 +92,6 @@ pub(crate) enum Role {
 /// day of windows, may legitimately take minutes.
 pub(super) const LONG_PASS: Duration = Duration::from_secs(30 * 60);
 
-/// How much longer than the server's statement timeout the client waits
-/// for a transaction before it drops the connection as dead.
-const CLIENT_MARGIN: Duration = Duration::from_secs(30);
-
 impl Role {
     fn statement_timeout(self) -> Duration {
         match self {
@@ -126,9 +122,33 @@ impl Role {
 }
 
 /// How long a call may wait for the server in all, given the statement
-/// timeout in force.
+/// timeout in force: half as long again (2 to 30 s more), so the server's
+/// own cancel comes first when the server is there at all.
 pub(super) fn deadline(statement_timeout: Duration) -> Duration {
-    statement_timeout + CLIENT_MARGIN
+    statement_timeout
+        + (statement_timeout / 2).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+/// `statement_timeout` in libpq `options` (`-c statement_timeout=5s`), in
+/// PostgreSQL's units (a bare number is milliseconds).
+fn option_statement_timeout(options: &str) -> Option<Duration> {
+    let value = options
+        .split(|c: char| c.is_whitespace())
+        .find_map(|w| w.split_once("statement_timeout=").map(|(_, v)| v))?;
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let n: u64 = value[..digits].parse().ok()?;
+    let millis = match value[digits..].trim() {
+        "" | "ms" => n,
+        "us" => n / 1000,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
 }
 
 /// A parsed store URL: the tokio-postgres config, TLS, and the URL without
@@ -277,10 +297,14 @@ impl Target {
             }
             sql.push_str(&format!("SET {name} = '{}ms';", value.as_millis()));
         }
-        // A statement timeout from the URL is not known here: the client's
-        // deadline then allows for the longest pass.
+        // The URL's statement timeout, if any; 0 (none) or one not read
+        // here: the client's deadline then allows for the longest pass.
         let statement = if self.user_sets("statement_timeout") {
-            LONG_PASS
+            self.config
+                .get_options()
+                .and_then(option_statement_timeout)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(LONG_PASS)
         } else {
             role.statement_timeout()
         };
@@ -569,5 +593,17 @@ mod tests {
         assert!(!sql.contains("lock_timeout"), "{sql}");
         assert!(sql.contains("statement_timeout = '60000ms'"), "{sql}");
         assert_eq!(statement, Duration::from_secs(60));
+        let t = Target::parse("postgres://u@h/db?options=-c%20statement_timeout%3D2s").unwrap();
+        let (sql, statement) = t.session_sql(Role::Reader);
+        assert!(!sql.contains("statement_timeout"), "{sql}");
+        assert_eq!(statement, Duration::from_secs(2));
+        assert_eq!(
+            option_statement_timeout("-c lock_timeout=1s -c statement_timeout=1500"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            option_statement_timeout("-c statement_timeout=5min"),
+            Some(Duration::from_secs(300))
+        );
     }
 }

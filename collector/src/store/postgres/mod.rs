@@ -35,7 +35,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tls_tests;
+mod connection_tests;
 mod write;
 
 pub use connect::SslMode;

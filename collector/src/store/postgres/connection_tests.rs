@@ -1,7 +1,7 @@
 //! The store's connection against a real server: TLS checked against the
 //! CA the URL names (and refused when the server's certificate is not
-//! signed by it), plain text refused by a server that requires TLS, and
-//! the writer's lock timeout in force.
+//! signed by it), plain text refused by a server that requires TLS, the
+//! writer's lock timeout in force, and a server that stops answering.
 use super::{PgConn, PgError, PgStore, Role, testing};
 use crate::store::{Outcome, StoreError, StoreWriter, tests::report};
 
@@ -129,4 +129,47 @@ fn a_write_blocked_on_a_lock_gives_up_after_the_lock_timeout_and_is_not_acknowle
     // it (not a duplicate).
     let out = store.write_batch(&batch, 0).unwrap();
     assert!(matches!(out[..], [Outcome::Stored { .. }]), "{out:?}");
+}
+
+/// Resumes a stopped server process, even when the test fails.
+struct Resume(i32);
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+#[test]
+fn a_server_that_stops_answering_fails_the_write_unacknowledged_and_the_writer_reconnects() {
+    let Some(cluster) = testing::start_or_skip("postgres silent server") else {
+        return;
+    };
+    // A short statement timeout (the URL's, so the client's deadline
+    // follows it: 1 s + 2 s).
+    let url = cluster.create_db("silent").unwrap() + "?options=-c%20statement_timeout%3D1s";
+    let mut store = PgStore::open(&url).unwrap();
+    let backend: i32 = store
+        .conn
+        .call(None, async |c| {
+            Ok(c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
+        })
+        .unwrap();
+    // The writer's server process stops answering, the socket stays open:
+    // what a failover that sends no FIN looks like to the client (its
+    // kernel still acknowledges what is sent).
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(backend, libc::SIGSTOP) }, 0);
+    let resume = Resume(backend);
+    let batch = [report("n1", "a1", 1, 60_000, &[1])];
+    let err = store.write_batch(&batch, 0).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Postgres(PgError::Deadline { .. })),
+        "{err}"
+    );
+    // The next batch goes to a new connection (a new server process) and
+    // commits: the failed one was not stored, so this is not a duplicate.
+    let out = store.write_batch(&batch, 0).unwrap();
+    assert!(matches!(out[..], [Outcome::Stored { .. }]), "{out:?}");
+    drop(resume);
 }
