@@ -27,6 +27,8 @@ use tokio::{runtime::Runtime, task::JoinHandle};
 use tokio_postgres::{Client, error::SqlState};
 
 mod connect;
+#[cfg(test)]
+mod connection_tests;
 mod read;
 mod retain;
 mod schema;
@@ -34,8 +36,7 @@ mod schema;
 pub mod testing;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod connection_tests;
+mod tls;
 mod write;
 
 pub use connect::SslMode;
