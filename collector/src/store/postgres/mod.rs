@@ -230,12 +230,18 @@ impl PgConn {
 /// A connection for queries.
 pub struct PgReader {
     conn: Mutex<PgConn>,
+    /// The reports [`fleet_updates`](crate::store::StoreReader::fleet_updates)
+    /// handed over in its last call: the refresh reads back a minute of
+    /// overlap every couple of seconds, and only reports not handed over
+    /// yet are read again, not their windows thirty times over.
+    handed_over: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl PgReader {
     pub fn open(url: &str) -> Result<Self, PgError> {
         Ok(Self {
             conn: Mutex::new(PgConn::connect(url, Role::Reader)?),
+            handed_over: Mutex::default(),
         })
     }
 
