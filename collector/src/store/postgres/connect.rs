@@ -304,8 +304,11 @@ impl Target {
 }
 
 /// The URL for logs: no password, neither in the user part nor as a
-/// `password=` key.
+/// `password=` key (nor in libpq's `key=value` form).
 pub(super) fn redact(url: &str) -> String {
+    if !url.contains("://") {
+        return redact_key_values(url);
+    }
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
@@ -327,6 +330,51 @@ pub(super) fn redact(url: &str) -> String {
             format!("{base}?{}", kept.join("&"))
         }
     }
+}
+
+/// libpq's `key = value …` form (a value may be quoted, with `\\` escapes)
+/// with the password's value left out; anything not understood is left
+/// out too.
+fn redact_key_values(dsn: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            out.push("…".to_owned());
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            value.push('\'');
+            while let Some(c) = chars.next() {
+                value.push(c);
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    _ => {}
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        if key == "password" {
+            value = "…".to_owned();
+        }
+        out.push(format!("{key}={value}"));
+    }
+    out.join(" ")
 }
 
 fn percent_decode(s: &str) -> String {
@@ -359,6 +407,14 @@ mod tests {
             "postgres://u@h:5432/db?sslmode=require&sslrootcert=/ca.pem"
         );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact("host=h password = 'a \\' secret' user=u"),
+            "host=h password=… user=u"
+        );
+        assert_eq!(
+            redact("host=h password=x2 dbname=d"),
+            "host=h password=… dbname=d"
+        );
     }
 
     #[test]
