@@ -9,8 +9,11 @@
 //! transaction commits within `OVERLAP` of the time its replica stamped
 //! (replica clocks' skew included) is in every replica's recent state by
 //! the classification pass after its commit, so ListWorkloads and verdicts
-//! agree across replicas within one classify interval. Windows read twice
-//! (the overlap, or the replica's own) are not counted twice: the fleet
+//! agree across replicas within one classify interval. The store hands
+//! over each report once, even though the overlap covers it for a minute
+//! of passes (PostgreSQL's reader remembers the reports of its last call:
+//! with a 2 s interval, the windows would otherwise be read 31 times).
+//! Windows seen twice (the replica's own) are not counted twice: the fleet
 //! keeps one window per (workload, node, window end). A report committed
 //! later than that (a replica stalled mid-transaction for over a minute) is
 //! missed by the other replicas' recent state until they restart; the

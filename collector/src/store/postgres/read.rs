@@ -1,10 +1,14 @@
 //! Reads: the queries' histories, the recent state at start, and the
 //! refresh of a replica's recent state with what other replicas stored.
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use prost::Message as _;
 use tally_proto as pb;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, types::ToSql};
+use tokio_stream::StreamExt as _;
 
 use super::{PgError, PgReader};
 use crate::{
@@ -17,33 +21,83 @@ use crate::{
     workload::{WorkloadId, runtime_from_proto},
 };
 
-/// The columns [`recent_window`] reads, in order.
-const RECENT_COLUMNS: &str = "k.key, k.name, k.cgroup_path, n.name, w.window_end_unix_ms,
-    w.window_seconds, w.runtime, w.rss_bytes, w.delta, p.metadata, s.settings";
+/// The columns [`recent_window`] reads, in order. A workload's pod and
+/// settings are not among them: [`recent_windows`] reads them once per
+/// workload, not once per window.
+const RECENT_COLUMNS: &str = "w.workload_id, k.key, k.name, k.cgroup_path, n.name,
+    w.window_end_unix_ms, w.window_seconds, w.runtime, w.rss_bytes, w.delta";
 
 fn recent_window(r: &Row) -> Option<RecentWindow> {
-    let id = WorkloadId::from_db_key(r.get(0))?;
-    let node: String = r.get(3);
+    let id = WorkloadId::from_db_key(r.get(1))?;
+    let node: String = r.get(4);
     Some(RecentWindow {
         id,
-        name: r.get(1),
-        cgroup_path: r.get(2),
-        pod: r
-            .get::<_, Option<Vec<u8>>>(9)
-            .and_then(|b| pb::PodMetadata::decode(&b[..]).ok()),
-        settings: r
-            .get::<_, Option<Vec<u8>>>(10)
-            .and_then(|b| pb::RuntimeSettings::decode(&b[..]).ok()),
+        name: r.get(2),
+        cgroup_path: r.get(3),
+        pod: None,
+        settings: None,
         window: NodeWindow {
             node: Arc::from(node),
-            window_end_ms: r.get(4),
-            window_seconds: r.get(5),
-            runtime: runtime_from_proto(r.get(6)),
+            window_end_ms: r.get(5),
+            window_seconds: r.get(6),
+            runtime: runtime_from_proto(r.get(7)),
             // A row this version cannot decode counts as empty.
-            delta: pb::Counters::decode(&r.get::<_, Vec<u8>>(8)[..]).unwrap_or_default(),
-            rss_bytes: u64::try_from(r.get::<_, i64>(7)).unwrap_or(0),
+            delta: pb::Counters::decode(&r.get::<_, Vec<u8>>(9)[..]).unwrap_or_default(),
+            rss_bytes: u64::try_from(r.get::<_, i64>(8)).unwrap_or(0),
         },
     })
+}
+
+/// The windows a query of [`RECENT_COLUMNS`] selects, each row decoded as
+/// it arrives (the raw rows, with their blobs, are never all held at once:
+/// a refresh after a busy interval reads millions), then each workload's
+/// pod and settings, once, on its first window ([`observe_recent`] keeps
+/// them; a window without them changes nothing).
+///
+/// [`observe_recent`]: crate::store::observe_recent
+async fn recent_windows(
+    c: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<RecentWindow>, PgError> {
+    let rows = c.query_raw(sql, params.iter().copied()).await?;
+    let mut rows = std::pin::pin!(rows);
+    let mut windows = Vec::new();
+    let mut first: HashMap<i64, usize> = HashMap::new();
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        if let Some(w) = recent_window(&row) {
+            first.entry(row.get(0)).or_insert(windows.len());
+            windows.push(w);
+        }
+    }
+    if first.is_empty() {
+        return Ok(windows);
+    }
+    let ids: Vec<i64> = first.keys().copied().collect();
+    for r in c
+        .query(
+            "SELECT workload_id, metadata FROM workload_pods WHERE workload_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        if let Some(&i) = first.get(&r.get::<_, i64>(0)) {
+            windows[i].pod = pb::PodMetadata::decode(&r.get::<_, Vec<u8>>(1)[..]).ok();
+        }
+    }
+    for r in c
+        .query(
+            "SELECT workload_id, settings FROM workload_settings WHERE workload_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        if let Some(&i) = first.get(&r.get::<_, i64>(0)) {
+            windows[i].settings = pb::RuntimeSettings::decode(&r.get::<_, Vec<u8>>(1)[..]).ok();
+        }
+    }
+    Ok(windows)
 }
 
 /// The recent state: every workload's newest windows on each node (enough
@@ -60,21 +114,19 @@ pub(super) async fn load_fleet(client: &Client) -> Result<Fleet, PgError> {
     {
         fleet.node_reported(r.get(0), r.get(1));
     }
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {RECENT_COLUMNS}
-                 FROM workloads k
-                 CROSS JOIN LATERAL (SELECT * FROM windows x WHERE x.workload_id = k.id
-                    ORDER BY x.window_end_unix_ms DESC LIMIT 256) w
-                 JOIN nodes n ON n.id = w.node_id
-                 LEFT JOIN workload_pods p ON p.workload_id = k.id
-                 LEFT JOIN workload_settings s ON s.workload_id = k.id"
-            ),
-            &[],
-        )
-        .await?;
-    crate::store::observe_recent(&mut fleet, rows.iter().filter_map(recent_window).collect());
+    let windows = recent_windows(
+        client,
+        &format!(
+            "SELECT {RECENT_COLUMNS}
+             FROM workloads k
+             CROSS JOIN LATERAL (SELECT * FROM windows x WHERE x.workload_id = k.id
+                ORDER BY x.window_end_unix_ms DESC LIMIT 256) w
+             JOIN nodes n ON n.id = w.node_id"
+        ),
+        &[],
+    )
+    .await?;
+    crate::store::observe_recent(&mut fleet, windows);
     Ok(fleet)
 }
 
@@ -204,40 +256,65 @@ impl StoreReader for PgReader {
         Ok(Box::new(PgReader::open(&url)?))
     }
 
+    /// The windows of the reports received at or after
+    /// `received_since_ms` that an earlier call did not hand over already
+    /// (the only caller, the refresh, has those: the refresh reads a minute
+    /// of overlap each pass), and their nodes' latest window ends.
     fn fleet_updates(&self, received_since_ms: i64) -> Result<Option<FleetUpdates>, StoreError> {
-        Ok(self.with(async |c| {
+        let mut handed_over = self
+            .handed_over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (updates, received) = self.with(async |c| {
+            // A report is committed with its windows: every id read here
+            // has all of them. One committed after this read is read by
+            // the next call (its received time is still in the overlap).
+            let received: HashSet<i64> = c
+                .query(
+                    "SELECT id FROM reports WHERE received_unix_ms >= $1",
+                    &[&received_since_ms],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let new: Vec<i64> = received
+                .iter()
+                .copied()
+                .filter(|id| !handed_over.contains(id))
+                .collect();
+            if new.is_empty() {
+                return Ok((FleetUpdates::default(), received));
+            }
             let nodes = c
                 .query(
                     "SELECT n.name, MAX(r.window_end_unix_ms)
                      FROM reports r JOIN nodes n ON n.id = r.node_id
-                     WHERE r.received_unix_ms >= $1 GROUP BY n.name",
-                    &[&received_since_ms],
+                     WHERE r.id = ANY($1) GROUP BY n.name",
+                    &[&new],
                 )
                 .await?
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
-            let windows = c
-                .query(
-                    &format!(
-                        "SELECT {RECENT_COLUMNS}
-                         FROM reports r
-                         JOIN windows w ON w.report_id = r.id
-                         JOIN workloads k ON k.id = w.workload_id
-                         JOIN nodes n ON n.id = w.node_id
-                         LEFT JOIN workload_pods p ON p.workload_id = k.id
-                         LEFT JOIN workload_settings s ON s.workload_id = k.id
-                         WHERE r.received_unix_ms >= $1
-                         ORDER BY w.window_end_unix_ms"
-                    ),
-                    &[&received_since_ms],
-                )
-                .await?
-                .iter()
-                .filter_map(recent_window)
-                .collect();
-            Ok(Some(FleetUpdates { windows, nodes }))
-        })?)
+            let windows = recent_windows(
+                c,
+                &format!(
+                    "SELECT {RECENT_COLUMNS}
+                     FROM windows w
+                     JOIN workloads k ON k.id = w.workload_id
+                     JOIN nodes n ON n.id = w.node_id
+                     WHERE w.report_id = ANY($1)
+                     ORDER BY w.window_end_unix_ms"
+                ),
+                &[&new],
+            )
+            .await?;
+            Ok((FleetUpdates { windows, nodes }, received))
+        })?;
+        // Only once read: after an error the next call reads them all.
+        *handed_over = received;
+        Ok(Some(updates))
     }
 }
 

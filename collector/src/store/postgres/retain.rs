@@ -1,6 +1,6 @@
 //! The roll-up of the minute tier into hours and days, and retention, for
 //! the shared store.
-use super::{PgError, PgStore, write::MARK_DIRTY};
+use super::{PgError, PgStore, connect::LONG_PASS, write::MARK_DIRTY};
 use crate::store::{
     Removed,
     tiers::{self, Dialect, Retention, Tier},
@@ -23,7 +23,7 @@ impl PgStore {
         retention: &Retention,
         now_ms: i64,
     ) -> Result<usize, PgError> {
-        self.transact(async |tx, _| {
+        self.transact_within(Some(LONG_PASS), async |tx, _| {
             tx.batch_execute("LOCK TABLE rollup_dirty IN SHARE ROW EXCLUSIVE MODE")
                 .await?;
             let mut done = 0;
@@ -79,7 +79,7 @@ impl PgStore {
     ) -> Result<Removed, PgError> {
         let raw_cutoff = now_ms.saturating_sub(tiers::millis(retention.raw));
         let names_cutoff = now_ms.saturating_sub(tiers::millis(retention.longest()));
-        let removed = self.transact(async |tx, _| {
+        let removed = self.transact_within(Some(LONG_PASS), async |tx, _| {
             let mut removed = Removed {
                 windows: usize::try_from(
                     tx.execute(

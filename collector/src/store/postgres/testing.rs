@@ -21,6 +21,8 @@ pub enum ClusterError {
     NoServer,
     #[error("running as root and there is no `postgres` user: install Debian's postgresql")]
     NoUser,
+    #[error("no `openssl` command (the test's CA and server certificate are made with it)")]
+    NoOpenssl,
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
     #[error("{tool} failed ({status}): {output}")]
@@ -37,6 +39,16 @@ pub struct TempCluster {
     port: u16,
     bin: PathBuf,
     as_postgres: bool,
+    /// The postgres user's uid and gid (as root).
+    owner: Option<(u32, u32)>,
+}
+
+/// The certificates of a cluster started with [`TempCluster::start_tls`]:
+/// a CA, which signed the server's certificate (for `localhost` and
+/// `127.0.0.1`), and another CA, which did not.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
 }
 
 /// Where Debian puts the server binaries; `pg_config` is only in
@@ -72,6 +84,18 @@ impl TempCluster {
     /// Starts a cluster. `Err(NoServer)` when PostgreSQL is not installed:
     /// see [`start_or_skip`].
     pub fn start() -> Result<Self, ClusterError> {
+        Ok(Self::start_with(false)?.0)
+    }
+
+    /// Starts a cluster with `ssl=on` that takes TCP connections only over
+    /// TLS (pg_hba `hostssl`), with a CA and a server certificate made for
+    /// it by `openssl`.
+    pub fn start_tls() -> Result<(Self, TlsFiles), ClusterError> {
+        let (cluster, tls) = Self::start_with(true)?;
+        Ok((cluster, tls.ok_or(ClusterError::NoOpenssl)?))
+    }
+
+    fn start_with(tls: bool) -> Result<(Self, Option<TlsFiles>), ClusterError> {
         let bin = find_bindir()?;
         // SAFETY: geteuid has no preconditions.
         let as_postgres = unsafe { libc::geteuid() } == 0;
@@ -92,6 +116,7 @@ impl TempCluster {
             port: 0,
             bin,
             as_postgres,
+            owner: None,
         };
         if as_postgres {
             let name = c"postgres";
@@ -104,6 +129,7 @@ impl TempCluster {
             let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
             std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid))
                 .map_err(|e| ClusterError::Io("chown of the cluster dir", e))?;
+            cluster.owner = Some((uid, gid));
         }
         let data = cluster.dir.join("data");
         cluster.run(
@@ -122,11 +148,27 @@ impl TempCluster {
                 "--no-sync".into(),
             ],
         )?;
+        let (tls_files, ssl_opts) = if tls {
+            let files = cluster.make_certificates()?;
+            // TCP only over TLS; the unix socket as before.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .map_err(|e| ClusterError::Io("writing pg_hba.conf", e))?;
+            let opts = format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                cluster.dir.display()
+            );
+            (Some(files), opts)
+        } else {
+            (None, String::new())
+        };
         let mut last = None;
         for _ in 0..5 {
             let port = free_port()?;
             let opts = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=on -c synchronous_commit=on -c max_connections=50",
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=on -c synchronous_commit=on -c max_connections=50{ssl_opts}",
                 cluster.dir.display()
             );
             match cluster.run(
@@ -146,12 +188,89 @@ impl TempCluster {
             ) {
                 Ok(()) => {
                     cluster.port = port;
-                    return Ok(cluster);
+                    return Ok((cluster, tls_files));
                 }
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or(ClusterError::NoServer))
+    }
+
+    /// A CA, a server certificate and key signed by it, and another CA, in
+    /// the cluster's dir (the key the server's own, mode 0600).
+    fn make_certificates(&self) -> Result<TlsFiles, ClusterError> {
+        let d = &self.dir;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let (subject, key, crt) = (
+                format!("/CN=tally test {ca}"),
+                format!("{ca}.key"),
+                format!("{ca}.crt"),
+            );
+            let head = ["req", "-x509", "-days", "2", "-subj", &subject];
+            let tail = ["-keyout", &key, "-out", &crt];
+            openssl(d, &[&head[..], &ec, &tail].concat())?;
+        }
+        openssl(
+            d,
+            &[
+                &[
+                    "req",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                ][..],
+                &ec,
+            ]
+            .concat(),
+        )?;
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| ClusterError::Io("writing server.ext", e))?;
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.crt",
+            ],
+        )?;
+        let key = d.join("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| ClusterError::Io("chmod of the server key", e))?;
+        if let Some((uid, gid)) = self.owner {
+            for f in ["server.key", "server.crt"] {
+                std::os::unix::fs::chown(d.join(f), Some(uid), Some(gid))
+                    .map_err(|e| ClusterError::Io("chown of the server certificate", e))?;
+            }
+        }
+        Ok(TlsFiles {
+            ca: d.join("ca.crt"),
+            other_ca: d.join("other-ca.crt"),
+        })
     }
 
     fn run(&self, tool: &'static str, args: &[OsString]) -> Result<(), ClusterError> {
@@ -250,6 +369,26 @@ impl TempCluster {
     }
 }
 
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Result<(), ClusterError> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ClusterError::NoOpenssl,
+            _ => ClusterError::Io("openssl", e),
+        })?;
+    if !out.status.success() {
+        return Err(ClusterError::Tool {
+            tool: "openssl",
+            status: out.status,
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl Drop for TempCluster {
     fn drop(&mut self) {
         if self.port != 0 {
@@ -271,9 +410,18 @@ impl Drop for TempCluster {
 /// A cluster, or `None` off CI when PostgreSQL is not installed (after
 /// saying so loudly). Under `CI=true` a missing server is a failure.
 pub fn start_or_skip(test: &str) -> Option<TempCluster> {
-    match TempCluster::start() {
+    or_skip(test, TempCluster::start())
+}
+
+/// [`start_or_skip`] for [`TempCluster::start_tls`].
+pub fn start_tls_or_skip(test: &str) -> Option<(TempCluster, TlsFiles)> {
+    or_skip(test, TempCluster::start_tls())
+}
+
+fn or_skip<T>(test: &str, started: Result<T, ClusterError>) -> Option<T> {
+    match started {
         Ok(c) => Some(c),
-        Err(e @ (ClusterError::NoServer | ClusterError::NoUser))
+        Err(e @ (ClusterError::NoServer | ClusterError::NoUser | ClusterError::NoOpenssl))
             if std::env::var("CI").as_deref() != Ok("true") =>
         {
             eprintln!("SKIPPED {test}: {e}");

@@ -6,7 +6,7 @@ use prost::Message as _;
 use tally_proto as pb;
 use tokio_postgres::Transaction;
 
-use super::{MAX_RETRIES, PgConn, PgError, pg_text, schema};
+use super::{MAX_RETRIES, PgConn, PgError, connect::Role, pg_text, schema};
 use crate::{
     store::{
         Outcome, Prepared, Removed, StoreError, StoreWriter, sql_u64,
@@ -36,9 +36,8 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, creates the tables if needed (or checks their version).
     pub fn open(url: &str) -> Result<Self, PgError> {
-        let mut conn = PgConn::connect(url)?;
-        let PgConn { rt, client, .. } = &mut conn;
-        rt.block_on(schema::create_or_check(client))?;
+        let mut conn = PgConn::connect(url, Role::Writer)?;
+        conn.call(None, async |client| schema::create_or_check(client).await)?;
         Ok(Self {
             conn,
             workloads: HashMap::new(),
@@ -60,20 +59,42 @@ impl PgStore {
     /// rows, so what it stored comes back as duplicates).
     pub(super) fn transact<T>(
         &mut self,
+        f: impl AsyncFnMut(&mut Transaction<'_>, &mut Caches<'_>) -> Result<T, PgError>,
+    ) -> Result<T, PgError> {
+        self.transact_within(None, f)
+    }
+
+    /// [`Self::transact`], with the statement timeout raised to
+    /// `statement_timeout` in this transaction (`SET LOCAL`) when given, and
+    /// the client's deadline with it.
+    pub(super) fn transact_within<T>(
+        &mut self,
+        statement_timeout: Option<std::time::Duration>,
         mut f: impl AsyncFnMut(&mut Transaction<'_>, &mut Caches<'_>) -> Result<T, PgError>,
     ) -> Result<T, PgError> {
+        // A statement timeout the URL sets is the user's: kept.
+        let statement_timeout =
+            statement_timeout.filter(|_| !self.conn.target.user_sets("statement_timeout"));
         let mut attempt = 0;
         loop {
-            self.conn.ensure()?;
-            let PgConn { rt, client, .. } = &mut self.conn;
             let mut caches = Caches {
                 workloads: &mut self.workloads,
                 pods: &mut self.pods,
                 settings: &mut self.settings,
             };
-            let result = rt.block_on(async {
+            let result = self.conn.call(statement_timeout, async |client| {
                 let mut tx = client.transaction().await?;
+                if let Some(limit) = statement_timeout {
+                    tx.batch_execute(&format!(
+                        "SET LOCAL statement_timeout = '{}ms'",
+                        limit.as_millis()
+                    ))
+                    .await?;
+                }
                 let out = f(&mut tx, &mut caches).await?;
+                // Acknowledged only once this returns: an error here (or
+                // the deadline) leaves the reports unacknowledged, and the
+                // agents send them again (stored once, by their key).
                 tx.commit().await?;
                 Ok::<_, PgError>(out)
             });
@@ -492,34 +513,28 @@ impl StoreWriter for PgStore {
     }
 
     fn load_fleet(&mut self) -> Result<crate::fleet_verdicts::Fleet, StoreError> {
-        self.conn.ensure()?;
-        let PgConn { rt, client, .. } = &self.conn;
-        Ok(rt.block_on(super::read::load_fleet(client))?)
+        Ok(self
+            .conn
+            .call(None, async |client| super::read::load_fleet(client).await)?)
     }
 
     fn last_sequence(&mut self, agent_instance: &str) -> Result<u64, StoreError> {
-        self.conn.ensure()?;
-        let PgConn { rt, client, .. } = &self.conn;
-        let last: Option<i64> = rt
-            .block_on(client.query_opt(
-                "SELECT last_sequence FROM agents WHERE instance = $1",
-                &[&pg_text(agent_instance)],
-            ))
-            .map_err(PgError::from)?
+        let instance = pg_text(agent_instance);
+        let last: Option<i64> = self
+            .conn
+            .call(None, async |client| {
+                Ok(client
+                    .query_opt(
+                        "SELECT last_sequence FROM agents WHERE instance = $1",
+                        &[&instance],
+                    )
+                    .await?)
+            })?
             .map(|r| r.get(0));
         Ok(last.map_or(0, |l| u64::try_from(l).unwrap_or(0)))
     }
 
     fn describe(&self) -> String {
-        // The URL without its password.
-        let url = &self.conn.url;
-        match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let user = &url[scheme + 3..at];
-                let user = user.split(':').next().unwrap_or("");
-                format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
-            }
-            _ => url.clone(),
-        }
+        self.conn.target.redacted.clone()
     }
 }
