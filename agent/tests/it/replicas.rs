@@ -280,6 +280,14 @@ fn the_replicated_overlay_runs_two_collectors_on_the_secrets_database() {
         rendered.contains("name: tally-collector-store"),
         "{rendered}"
     );
+    // The database's CA bundle, from an optional ConfigMap (sslrootcert).
+    for ca in [
+        "mountPath: /etc/tally/db-ca",
+        "name: tally-collector-db-ca",
+        "optional: true",
+    ] {
+        assert!(rendered.contains(ca), "{ca} missing from {rendered}");
+    }
     for gone in ["--data=", "kind: PersistentVolumeClaim", "claimName:"] {
         assert!(!rendered.contains(gone), "{gone} in {rendered}");
     }

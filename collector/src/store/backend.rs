@@ -124,9 +124,11 @@ pub trait StoreReader: Send {
     /// Another connection to the same store, for a long read that must not
     /// hold up the short ones.
     fn another(&self) -> Result<Box<dyn StoreReader>, StoreError>;
-    /// The windows of reports received at or after `received_since_ms`, and
-    /// every node's latest window end, for a store other replicas write
-    /// too; `None` for a store only this replica writes.
+    /// The windows of reports received at or after `received_since_ms`
+    /// that an earlier call did not hand over already (the refresh, its
+    /// only caller, reads a minute of overlap each pass), and every node's
+    /// latest window end, for a store other replicas write too; `None` for
+    /// a store only this replica writes.
     fn fleet_updates(&self, _received_since_ms: i64) -> Result<Option<FleetUpdates>, StoreError> {
         Ok(None)
     }
