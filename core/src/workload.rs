@@ -134,6 +134,27 @@ pub fn label(w: &pb::Workload) -> String {
     }
 }
 
+/// A container workload's full id (64 hex digits, as the runtime reports
+/// it); `None` for a process outside containers. Tables show its first 12
+/// ([`label`]); machines get all of it.
+pub fn container_id(w: &pb::Workload) -> Option<String> {
+    match w.key.as_ref().and_then(WorkloadId::from_proto)? {
+        WorkloadId::Container(id) => Some(id.to_string()),
+        WorkloadId::Process { .. } => None,
+    }
+}
+
+/// The uid of the pod a workload runs in: as the API server gave it, else
+/// as the kubelet spelled it in the container's cgroup path; `None`
+/// outside Kubernetes.
+pub fn pod_uid(w: &pb::Workload) -> Option<String> {
+    w.pod
+        .as_ref()
+        .map(|p| p.pod_uid.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| crate::model::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid))
+}
+
 /// One workload's part of one report: the sum of its processes' windows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadWindow {

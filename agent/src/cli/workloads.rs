@@ -68,7 +68,12 @@ pub struct WorkloadsOptions {
 /// One line of output; the JSON field names are the columns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
+    /// The program and its container's first 12 hex digits, or its pid.
     pub workload: String,
+    /// The container's full id (64 hex digits); `None` outside containers.
+    pub container_id: Option<String>,
+    /// The pod's uid, where it runs in one.
+    pub pod_uid: Option<String>,
     pub node: String,
     pub runtime: String,
     pub verdict: String,
@@ -188,6 +193,8 @@ pub fn row(w: &pb::Workload) -> Row {
     let runtime = tally_core::workload::runtime_from_proto(w.runtime);
     Row {
         workload: tally_core::workload::label(w),
+        container_id: tally_core::workload::container_id(w),
+        pod_uid: tally_core::workload::pod_uid(w),
         node: w.nodes.join(","),
         runtime: runtime.name().to_owned(),
         verdict: tally_core::gc::VerdictKind::name_of(w.verdict.as_ref()).to_owned(),
@@ -411,6 +418,7 @@ mod tests {
             vec![
                 "alloc_bytes_per_second",
                 "confidence",
+                "container_id",
                 "container_name",
                 "cost_usd_per_month",
                 "cpu_seconds",
@@ -423,6 +431,7 @@ mod tests {
                 "owner_kind",
                 "owner_name",
                 "pod_name",
+                "pod_uid",
                 "reasons",
                 "rss_bytes",
                 "runtime",
@@ -432,6 +441,8 @@ mod tests {
             ]
         );
         assert_eq!(v["workload"], "java/abababababab");
+        assert_eq!(v["container_id"], "ab".repeat(32));
+        assert!(v["pod_uid"].is_null());
         assert_eq!(v["node"], "n1,n2");
         assert_eq!(v["runtime"], "jvm");
         assert_eq!(v["verdict"], "gc-heavy");

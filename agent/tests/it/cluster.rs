@@ -150,6 +150,10 @@ fn two_real_agents_a_gc_heavy_container_and_a_collector_restart() {
     }
     let found = found.expect("the container as gc-heavy on both nodes within 30 s");
     assert!(found["gc_cpu_share"].as_f64().unwrap() > 0.1, "{found}");
+    // The full ids, as the cgroup path the kubelet would make names them
+    // (the table's label keeps 12 digits).
+    assert_eq!(found["container_id"], id, "{found}");
+    assert_eq!(found["pod_uid"], uid.replace('_', "-"), "{found}");
 
     // Kill the collector mid-run; the agents buffer, then resend.
     collector.kill9();

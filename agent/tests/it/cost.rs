@@ -358,6 +358,12 @@ fn gc_tax_of_a_gc_heavy_go_workload_and_its_recommendation_applied() {
     assert!((node_cost - allocated - idle).abs() < 0.01, "{first:#}");
     let h = workload(&first, &heavy_id[..12]);
     let s = workload(&first, &steady_id[..12]);
+    // The full ids, as its cgroup path names them.
+    assert_eq!(h["container_id"], heavy_id.as_str(), "{h:#}");
+    assert_eq!(
+        h["pod_uid"], "5b2e7c1d-0f3a-4c8e-9d6b-1a2b3c4d5e6f",
+        "{h:#}"
+    );
     eprintln!(
         "gc-heavy: GC share {:.3}, GC tax ${:.4}/month, RSS peak {} MiB; steady: GC share {:.3}, GC tax ${:.6}/month",
         h["gc_cpu_share"],

@@ -442,7 +442,10 @@ fn shipped_pods_report_a_container_end_to_end() {
             .output()
             .unwrap();
         let listed = String::from_utf8_lossy(&out.stdout);
-        if listed.lines().any(|l| l.contains(short)) {
+        if let Some(row) = listed.lines().find(|l| l.contains(short)) {
+            // The full id, as docker itself reported it.
+            let row: serde_json::Value = serde_json::from_str(row).unwrap();
+            assert_eq!(row["container_id"], busy.id.as_str(), "{row}");
             break;
         }
         assert!(

@@ -50,10 +50,7 @@ pub fn workload_entry(w: &pb::Workload) -> Option<Entry> {
     e.set_name(&name);
     e.node = sanitize(&w.nodes.join(","));
     e.cgroup_path = sanitize(&w.cgroup_path);
-    e.pod_uid = pod
-        .map(|p| p.pod_uid.clone())
-        .filter(|u| !u.is_empty())
-        .or_else(|| tally_core::model::container::parse(&w.cgroup_path).and_then(|c| c.pod_uid));
+    e.pod_uid = tally_core::workload::pod_uid(w);
     e.runtime = tally_core::workload::runtime_from_proto(w.runtime);
     e.settings = w
         .settings

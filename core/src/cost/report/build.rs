@@ -105,6 +105,10 @@ pub struct WorkloadCostLine {
     /// The store's key (`container/<id>`, `process/<node>/<pid>/<ticks>`):
     /// stable, for machines.
     pub key: String,
+    /// The container's full id (64 hex digits); `None` outside containers.
+    pub container_id: Option<String>,
+    /// The pod's uid, where it runs in one.
+    pub pod_uid: Option<String>,
     /// The name its owners know it by ([`names::display_name`]).
     pub name: String,
     /// The program: its (first) process's comm.

@@ -242,6 +242,8 @@ pub(super) fn line(
     let step = series.len().div_ceil(CHART_POINTS).max(1);
     WorkloadCostLine {
         key: names::key(w),
+        container_id: crate::workload::container_id(w),
+        pod_uid: crate::workload::pod_uid(w),
         name: names::display_name(w),
         program: w.name.clone(),
         system: names::system_kind(w, runtime, rss_peak),
