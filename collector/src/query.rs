@@ -78,43 +78,28 @@ struct Parts<'a> {
 impl Parts<'_> {
     /// Sends a part of raw windows; false once the client is gone.
     fn send(&mut self, part: Histories) -> bool {
-        let workloads = self.named(part, |points| {
-            let nodes = points.iter().map(|p| p.node_name.clone()).collect();
-            (
-                nodes,
-                pb::WorkloadHistoryResponse {
-                    points,
-                    ..Default::default()
-                },
-            )
+        let workloads = self.named(part, |points| pb::WorkloadHistoryResponse {
+            points,
+            ..Default::default()
         });
         self.send_responses(workloads)
     }
 
     /// Sends a part of rolled-up spans; false once the client is gone.
     fn send_spans(&mut self, part: Spans) -> bool {
-        let workloads = self.named(part, |spans| {
-            let nodes = spans
-                .iter()
-                .filter_map(|s| Some(s.total.as_ref()?.node_name.clone()))
-                .collect();
-            (
-                nodes,
-                pb::WorkloadHistoryResponse {
-                    spans,
-                    ..Default::default()
-                },
-            )
+        let workloads = self.named(part, |spans| pb::WorkloadHistoryResponse {
+            spans,
+            ..Default::default()
         });
         self.send_responses(workloads)
     }
 
     /// Each history as a response naming its workload: as the recent state
-    /// tracks it, else as stored, on the nodes `history` gives.
+    /// tracks it, else as stored, on the nodes its history names.
     fn named<T>(
         &self,
         part: Vec<(StoredWorkload, T)>,
-        history: impl Fn(T) -> (Vec<String>, pb::WorkloadHistoryResponse),
+        history: impl Fn(T) -> pb::WorkloadHistoryResponse,
     ) -> Vec<pb::WorkloadHistoryResponse> {
         let fleet = self
             .fleet
@@ -122,12 +107,12 @@ impl Parts<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         part.into_iter()
             .map(|(stored, h)| {
-                let (mut nodes, mut response) = history(h);
-                response.workload = Some(fleet.workload(&stored.id).unwrap_or_else(|| {
-                    nodes.sort();
-                    nodes.dedup();
-                    stored.to_proto(nodes)
-                }));
+                let mut response = history(h);
+                response.workload = Some(
+                    fleet
+                        .workload(&stored.id)
+                        .unwrap_or_else(|| stored.to_proto(nodes_of(&response))),
+                );
                 response
             })
             .collect()
@@ -169,6 +154,18 @@ impl Parts<'_> {
             }
         }
     }
+}
+
+/// The nodes a history names, sorted, each once (only for a workload the
+/// recent state no longer tracks: a raw history is a point per window).
+fn nodes_of(h: &pb::WorkloadHistoryResponse) -> Vec<String> {
+    let points = h.points.iter().map(|p| p.node_name.as_str());
+    let spans = h
+        .spans
+        .iter()
+        .filter_map(|s| Some(s.total.as_ref()?.node_name.as_str()));
+    let nodes: std::collections::BTreeSet<&str> = points.chain(spans).collect();
+    nodes.into_iter().map(str::to_owned).collect()
 }
 
 /// Recomputes every workload's verdict into the snapshot.
