@@ -321,7 +321,7 @@ pub struct Workloads {
 }
 
 impl Exportable for Workloads {
-    fn request(&self, extra: &[SelfPoint]) -> ExportMetricsServiceRequest {
+    fn request(&self, extra: &[SelfPoint]) -> otlp::OtlpRequest {
         let at = otlp::unix_nanos(self.at);
         let (kept, _) = capped(&self.workloads, self.max);
         let mut resource_metrics = Vec::with_capacity(kept.len() + 1);
@@ -376,7 +376,7 @@ impl Exportable for Workloads {
             }
             resource_metrics.push(resource(attributes, metrics));
         }
-        ExportMetricsServiceRequest { resource_metrics }
+        otlp::OtlpRequest::Metrics(ExportMetricsServiceRequest { resource_metrics })
     }
 }
 
@@ -455,6 +455,9 @@ mod tests {
             max: 10,
         }
         .request(&[]);
+        let otlp::OtlpRequest::Metrics(req) = req else {
+            panic!("a metrics request");
+        };
         assert_eq!(req.resource_metrics.len(), 3);
         let names: Vec<&str> = req.resource_metrics[1].scope_metrics[0]
             .metrics

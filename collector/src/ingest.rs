@@ -24,7 +24,7 @@ use super::{
     validate::{self, InvalidReport, Limits},
     workload::workload_windows,
 };
-use crate::fleet_profiles::FleetProfiles;
+use crate::{fleet_otlp_profiles::OtlpProfiles, fleet_profiles::FleetProfiles};
 use tally_transport::Caller;
 
 /// Why a report was not taken.
@@ -324,11 +324,27 @@ pub fn spawn_writer(
     fleet: Arc<Mutex<Fleet>>,
     watch: broadcast::Sender<Arc<pb::WatchEvent>>,
     profiles: Option<Arc<FleetProfiles>>,
+    otlp_profiles: Option<OtlpProfiles>,
     retention: Retention,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("tally-store".into())
-        .spawn(move || writer_loop(store, jobs, &fleet, &watch, profiles.as_deref(), &retention))
+        .spawn(move || {
+            writer_loop(
+                store,
+                jobs,
+                &fleet,
+                &watch,
+                profiles.as_deref(),
+                otlp_profiles.as_ref(),
+                &retention,
+            );
+            if let Some(o) = &otlp_profiles
+                && !o.flush(std::time::Duration::from_secs(3))
+            {
+                tracing::warn!("the OTLP profiles endpoint did not take every export before exit");
+            }
+        })
 }
 
 fn writer_loop(
@@ -337,6 +353,7 @@ fn writer_loop(
     fleet: &Mutex<Fleet>,
     watch: &broadcast::Sender<Arc<pb::WatchEvent>>,
     profiles: Option<&FleetProfiles>,
+    otlp_profiles: Option<&OtlpProfiles>,
     retention: &Retention,
 ) {
     let mut reports: Vec<Prepared> = Vec::new();
@@ -369,6 +386,11 @@ fn writer_loop(
             if let Some(profiles) = profiles {
                 for (node, body) in &stored {
                     profiles.add_report(node, body);
+                }
+            }
+            if let Some(otlp) = otlp_profiles {
+                for (_, body) in &stored {
+                    otlp.add_report(body);
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! same `gc` library the agent uses); and [`query`] answers ListWorkloads,
 //! WorkloadHistory and Watch.
 pub mod fleet_export;
+pub mod fleet_otlp_profiles;
 pub mod fleet_profiles;
 mod fleet_refresh;
 pub mod fleet_verdicts;
@@ -164,12 +165,20 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
         .map(|p| p.spawn_writer(config.profile_interval))
         .transpose()
         .map_err(CollectorError::Runtime)?;
+    let otlp_profiles = config
+        .export
+        .otlp_profiles
+        .clone()
+        .map(crate::fleet_otlp_profiles::OtlpProfiles::start)
+        .transpose()
+        .map_err(tally_export::ExportError::from)?;
     let writer = ingest::spawn_writer(
         store,
         jobs_rx,
         fleet.clone(),
         watch.clone(),
         profiles,
+        otlp_profiles,
         config.retention,
     )
     .map_err(CollectorError::Runtime)?;

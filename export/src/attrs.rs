@@ -155,6 +155,57 @@ pub fn process(w: &Window) -> EntityAttrs {
     attrs
 }
 
+/// The attributes of a process as a collector received it (its window in
+/// an agent's report, and its pod from the report's table).
+pub fn received_process(
+    p: &tally_proto::received::ProcessView,
+    pod: Option<&tally_proto::PodMetadata>,
+) -> EntityAttrs {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let cgroup = text(&p.cgroup_path);
+    let container = tally_core::model::container::parse(&cgroup);
+    let mut attrs = EntityAttrs {
+        pid: p.key.unwrap_or_default().pid,
+        executable: text(&p.comm),
+        container_id: non_empty(&text(&p.container_id))
+            .or_else(|| container.as_ref().map(|c| c.id.clone())),
+        container_runtime: container.as_ref().map(|c| container_runtime(c.runtime)),
+        pod_uid: container.and_then(|c| c.pod_uid),
+        ..Default::default()
+    };
+    if let Some(pod) = pod {
+        attrs.namespace = non_empty(&pod.namespace);
+        attrs.pod_name = non_empty(&pod.pod_name);
+        attrs.container_name = non_empty(&pod.container_name);
+        if let Some(uid) = non_empty(&pod.pod_uid) {
+            attrs.pod_uid = Some(uid);
+        }
+        attrs.owner = owner_key(&pod.owner_kind).map(|k| (k, pod.owner_name.clone()));
+    }
+    attrs
+}
+
+/// The node attributes of a node as its reports name it (on a collector,
+/// `host.name` is the node's name, not the collector's host; the report
+/// does not say whether that is a Kubernetes node name, so no
+/// `k8s.node.name`).
+pub fn received_node(node: &tally_proto::NodeIdentity) -> NodeAttrs {
+    let non_empty =
+        |s: &str| (!s.is_empty() && s != tally_core::model::node::UNKNOWN).then(|| s.to_owned());
+    let cloud = [&node.instance_type, &node.zone, &node.region]
+        .iter()
+        .any(|s| non_empty(s).is_some());
+    NodeAttrs {
+        host_name: node.node_name.clone(),
+        k8s_node_name: None,
+        cloud_provider: cloud.then(|| "aws".to_owned()),
+        cloud_region: non_empty(&node.region),
+        cloud_availability_zone: non_empty(&node.zone),
+        host_type: non_empty(&node.instance_type),
+    }
+}
+
 /// The attributes of a container's series.
 pub fn container(c: &ContainerWindow) -> EntityAttrs {
     let mut attrs = EntityAttrs {

@@ -41,6 +41,8 @@ pub enum ExportError {
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
     pub otlp: Option<otlp::OtlpConfig>,
+    /// Sampled stacks as OTLP profiles (`otlp::profiles`).
+    pub otlp_profiles: Option<otlp::OtlpConfig>,
     /// Serve `/metrics`, `/healthz`, `/readyz` here.
     pub metrics_listen: Option<SocketAddr>,
     pub limits: SeriesLimits,
@@ -48,7 +50,7 @@ pub struct ExportOptions {
 
 impl ExportOptions {
     pub fn is_empty(&self) -> bool {
-        self.otlp.is_none() && self.metrics_listen.is_none()
+        self.otlp.is_none() && self.otlp_profiles.is_none() && self.metrics_listen.is_none()
     }
 }
 
@@ -59,6 +61,7 @@ pub struct NodeExporter {
     state: series::SeriesState,
     published: Published,
     otlp: Option<otlp::OtlpExporter>,
+    profiles: Option<otlp::OtlpExporter>,
     server: Option<http::MetricsServer>,
     ready: Arc<AtomicBool>,
 }
@@ -74,7 +77,21 @@ impl NodeExporter {
             .clone()
             .map(otlp::OtlpExporter::start)
             .transpose()?;
-        let otlp_stats = otlp.as_ref().map(otlp::OtlpExporter::stats);
+        let profiles = opts
+            .otlp_profiles
+            .clone()
+            .map(|c| {
+                otlp::OtlpExporter::start(otlp::OtlpConfig {
+                    signal: otlp::Signal::Profiles,
+                    ..c
+                })
+            })
+            .transpose()?;
+        let otlp_stats: Vec<_> = otlp
+            .iter()
+            .chain(&profiles)
+            .map(otlp::OtlpExporter::stats)
+            .collect();
         let server = match opts.metrics_listen {
             Some(addr) => {
                 let published = published.clone();
@@ -83,7 +100,7 @@ impl NodeExporter {
                         .read()
                         .unwrap_or_else(PoisonError::into_inner)
                         .clone();
-                    let extra = otlp_stats.as_ref().map(|s| s.points()).unwrap_or_default();
+                    let extra: Vec<_> = otlp_stats.iter().flat_map(|s| s.points()).collect();
                     snapshot.map_or_else(String::new, |s| prom::render(&s, &extra))
                 });
                 Some(http::MetricsServer::start(addr, render, ready.clone())?)
@@ -93,6 +110,9 @@ impl NodeExporter {
         if let Some(o) = &opts.otlp {
             tracing::info!(endpoint = %o.endpoint, "exporting OTLP metrics");
         }
+        if let Some(o) = &opts.otlp_profiles {
+            tracing::info!(endpoint = %o.endpoint, "exporting OTLP profiles");
+        }
         Ok(Self {
             state: series::SeriesState::new(
                 attrs::NodeAttrs::from_identity(node),
@@ -101,6 +121,7 @@ impl NodeExporter {
             ),
             published,
             otlp,
+            profiles,
             server,
             ready,
         })
@@ -136,9 +157,58 @@ impl NodeExporter {
         self.ready.store(true, Ordering::Relaxed);
     }
 
-    /// On the way out: gives the OTLP endpoint a moment to take what is
-    /// queued; true if it did.
+    /// Whether sampled stacks are exported (OTLP profiles).
+    pub fn wants_stacks(&self) -> bool {
+        self.profiles.is_some()
+    }
+
+    /// Queues a window's sampled stacks as OTLP profiles: each process with
+    /// the attributes of its window in `tick` (the pid alone if it has none).
+    pub fn on_stacks(
+        &self,
+        tick: &Tick,
+        mut stacks: std::collections::HashMap<u32, tally_core::model::stacks::FoldedStacks>,
+    ) {
+        let Some(profiles) = &self.profiles else {
+            return;
+        };
+        let mut processes = Vec::with_capacity(stacks.len());
+        for w in &tick.windows {
+            if let Some(s) = stacks.remove(&w.key.tgid) {
+                processes.push(otlp::profiles::ProcessStacks {
+                    attrs: attrs::process(w),
+                    stacks: s,
+                });
+            }
+        }
+        processes.extend(
+            stacks
+                .into_iter()
+                .map(|(pid, s)| otlp::profiles::ProcessStacks {
+                    attrs: attrs::EntityAttrs {
+                        pid,
+                        ..Default::default()
+                    },
+                    stacks: s,
+                }),
+        );
+        let duration = Duration::from_secs_f64(tick.seconds.max(0.0));
+        let batch = otlp::profiles::ProfileBatch {
+            node: (**self.state.node()).clone(),
+            processes,
+            start: tick.at.checked_sub(duration).unwrap_or(tick.at),
+            duration,
+            period_ns: tick.sample_period_ns,
+        };
+        if !batch.is_empty() {
+            profiles.push(Arc::new(batch));
+        }
+    }
+
+    /// On the way out: gives the OTLP endpoints a moment to take what is
+    /// queued; true if they did.
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.otlp.as_ref().is_none_or(|o| o.flush(timeout))
+        let metrics = self.otlp.as_ref().is_none_or(|o| o.flush(timeout));
+        metrics && self.profiles.as_ref().is_none_or(|o| o.flush(timeout))
     }
 }

@@ -75,9 +75,11 @@ pub fn run(opts: &RunOptions, mut sampler: Sampler) -> Result<(), RunError> {
     }
     // Reports carry the sampled stacks, from which the collector writes CPU
     // profiles: asked for, since they make reports (and the store) larger.
-    let stacks =
-        (opts.send_stacks && streamer.is_some() && opts.stack_sampling != StackSampling::Off)
-            .then(|| sampler.record_all_profiles());
+    // The OTLP profiles exporter takes the same stacks.
+    let send_stacks = opts.send_stacks && streamer.is_some();
+    let export_stacks = exporter.as_ref().is_some_and(NodeExporter::wants_stacks);
+    let stacks = ((send_stacks || export_stacks) && opts.stack_sampling != StackSampling::Off)
+        .then(|| sampler.record_all_profiles());
     driver::announce(&sampler, opts.interval);
     if let Some(url) = &opts.collector {
         tracing::info!(collector = %url, node = %opts.node.node_name, "streaming reports");
@@ -94,7 +96,16 @@ pub fn run(opts: &RunOptions, mut sampler: Sampler) -> Result<(), RunError> {
             .identity
             .as_ref()
             .map_or_else(|| opts.node.clone(), |i| i.get());
+        // Each window's stacks, taken once for both consumers.
+        let (to_export, to_report) = match stacks.as_ref().map(|s| take_stacks(s.clone())) {
+            Some(t) if export_stacks && send_stacks => (Some(t.clone()), Some(t)),
+            Some(t) if export_stacks => (Some(t), None),
+            t => (None, t),
+        };
         if let Some(exporter) = exporter.as_mut() {
+            if let Some(t) = to_export {
+                exporter.on_stacks(&tick, t);
+            }
             let stream = streamer.as_ref().map_or_else(Default::default, |s| {
                 tally_export::series::StreamTotals {
                     dropped_reports: s.dropped_reports(),
@@ -121,8 +132,8 @@ pub fn run(opts: &RunOptions, mut sampler: Sampler) -> Result<(), RunError> {
         last_cpu = cpu;
         if let Some(streamer) = &streamer {
             let mut report = encode::node_report(&tick, &node, stats);
-            if let Some(sink) = &stacks {
-                tally_export::profile::wire::attach(&mut report, take_stacks(sink.clone()));
+            if let Some(t) = to_report {
+                tally_export::profile::wire::attach(&mut report, t);
             }
             streamer.push(report);
         }

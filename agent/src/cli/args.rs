@@ -40,6 +40,11 @@ pub struct ExportArgs {
     /// http://otel-collector:4317 (https:// for TLS).
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Export the sampled user stacks (--stack-sampling) as OTLP profiles
+    /// (v1.10, `ProfilesService`) to this endpoint, once a window; it takes
+    /// the --otlp-header, compression, time-out, CA and queue settings.
+    #[arg(long, value_name = "URL")]
+    pub otlp_profiles_endpoint: Option<String>,
     /// gRPC metadata sent with every OTLP export, e.g.
     /// `authorization=Bearer TOKEN`; repeat for several.
     #[arg(long = "otlp-header", value_name = "KEY=VALUE")]
@@ -77,30 +82,40 @@ pub enum Compression {
 impl ExportArgs {
     /// The export options; a malformed header is an error.
     pub fn options(&self) -> Result<ExportOptions, String> {
-        let otlp = match &self.otlp_endpoint {
-            Some(endpoint) => {
-                let mut config = otlp::OtlpConfig::new(endpoint.clone());
-                for h in &self.otlp_headers {
-                    config
-                        .headers
-                        .extend(otlp::parse_headers(h).map_err(|e| e.to_string())?);
-                }
-                config.gzip = matches!(self.otlp_compression, Compression::Gzip);
-                config.timeout = self.otlp_timeout;
-                config.ca_file.clone_from(&self.otlp_ca);
-                config.queue = self.otlp_queue as usize;
-                Some(config)
-            }
-            None => None,
-        };
         Ok(ExportOptions {
-            otlp,
+            otlp: self.otlp_config(self.otlp_endpoint.as_deref())?,
+            otlp_profiles: self
+                .otlp_config(self.otlp_profiles_endpoint.as_deref())?
+                .map(|c| otlp::OtlpConfig {
+                    signal: otlp::Signal::Profiles,
+                    ..c
+                }),
             metrics_listen: self.metrics_listen,
             limits: SeriesLimits {
                 max_series: self.export_max_series as usize,
                 ..Default::default()
             },
         })
+    }
+}
+
+impl ExportArgs {
+    /// One endpoint's exporter settings, from the shared flags.
+    fn otlp_config(&self, endpoint: Option<&str>) -> Result<Option<otlp::OtlpConfig>, String> {
+        let Some(endpoint) = endpoint else {
+            return Ok(None);
+        };
+        let mut config = otlp::OtlpConfig::new(endpoint);
+        for h in &self.otlp_headers {
+            config
+                .headers
+                .extend(otlp::parse_headers(h).map_err(|e| e.to_string())?);
+        }
+        config.gzip = matches!(self.otlp_compression, Compression::Gzip);
+        config.timeout = self.otlp_timeout;
+        config.ca_file.clone_from(&self.otlp_ca);
+        config.queue = self.otlp_queue as usize;
+        Ok(Some(config))
     }
 }
 

@@ -6,6 +6,7 @@ use tally_node::{
     collect::Sampler,
     enrich::node::{SharedIdentity, resolve_in_background},
     privileges::{confine, uprobe_opener::UprobeOpener},
+    probes::StackSampling,
     run::RunOptions,
 };
 
@@ -63,6 +64,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     require_privileges()?;
     let node_name = node_name(args.node_name);
     let export = args.export.options().map_err(Failure::usage)?;
+    if export.otlp_profiles.is_some() && args.probes.stack_sampling == StackSampling::Off {
+        return Err(Failure::usage(
+            "--otlp-profiles-endpoint needs sampled stacks: not with --stack-sampling off",
+        ));
+    }
     if args.collector.is_none() && export.is_empty() && !args.json {
         return Err(Failure::usage(
             "nowhere to send windows: give --collector URL, --otlp-endpoint URL or --metrics-listen ADDR",

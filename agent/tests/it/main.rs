@@ -33,6 +33,7 @@ mod jvm_gc;
 mod kernels;
 mod kube;
 mod otlp;
+mod otlp_profiles;
 mod pods;
 mod profiles;
 mod prometheus;

@@ -11,8 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
+use opentelemetry_proto::tonic::collector::{
+    metrics::v1::metrics_service_client::MetricsServiceClient,
+    profiles::v1development::profiles_service_client::ProfilesServiceClient,
 };
 use tokio::sync::Notify;
 use tonic::{
@@ -23,7 +24,7 @@ use tonic::{
 };
 
 use super::{
-    Exportable, OtlpConfig, OtlpError,
+    Exportable, OtlpConfig, OtlpError, OtlpRequest,
     retry::{Backoff, retryable, seed},
 };
 use crate::metrics::{Kind, SelfPoint, Value};
@@ -31,6 +32,8 @@ use crate::metrics::{Kind, SelfPoint, Value};
 /// Counters of the exporter, shared with its thread.
 #[derive(Debug, Default)]
 pub struct OtlpStats {
+    /// What the exporter sends: the `signal` attribute of its counters.
+    pub signal: super::Signal,
     /// Exports the endpoint accepted.
     pub exported: AtomicU64,
     /// Snapshots dropped because the queue was full.
@@ -48,14 +51,18 @@ impl OtlpStats {
     /// As self metrics, for Prometheus and the next export.
     pub fn points(&self) -> Vec<SelfPoint> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counter = |prom, otlp, help, attrs: Vec<(&'static str, &'static str)>, v| SelfPoint {
-            prom,
-            otlp,
-            unit: "{export}",
-            kind: Kind::Counter,
-            help,
-            attrs,
-            value: Value::Int(v),
+        let signal = ("signal", self.signal.as_str());
+        let counter = |prom, otlp, help, mut attrs: Vec<(&'static str, &'static str)>, v| {
+            attrs.insert(0, signal);
+            SelfPoint {
+                prom,
+                otlp,
+                unit: "{export}",
+                kind: Kind::Counter,
+                help,
+                attrs,
+                value: Value::Int(v),
+            }
         };
         vec![
             counter(
@@ -91,8 +98,8 @@ impl OtlpStats {
                 otlp: "tally.otlp.rejected_points",
                 unit: "{point}",
                 kind: Kind::Counter,
-                help: "Data points the OTLP endpoint rejected (partial success).",
-                attrs: Vec::new(),
+                help: "Data points (profiles, of the profiles signal) the OTLP endpoint rejected (partial success).",
+                attrs: vec![signal],
                 value: Value::Int(get(&self.rejected_points)),
             },
             SelfPoint {
@@ -101,7 +108,7 @@ impl OtlpStats {
                 unit: "{export}",
                 kind: Kind::Gauge,
                 help: "Exports waiting to be sent.",
-                attrs: Vec::new(),
+                attrs: vec![signal],
                 value: Value::Int(get(&self.queued)),
             },
         ]
@@ -146,7 +153,10 @@ impl OtlpExporter {
             wake: Notify::new(),
             stop: AtomicBool::new(false),
             in_flight: AtomicBool::new(false),
-            stats: Arc::new(OtlpStats::default()),
+            stats: Arc::new(OtlpStats {
+                signal: config.signal,
+                ..Default::default()
+            }),
         });
         let task = Task {
             shared: shared.clone(),
@@ -379,8 +389,9 @@ impl Task {
         }
     }
 
-    /// One attempt; the number of rejected points on success.
-    async fn export(&mut self, request: ExportMetricsServiceRequest) -> Result<u64, tonic::Status> {
+    /// One attempt; the number of rejected points (metrics) or profiles
+    /// on success.
+    async fn export(&mut self, request: OtlpRequest) -> Result<u64, tonic::Status> {
         let channel = match &self.channel {
             Some(c) => c.clone(),
             None => {
@@ -389,20 +400,41 @@ impl Task {
                 c
             }
         };
-        let mut client = MetricsServiceClient::new(channel).max_encoding_message_size(64 << 20);
-        if self.config.gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip);
+        let gzip = self.config.gzip.then_some(CompressionEncoding::Gzip);
+        match request {
+            OtlpRequest::Metrics(request) => {
+                let mut client =
+                    MetricsServiceClient::new(channel).max_encoding_message_size(64 << 20);
+                if let Some(g) = gzip {
+                    client = client.send_compressed(g);
+                }
+                let response = client.export(self.request(request)).await?.into_inner();
+                Ok(response
+                    .partial_success
+                    .map_or(0, |p| p.rejected_data_points.max(0) as u64))
+            }
+            OtlpRequest::Profiles(request) => {
+                let mut client =
+                    ProfilesServiceClient::new(channel).max_encoding_message_size(64 << 20);
+                if let Some(g) = gzip {
+                    client = client.send_compressed(g);
+                }
+                let response = client.export(self.request(request)).await?.into_inner();
+                Ok(response
+                    .partial_success
+                    .map_or(0, |p| p.rejected_profiles.max(0) as u64))
+            }
         }
-        let mut req = tonic::Request::new(request);
+    }
+
+    /// A gRPC request with the time-out and headers.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
         req.set_timeout(self.config.timeout);
         for (k, v) in &self.headers {
             req.metadata_mut().insert(k.clone(), v.clone());
         }
-        let response = client.export(req).await?.into_inner();
-        let rejected = response
-            .partial_success
-            .map_or(0, |p| p.rejected_data_points.max(0) as u64);
-        Ok(rejected)
+        req
     }
 }
 

@@ -19,8 +19,11 @@
 //!   `max_retry` per export.
 //!
 //! [`exporter`] queues and sends, [`retry`] decides when to try again;
-//! [`request`] turns a [`Snapshot`] into an `ExportMetricsServiceRequest`.
+//! [`request`] turns a [`Snapshot`] into an `ExportMetricsServiceRequest`,
+//! [`profiles`] sampled stacks into an `ExportProfilesServiceRequest`
+//! (`ProfilesService/Export`, the same exporter, a queue of its own).
 pub mod exporter;
+pub mod profiles;
 #[cfg(test)]
 mod receiver_tests;
 pub mod request;
@@ -28,7 +31,9 @@ mod retry;
 
 use std::{path::PathBuf, time::Duration};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::{
+    metrics::v1::ExportMetricsServiceRequest, profiles::v1development::ExportProfilesServiceRequest,
+};
 use tonic::metadata::MetadataKey;
 
 pub use exporter::{OtlpExporter, OtlpStats};
@@ -53,9 +58,27 @@ pub enum OtlpError {
     Thread(std::io::Error),
 }
 
+/// The OTLP signal an exporter sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Signal {
+    #[default]
+    Metrics,
+    Profiles,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Profiles => "profiles",
+        }
+    }
+}
+
 /// How the exporter connects and how much it keeps.
 #[derive(Debug, Clone)]
 pub struct OtlpConfig {
+    pub signal: Signal,
     /// `http://host:4317` or `https://…`; no scheme means http.
     pub endpoint: String,
     /// gRPC metadata sent with every export (e.g. `authorization`).
@@ -76,6 +99,7 @@ pub struct OtlpConfig {
 impl OtlpConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
+            signal: Signal::Metrics,
             endpoint: endpoint.into(),
             headers: Vec::new(),
             gzip: true,
@@ -106,16 +130,24 @@ pub fn parse_headers(s: &str) -> Result<Vec<(String, String)>, OtlpError> {
         .collect()
 }
 
+/// One export, of either signal.
+#[derive(Debug, Clone)]
+pub enum OtlpRequest {
+    Metrics(ExportMetricsServiceRequest),
+    Profiles(ExportProfilesServiceRequest),
+}
+
 /// What can be exported: the agent's [`Snapshot`], the collector's
-/// workloads. Converted to a request on the export thread, with the
-/// exporter's own counters (`extra`).
+/// workloads, sampled stacks ([`profiles::ProfileBatch`]). Converted to a
+/// request on the export thread, with the exporter's own counters
+/// (`extra`, for metrics).
 pub trait Exportable: Send + Sync {
-    fn request(&self, extra: &[SelfPoint]) -> ExportMetricsServiceRequest;
+    fn request(&self, extra: &[SelfPoint]) -> OtlpRequest;
 }
 
 impl Exportable for Snapshot {
-    fn request(&self, extra: &[SelfPoint]) -> ExportMetricsServiceRequest {
-        request(self, extra)
+    fn request(&self, extra: &[SelfPoint]) -> OtlpRequest {
+        OtlpRequest::Metrics(request(self, extra))
     }
 }
 

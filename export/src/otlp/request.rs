@@ -150,14 +150,14 @@ fn data_point(
     }
 }
 
-fn node_attributes(node: &NodeAttrs) -> Vec<KeyValue> {
+pub(crate) fn node_attributes(node: &NodeAttrs) -> Vec<KeyValue> {
     node.pairs()
         .into_iter()
         .map(|(k, v)| kv(k, string(v)))
         .collect()
 }
 
-fn entity_attributes(e: &EntityAttrs) -> Vec<KeyValue> {
+pub(crate) fn entity_attributes(e: &EntityAttrs) -> Vec<KeyValue> {
     e.pairs()
         .into_iter()
         .map(|(k, v)| {
