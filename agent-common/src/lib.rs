@@ -103,6 +103,12 @@ pub struct ProcRecord {
     pub gc: RuntimeGc,
 }
 
+/// Upper bounds of the pause histogram's buckets, ns: the semantic
+/// conventions' advice for `jvm.gc.duration` (0.01, 0.1, 1, 10 s). A pause
+/// of exactly a bound falls in that bound's bucket (Prometheus `le`).
+pub const PAUSE_BUCKET_BOUNDS_NS: [u64; 4] =
+    [10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000];
+
 /// GC events a runtime reported through uprobes: Go's
 /// `runtime.gcMarkTermination`, HotSpot's `gc__begin`/`gc__end` USDT probes.
 #[repr(C)]
@@ -112,6 +118,9 @@ pub struct RuntimeGc {
     pub cycles: u64,
     /// Time between `gc__begin` and `gc__end` (HotSpot), ns.
     pub pause_ns: u64,
+    /// The same pauses, counted by length: one bucket per bound of
+    /// [`PAUSE_BUCKET_BOUNDS_NS`], then the pauses above the last.
+    pub pause_buckets: [u64; 5],
 }
 
 /// Key of the `STACK_COUNTS_*` maps: samples of one thread with one user
@@ -243,7 +252,7 @@ mod tests {
         assert_eq!(size_of::<ThreadSamples>(), 4 + 4 + 8 * 3 + COMM_LEN);
         assert_eq!(size_of::<AllocCounters>(), 12 * 8);
         assert_eq!(size_of::<ExitedThreads>(), 3 * 8);
-        assert_eq!(size_of::<ProcRecord>(), 12 * 8 + 3 * 8 + 3 * 8 + 2 * 8);
+        assert_eq!(size_of::<ProcRecord>(), 12 * 8 + 3 * 8 + 3 * 8 + 7 * 8);
         assert_eq!(size_of::<StackKey>(), 16);
         assert_eq!(
             size_of::<ProcEvent>(),

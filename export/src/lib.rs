@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod profile;
 pub mod prom;
+pub mod runtime_metrics;
 pub mod series;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -41,6 +41,19 @@ pub struct MetricDef {
     pub unit: &'static str,
     pub kind: Kind,
     pub help: &'static str,
+    /// Point attributes whose OTLP key is not the Prometheus label's:
+    /// `(label, OTLP key)`, the semantic conventions' key in OTLP.
+    pub otlp_keys: &'static [(&'static str, &'static str)],
+}
+
+impl MetricDef {
+    /// The OTLP key of a point attribute.
+    pub fn otlp_key(&self, label: &'static str) -> &'static str {
+        self.otlp_keys
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map_or(label, |(_, k)| k)
+    }
 }
 
 pub static CPU: MetricDef = MetricDef {
@@ -50,6 +63,7 @@ pub static CPU: MetricDef = MetricDef {
     unit: "s",
     kind: Kind::Counter,
     help: "CPU time, from cpu-clock samples (samples times the sampling period).",
+    otlp_keys: &[],
 };
 pub static GC_CPU: MetricDef = MetricDef {
     prom: "gc_cpu_seconds_total",
@@ -58,6 +72,7 @@ pub static GC_CPU: MetricDef = MetricDef {
     unit: "s",
     kind: Kind::Counter,
     help: "CPU time in garbage collection (GC threads by name, GC code by stack).",
+    otlp_keys: &[],
 };
 pub static GC_SHARE: MetricDef = MetricDef {
     prom: "gc_cpu_share",
@@ -66,6 +81,7 @@ pub static GC_SHARE: MetricDef = MetricDef {
     unit: "1",
     kind: Kind::Gauge,
     help: "Share of the CPU spent in GC in the latest active window, 0..1.",
+    otlp_keys: &[],
 };
 pub static ALLOC_CALLS: MetricDef = MetricDef {
     prom: "alloc_syscalls_total",
@@ -74,6 +90,7 @@ pub static ALLOC_CALLS: MetricDef = MetricDef {
     unit: "{call}",
     kind: Kind::Counter,
     help: "Allocation syscalls (mmap, munmap, brk, mremap, madvise), by syscall.",
+    otlp_keys: &[],
 };
 pub static ALLOC_BYTES: MetricDef = MetricDef {
     prom: "alloc_bytes_total",
@@ -82,6 +99,7 @@ pub static ALLOC_BYTES: MetricDef = MetricDef {
     unit: "By",
     kind: Kind::Counter,
     help: "Bytes of allocation syscalls: mmap length, brk and mremap growth, munmap length, madvise length by advice.",
+    otlp_keys: &[],
 };
 pub static FAULTS: MetricDef = MetricDef {
     prom: "page_faults_total",
@@ -90,6 +108,7 @@ pub static FAULTS: MetricDef = MetricDef {
     unit: "{fault}",
     kind: Kind::Counter,
     help: "Page faults (the kernel's per-task minflt/majflt), by type.",
+    otlp_keys: &[("type", "system.paging.fault.type")],
 };
 pub static RSS: MetricDef = MetricDef {
     prom: "rss_bytes",
@@ -98,6 +117,7 @@ pub static RSS: MetricDef = MetricDef {
     unit: "By",
     kind: Kind::UpDown,
     help: "Resident set size at the end of the latest active window (containers: the sum of their processes').",
+    otlp_keys: &[],
 };
 pub static GC_CYCLES: MetricDef = MetricDef {
     prom: "gc_cycles_total",
@@ -106,6 +126,7 @@ pub static GC_CYCLES: MetricDef = MetricDef {
     unit: "{cycle}",
     kind: Kind::Counter,
     help: "GC cycles the runtime reported (Go uprobes, HotSpot USDT).",
+    otlp_keys: &[],
 };
 pub static GC_PAUSE: MetricDef = MetricDef {
     prom: "gc_pause_seconds_total",
@@ -114,6 +135,7 @@ pub static GC_PAUSE: MetricDef = MetricDef {
     unit: "s",
     kind: Kind::Counter,
     help: "GC pause time the runtime reported (HotSpot USDT).",
+    otlp_keys: &[],
 };
 pub static VERDICT: MetricDef = MetricDef {
     prom: "verdict",
@@ -122,6 +144,7 @@ pub static VERDICT: MetricDef = MetricDef {
     unit: "1",
     kind: Kind::Gauge,
     help: "1 for the current verdict (gc-heavy, alloc-churn, steady, idle), with the runtime.",
+    otlp_keys: &[],
 };
 pub static VERDICT_CONFIDENCE: MetricDef = MetricDef {
     prom: "verdict_confidence",
@@ -130,6 +153,7 @@ pub static VERDICT_CONFIDENCE: MetricDef = MetricDef {
     unit: "1",
     kind: Kind::Gauge,
     help: "Confidence of the current verdict, 0..1.",
+    otlp_keys: &[],
 };
 
 /// Every metric, in output order.

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use super::{
     attrs::{NodeAttrs, label_name},
     metrics::{self, Kind, MetricDef, SelfPoint, Value},
+    runtime_metrics::{self, RuntimeMetric, RuntimeValue},
     series::{Entity, Snapshot},
 };
 
@@ -164,8 +165,56 @@ pub fn render(s: &Snapshot, extra: &[SelfPoint]) -> String {
             }
         }
     }
+    render_runtime(&mut text, &node, &s.processes);
     render_self(&mut text, &node, &metrics::self_points(s, extra));
     text.finish()
+}
+
+/// The processes' semantic-convention runtime metrics, family by family.
+fn render_runtime(text: &mut Text, node: &str, processes: &[Entity]) {
+    let rendered: Vec<(String, Vec<RuntimeMetric>)> = processes
+        .iter()
+        .map(|e| (entity_labels(node, e), runtime_metrics::of_process(e)))
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    let mut done: Vec<&str> = Vec::new();
+    for (_, metrics) in &rendered {
+        for first in metrics {
+            if done.contains(&first.prom) {
+                continue;
+            }
+            done.push(first.prom);
+            let kind = match first.value {
+                RuntimeValue::Histogram { .. } => "histogram",
+                RuntimeValue::UpDown(_) => "gauge",
+            };
+            let _ = writeln!(
+                text.out,
+                "# HELP {} {}",
+                first.prom,
+                escape_help(first.help)
+            );
+            let _ = writeln!(text.out, "# TYPE {} {kind}", first.prom);
+            for (labels_of, metrics) in &rendered {
+                for m in metrics.iter().filter(|m| m.prom == first.prom) {
+                    match &m.value {
+                        RuntimeValue::UpDown(v) => text.sample(m.prom, labels_of, *v),
+                        RuntimeValue::Histogram { buckets, sum } => {
+                            let name = format!("{}_bucket", m.prom);
+                            let mut count = 0;
+                            for (le, n) in runtime_metrics::cumulative_buckets(buckets) {
+                                let le = labels([("le", le.as_str())]);
+                                text.sample(&name, &join(labels_of, &le), Value::Int(n));
+                                count = n;
+                            }
+                            text.sample(&format!("{}_sum", m.prom), labels_of, Value::Double(*sum));
+                            text.sample(&format!("{}_count", m.prom), labels_of, Value::Int(count));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Self metrics, grouped by family in the order they come.

@@ -83,6 +83,8 @@ pub struct Entity {
     /// `None` where the GC could not be seen: no share is exported.
     pub gc_cpu_share: Option<f64>,
     pub runtime: Runtime,
+    /// The process's runtime settings as last read (processes only).
+    pub settings: Option<Arc<tally_core::model::settings::RuntimeSettings>>,
     pub verdict: Option<Verdict>,
     /// End of the latest window with activity.
     pub last_active: SystemTime,
@@ -207,6 +209,7 @@ impl SeriesState {
                     rss_bytes: 0,
                     gc_cpu_share: None,
                     runtime: Runtime::Unknown,
+                    settings: None,
                     verdict: None,
                     last_active: now,
                     exited: false,
@@ -241,6 +244,7 @@ impl SeriesState {
             rss_bytes: 0,
             gc_cpu_share: None,
             runtime: Runtime::Unknown,
+            settings: None,
             verdict: None,
             last_active: now,
             exited: false,
@@ -254,6 +258,9 @@ impl SeriesState {
         e.rss_bytes = w.rss_bytes;
         e.gc_cpu_share = signals.observed_gc_share();
         e.runtime = w.runtime;
+        if w.settings.is_some() {
+            e.settings.clone_from(&w.settings);
+        }
         e.verdict.clone_from(&w.verdict);
         e.last_active = now;
         e.exited = w.exited;

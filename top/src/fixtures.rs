@@ -101,6 +101,8 @@ pub fn recorded_ticks() -> Vec<Tick> {
             major_faults: u(&v, "major_faults"),
             gc_cycles: u(&v, "gc_cycles"),
             gc_pause_ns: (f(&v, "gc_pause_seconds") * 1e9) as u64,
+            // The JSON lines have no pause lengths.
+            gc_pause_buckets: [0; 5],
             cpu_ticks: 0,
         };
         w.cpu_seconds = f(&v, "cpu_seconds");

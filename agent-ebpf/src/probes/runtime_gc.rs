@@ -15,7 +15,10 @@
 //! - HotSpot pauses: the USDT probes `hotspot:gc__begin` and `hotspot:gc__end`
 //!   in libjvm.so, fired around every GC pause (`SvcGCMarker`), attached as
 //!   uprobes at the notes' addresses. They time pauses only: a ZGC
-//!   collection has three or more, a G1 concurrent cycle two.
+//!   collection has three or more, a G1 concurrent cycle two. Each pause is
+//!   also counted in its bucket of `PAUSE_BUCKET_BOUNDS_NS`, for the
+//!   `jvm.gc.duration` histogram: a histogram needs each pause's length,
+//!   which the sum no longer has.
 //!
 //! **Never twice.** The kernel keys a uprobe by the file's real inode, so
 //! two attaches that userspace cannot tell apart fire twice per hit: one
@@ -29,6 +32,8 @@
 //! pause counts only when its `gc__end` finds the `gc__begin` of the same
 //! thread and takes it, so a second firing of one end adds nothing.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uprobe, programs::ProbeContext};
+
+use agent_common::PAUSE_BUCKET_BOUNDS_NS;
 
 use crate::{
     kernel::{add, current_ids, offsets, proc_record},
@@ -87,7 +92,25 @@ pub fn jvm_gc_end(_ctx: ProbeContext) -> u32 {
     if now > begin
         && let Some(rec) = proc_record(tgid, &off)
     {
-        unsafe { add(&raw mut (*rec).gc.pause_ns, now - begin) };
+        let pause = now - begin;
+        unsafe { add(&raw mut (*rec).gc.pause_ns, pause) };
+        // Constant indexes: the verifier checks each without a bound.
+        let [b0, b1, b2, b3] = PAUSE_BUCKET_BOUNDS_NS;
+        unsafe {
+            let buckets = &raw mut (*rec).gc.pause_buckets;
+            let bucket = if pause <= b0 {
+                &raw mut (*buckets)[0]
+            } else if pause <= b1 {
+                &raw mut (*buckets)[1]
+            } else if pause <= b2 {
+                &raw mut (*buckets)[2]
+            } else if pause <= b3 {
+                &raw mut (*buckets)[3]
+            } else {
+                &raw mut (*buckets)[4]
+            };
+            add(bucket, 1);
+        }
     }
     0
 }

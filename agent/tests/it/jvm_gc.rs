@@ -58,7 +58,7 @@ const WAIT_BEFORE: f64 = 2.5;
 const WAIT_AFTER: f64 = 3.0;
 
 /// The JDK, or a loud skip off CI; under CI a missing JDK fails.
-fn require_jdk(major: u32, test: &str) -> Option<PathBuf> {
+pub fn require_jdk(major: u32, test: &str) -> Option<PathBuf> {
     if let Some(home) = container::find_jdk(major) {
         return Some(home);
     }
@@ -74,7 +74,7 @@ fn tmp() -> PathBuf {
 }
 
 /// `AllocHeavy.java` compiled by this JDK.
-fn javac(home: &Path, major: u32) -> PathBuf {
+pub fn javac(home: &Path, major: u32) -> PathBuf {
     let dir = tmp().join(format!("jvm-gc-classes-{major}"));
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/java/AllocHeavy.java");
@@ -89,7 +89,7 @@ fn javac(home: &Path, major: u32) -> PathBuf {
 }
 
 /// Threads of `pid` whose name starts with `prefix`.
-fn threads_named(pid: u32, prefix: &str) -> usize {
+pub fn threads_named(pid: u32, prefix: &str) -> usize {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };

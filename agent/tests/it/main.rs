@@ -40,6 +40,7 @@ mod prometheus;
 mod recommendations;
 mod replicas;
 mod run_uprobes;
+mod semconv_metrics;
 mod settings;
 mod syscall_hooks;
 mod tiers;

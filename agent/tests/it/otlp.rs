@@ -149,8 +149,16 @@ fn ts_of(nanos: u64) -> String {
 /// Each metric checked: (OTLP name, point attributes, JSON field).
 const CHECKS: &[(&str, &str, &str)] = &[
     ("cpu.time", "", "cpu_seconds"),
-    ("paging.faults", "type=minor", "minor_faults"),
-    ("paging.faults", "type=major", "major_faults"),
+    (
+        "paging.faults",
+        "system.paging.fault.type=minor",
+        "minor_faults",
+    ),
+    (
+        "paging.faults",
+        "system.paging.fault.type=major",
+        "major_faults",
+    ),
     ("alloc.syscalls", "syscall=mmap", "mmap_calls"),
     ("alloc.syscalls", "syscall=munmap", "munmap_calls"),
     ("alloc.syscalls", "syscall=brk", "brk_calls"),

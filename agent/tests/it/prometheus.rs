@@ -14,8 +14,53 @@ use serde_json::Value;
 use crate::common::{self, TestCgroup};
 use crate::exporting::{KillOnDrop, RunAgent, free_port, http_get, require_tool, tmp, urlencode};
 
+/// A Prometheus server on loopback scraping one target every second.
+pub struct Prometheus {
+    pub addr: std::net::SocketAddr,
+    _child: KillOnDrop,
+}
+
+impl Prometheus {
+    /// Starts it and waits until it is ready.
+    pub fn start(target: std::net::SocketAddr) -> Self {
+        let dir = tmp().join(common::unique("prometheus"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tally\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = KillOnDrop(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus starts"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http_get(addr, "/-/ready").is_ok_and(|(s, _)| s == 200) {
+            assert!(Instant::now() < deadline, "Prometheus not ready in 30 s");
+            thread::sleep(Duration::from_millis(200));
+        }
+        Self {
+            addr,
+            _child: child,
+        }
+    }
+}
+
 /// `GET /api/v1/query?query=…`: the result vector.
-fn query(prom: std::net::SocketAddr, q: &str) -> Vec<Value> {
+pub fn query(prom: std::net::SocketAddr, q: &str) -> Vec<Value> {
     let (status, body) = http_get(prom, &format!("/api/v1/query?query={}", urlencode(q)))
         .expect("Prometheus answers");
     assert_eq!(status, 200, "{q}: {body}");
@@ -66,35 +111,8 @@ fn prometheus_scrapes_the_agent_and_queries_return_the_workload() {
         }
     }
 
-    let dir = tmp().join(common::unique("prometheus"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tally\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _prometheus = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http_get(prom_addr, "/-/ready").is_ok_and(|(s, _)| s == 200) {
-        assert!(Instant::now() < deadline, "Prometheus not ready in 30 s");
-        thread::sleep(Duration::from_millis(200));
-    }
+    let prometheus = Prometheus::start(target);
+    let prom_addr = prometheus.addr;
 
     // A busy loop for 14 s in a docker-shaped cgroup.
     let id = "1f2e3d4c5b6a79880716253443526170f1e2d3c4b5a69788796a5b4c3d2e1f0a";

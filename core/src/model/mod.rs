@@ -69,6 +69,11 @@ pub fn ticks_from_ns(ns: u64, clock_ticks_per_second: u64) -> u64 {
     ns / (1_000_000_000 / clock_ticks_per_second.max(1))
 }
 
+/// Upper bounds of `Counters::gc_pause_buckets`, seconds (the semantic
+/// conventions' advice for `jvm.gc.duration`); the kernel side counts
+/// against the same bounds in ns.
+pub const PAUSE_BOUNDS_SECONDS: [f64; 4] = [0.01, 0.1, 1.0, 10.0];
+
 /// Cumulative totals of one process since the agent first saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
@@ -91,6 +96,11 @@ pub struct Counters {
     pub gc_cycles: u64,
     /// GC pause time the runtime reported (HotSpot USDT), ns.
     pub gc_pause_ns: u64,
+    /// The same pauses by length, when the USDT probes timed them:
+    /// buckets of `agent_common::PAUSE_BUCKET_BOUNDS_NS` ([`PAUSE_BOUNDS_SECONDS`]),
+    /// then the pauses above the last bound. All zero where the pause time
+    /// came from hsperfdata (a sum, no lengths).
+    pub gc_pause_buckets: [u64; 5],
     /// utime + stime from `/proc/<pid>/stat`, in clock ticks: not reported,
     /// but it tells that a process ran even when no sample hit it.
     #[serde(skip)]
@@ -118,6 +128,9 @@ impl Counters {
             major_faults: f(self.major_faults, other.major_faults),
             gc_cycles: f(self.gc_cycles, other.gc_cycles),
             gc_pause_ns: f(self.gc_pause_ns, other.gc_pause_ns),
+            gc_pause_buckets: std::array::from_fn(|i| {
+                f(self.gc_pause_buckets[i], other.gc_pause_buckets[i])
+            }),
             cpu_ticks: f(self.cpu_ticks, other.cpu_ticks),
         }
     }
@@ -140,6 +153,11 @@ impl Counters {
     /// True when nothing happened.
     pub fn is_zero(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Pauses timed one by one (the histogram's count).
+    pub fn gc_pauses(&self) -> u64 {
+        self.gc_pause_buckets.iter().sum()
     }
 
     /// GC pause time as seconds (counted in ns, exact).

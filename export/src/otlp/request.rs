@@ -6,8 +6,8 @@ use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
     metrics::v1::{
-        AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-        metric::Data, number_data_point,
+        AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+        ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
     },
     resource::v1::Resource,
 };
@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::{
 use crate::{
     attrs::{EntityAttrs, NodeAttrs},
     metrics::{self, Kind, MetricDef, SelfPoint, Value},
+    runtime_metrics::{self, RuntimeMetric, RuntimeValue},
     series::{Entity, Snapshot},
 };
 
@@ -69,7 +70,11 @@ fn entity_metrics(e: &Entity, process: bool, at: u64) -> Vec<Metric> {
         let data_points: Vec<NumberDataPoint> = points
             .iter()
             .filter(|p| std::ptr::eq::<MetricDef>(p.metric, def))
-            .map(|p| data_point(&p.attrs, p.value, def.kind, start, at))
+            .map(|p| {
+                let attrs: Vec<(&str, &str)> =
+                    p.attrs.iter().map(|(k, v)| (def.otlp_key(k), *v)).collect();
+                data_point(&attrs, p.value, def.kind, start, at)
+            })
             .collect();
         if data_points.is_empty() {
             continue;
@@ -81,7 +86,46 @@ fn entity_metrics(e: &Entity, process: bool, at: u64) -> Vec<Metric> {
         };
         out.push(metric(name, def.help, def.unit, def.kind, data_points));
     }
+    if process {
+        out.extend(
+            runtime_metrics::of_process(e)
+                .into_iter()
+                .map(|m| runtime_metric(&m, start, at)),
+        );
+    }
     out
+}
+
+/// A semantic-convention runtime metric: cumulative, from the process's
+/// start time.
+fn runtime_metric(m: &RuntimeMetric, start: u64, at: u64) -> Metric {
+    match &m.value {
+        RuntimeValue::UpDown(v) => metric(
+            m.otlp,
+            m.help,
+            m.unit,
+            Kind::UpDown,
+            vec![data_point(&[], *v, Kind::UpDown, start, at)],
+        ),
+        RuntimeValue::Histogram { buckets, sum } => Metric {
+            name: m.otlp.into(),
+            description: m.help.into(),
+            unit: m.unit.into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    start_time_unix_nano: start,
+                    time_unix_nano: at,
+                    count: buckets.iter().sum(),
+                    sum: Some(*sum),
+                    bucket_counts: buckets.to_vec(),
+                    explicit_bounds: tally_core::model::PAUSE_BOUNDS_SECONDS.to_vec(),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        },
+    }
 }
 
 /// One self metric alone.
@@ -241,6 +285,6 @@ mod tests {
         assert_eq!(minor.start_time_unix_nano, unix_nanos(t0));
         assert_eq!(minor.time_unix_nano, unix_nanos(at));
         assert_eq!(minor.value, Some(number_data_point::Value::AsInt(2048)));
-        assert_eq!(minor.attributes[0].key, "type");
+        assert_eq!(minor.attributes[0].key, "system.paging.fault.type");
     }
 }

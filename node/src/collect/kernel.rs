@@ -23,6 +23,7 @@ pub fn set_alloc(c: &mut Counters, a: &AllocCounters) {
 pub fn set_runtime_gc(c: &mut Counters, rec: &ProcRecord) {
     c.gc_cycles = rec.gc.cycles;
     c.gc_pause_ns = rec.gc.pause_ns;
+    c.gc_pause_buckets = rec.gc.pause_buckets;
 }
 
 /// What a final kernel record (sent at exit) says about a process:
@@ -38,4 +39,19 @@ pub fn from_exit_record(rec: &ProcRecord) -> Counters {
     set_runtime_gc(&mut c, rec);
     set_alloc(&mut c, &rec.alloc);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::PAUSE_BUCKET_BOUNDS_NS;
+    use tally_core::model::PAUSE_BOUNDS_SECONDS;
+
+    #[test]
+    fn the_kernel_buckets_pauses_by_the_bounds_the_exporters_name() {
+        let ns: Vec<u64> = PAUSE_BOUNDS_SECONDS
+            .iter()
+            .map(|s| (s * 1e9).round() as u64)
+            .collect();
+        assert_eq!(ns, PAUSE_BUCKET_BOUNDS_NS);
+    }
 }
