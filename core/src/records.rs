@@ -216,8 +216,45 @@ pub struct ContainerRecord<'a> {
     pub verdict: &'static str,
     pub verdict_confidence: f64,
     pub verdict_reasons: &'a [String],
+    /// The cgroup's stall time (PSI): `null` in a container's first window,
+    /// or without PSI.
+    pub pressure: Option<PressureRecord>,
     #[serde(flatten)]
     pub k8s: K8sRecord<'a>,
+}
+
+/// A container's memory and CPU pressure in a window.
+#[derive(Debug, Serialize)]
+pub struct PressureRecord {
+    pub memory: Option<StallRecord>,
+    pub cpu: Option<StallRecord>,
+}
+
+/// One resource's stall: within the window and in total, seconds.
+#[derive(Debug, Serialize)]
+pub struct StallRecord {
+    pub some_seconds: f64,
+    pub full_seconds: Option<f64>,
+    pub some_total_seconds: f64,
+    pub full_total_seconds: Option<f64>,
+}
+
+impl PressureRecord {
+    fn new(p: &crate::model::pressure::CgroupPressure) -> Self {
+        let stall = |w: &crate::model::pressure::PressureWindow| {
+            let s = |us: u64| round_to(us as f64 / 1e6, 6);
+            StallRecord {
+                some_seconds: s(w.delta.some_us),
+                full_seconds: w.delta.full_us.map(s),
+                some_total_seconds: s(w.total.some_us),
+                full_total_seconds: w.total.full_us.map(s),
+            }
+        };
+        Self {
+            memory: p.memory.as_ref().map(stall),
+            cpu: p.cpu.as_ref().map(stall),
+        }
+    }
 }
 
 impl<'a> ContainerRecord<'a> {
@@ -256,6 +293,7 @@ impl<'a> ContainerRecord<'a> {
             verdict: c.verdict.kind.name(),
             verdict_confidence: round_to(c.verdict.confidence, 2),
             verdict_reasons: &c.verdict.reasons,
+            pressure: c.pressure.as_deref().map(PressureRecord::new),
             k8s: K8sRecord::new(c.pod.as_deref()),
         }
     }

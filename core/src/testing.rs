@@ -39,5 +39,6 @@ pub fn test_window(pid: u32, comm: &str, path: &str) -> Window {
         threads: Vec::new(),
         gc_sight: Default::default(),
         verdict: None,
+        pressure: None,
     }
 }

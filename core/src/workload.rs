@@ -308,6 +308,8 @@ pub fn signals(
         minor_faults: delta.minor_faults,
         major_faults: delta.major_faults,
         rss_bytes,
+        // Not carried to the collector (yet): unknown, not zero.
+        memory_stall_seconds: None,
     }
 }
 

@@ -156,8 +156,27 @@ pub static VERDICT_CONFIDENCE: MetricDef = MetricDef {
     otlp_keys: &[],
 };
 
+pub static MEMORY_PRESSURE: MetricDef = MetricDef {
+    prom: "memory_pressure_seconds_total",
+    otlp_process: "tally.process.memory.pressure",
+    otlp_container: "tally.container.memory.pressure",
+    unit: "s",
+    kind: Kind::Counter,
+    help: "Time the container's tasks stalled waiting for memory (cgroup memory.pressure): some = at least one task, full = all at once.",
+    otlp_keys: &[],
+};
+pub static CPU_PRESSURE: MetricDef = MetricDef {
+    prom: "cpu_pressure_seconds_total",
+    otlp_process: "tally.process.cpu.pressure",
+    otlp_container: "tally.container.cpu.pressure",
+    unit: "s",
+    kind: Kind::Counter,
+    help: "Time the container's tasks waited for a CPU (cgroup cpu.pressure): some = at least one task, full = all at once.",
+    otlp_keys: &[],
+};
+
 /// Every metric, in output order.
-pub static ALL: [&MetricDef; 11] = [
+pub static ALL: [&MetricDef; 13] = [
     &CPU,
     &GC_CPU,
     &GC_SHARE,
@@ -169,6 +188,8 @@ pub static ALL: [&MetricDef; 11] = [
     &GC_PAUSE,
     &VERDICT,
     &VERDICT_CONFIDENCE,
+    &MEMORY_PRESSURE,
+    &CPU_PRESSURE,
 ];
 
 /// One value of one metric of one entity.
@@ -230,6 +251,17 @@ pub fn points(e: &Entity) -> Vec<Point> {
     out.push(p(&RSS, &[], Value::Int(e.rss_bytes)));
     out.push(p(&GC_CYCLES, &[], Value::Int(c.gc_cycles)));
     out.push(p(&GC_PAUSE, &[], Value::Double(c.gc_pause_seconds())));
+    // Containers only: pressure is their cgroup's.
+    if let Some(stall) = &e.totals.pressure {
+        let s = |us: u64| Value::Double(us as f64 / 1e6);
+        for (def, some, full) in [
+            (&MEMORY_PRESSURE, stall.memory_some_us, stall.memory_full_us),
+            (&CPU_PRESSURE, stall.cpu_some_us, stall.cpu_full_us),
+        ] {
+            out.push(p(def, &[("type", "some")], s(some)));
+            out.push(p(def, &[("type", "full")], s(full)));
+        }
+    }
     if let Some(v) = &e.verdict {
         let attrs = [("verdict", v.kind.name()), ("runtime", e.runtime.name())];
         out.push(p(&VERDICT, &attrs, Value::Int(1)));

@@ -61,6 +61,31 @@ pub struct Totals {
     pub counters: Counters,
     pub cpu_seconds: f64,
     pub gc_cpu_seconds: f64,
+    /// A container's stall time (PSI) since the series started, µs, once a
+    /// window had it.
+    pub pressure: Option<StallSums>,
+}
+
+/// Summed window stall times of a container, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StallSums {
+    pub memory_some_us: u64,
+    pub memory_full_us: u64,
+    pub cpu_some_us: u64,
+    pub cpu_full_us: u64,
+}
+
+impl StallSums {
+    fn add(&mut self, p: &tally_core::model::pressure::CgroupPressure) {
+        if let Some(m) = &p.memory {
+            self.memory_some_us += m.delta.some_us;
+            self.memory_full_us += m.delta.full_us.unwrap_or(0);
+        }
+        if let Some(c) = &p.cpu {
+            self.cpu_some_us += c.delta.some_us;
+            self.cpu_full_us += c.delta.full_us.unwrap_or(0);
+        }
+    }
 }
 
 impl Totals {
@@ -219,6 +244,9 @@ impl SeriesState {
             }
             e.totals
                 .add(&c.delta, signals.cpu_seconds, signals.gc_cpu_seconds());
+            if let Some(p) = &c.pressure {
+                e.totals.pressure.get_or_insert_default().add(p);
+            }
             e.rss_bytes = signals.rss_bytes;
             e.gc_cpu_share = signals.observed_gc_share();
             e.runtime = signals.runtime;

@@ -40,12 +40,13 @@ pub enum Column {
     Majflt,
     Faults,
     Rss,
+    MemStall,
     Cost,
     Container,
 }
 
 /// Display order, left to right.
-pub const ALL: [Column; 19] = [
+pub const ALL: [Column; 20] = [
     Column::Pid,
     Column::Procs,
     Column::Name,
@@ -63,6 +64,7 @@ pub const ALL: [Column; 19] = [
     Column::Majflt,
     Column::Faults,
     Column::Rss,
+    Column::MemStall,
     Column::Cost,
     Column::Container,
 ];
@@ -127,6 +129,12 @@ impl Column {
             Column::Majflt => num("MAJFLT/s", 9, 8, "major page faults/s"),
             Column::Faults => num("FAULTS/s", 9, 7, "page faults/s, minor and major"),
             Column::Rss => num("RSS", 7, 5, "resident memory"),
+            Column::MemStall => num(
+                "MEMSTALL%",
+                9,
+                10,
+                "share of the window its container stalled waiting for memory (PSI some)",
+            ),
             Column::Cost => num(
                 "$/MO",
                 7,
@@ -158,6 +166,7 @@ impl Column {
             | Column::Majflt => local,
             Column::Faults => !local,
             Column::Container => local && kind == RowKind::Process,
+            Column::MemStall => local,
             Column::Name
             | Column::Runtime
             | Column::Cpu
@@ -201,6 +210,9 @@ impl Column {
                     bytes(e.rss as f64)
                 }
             }
+            Column::MemStall => e
+                .memory_stall_pct
+                .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
             Column::Cost => e.cost_month.map_or_else(|| "-".into(), money),
             Column::Container => e.container_short.clone(),
         }
@@ -230,6 +242,7 @@ impl Column {
             Column::Majflt => num(|e| e.majflt_ps),
             Column::Faults => num(|e| e.faults_ps),
             Column::Rss => a.rss.cmp(&b.rss),
+            Column::MemStall => num(|e| e.memory_stall_pct.unwrap_or(-1.0)),
             Column::Cost => num(|e| e.cost_month.unwrap_or(-1.0)),
             Column::Container => a.container_short.cmp(&b.container_short),
         }

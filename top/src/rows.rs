@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::SystemTime};
 use tally_core::{
     cost::{allocation::NodeRates, live::usage_usd_per_month},
     gc::{self, Runtime, VerdictKind},
-    model::{Counters, ProcKey, RuntimeSettings, Tick, Window},
+    model::{Counters, ProcKey, RuntimeSettings, Tick, Window, pressure::CgroupPressure},
 };
 
 /// What a row stands for; also the key of its history.
@@ -159,6 +159,12 @@ pub struct Entry {
     /// The runtime settings of the process (of a group's busiest process
     /// that has them; of a workload's main GC'd process).
     pub settings: Option<Arc<RuntimeSettings>>,
+    /// Its container cgroup's memory and CPU pressure (PSI) in the window
+    /// (a pod's: its most stalled container's); local rows only.
+    pub pressure: Option<Arc<CgroupPressure>>,
+    /// Share of the window in which the container stalled on memory
+    /// (PSI `some`), %.
+    pub memory_stall_pct: Option<f64>,
     /// Lowercased fields for the filter: pid, container (id and cgroup
     /// path), pod, runtime, verdict, node.
     pub search: Search,
@@ -173,6 +179,15 @@ pub struct Search {
 }
 
 impl Entry {
+    /// The container's pressure, and the memory stall share made from it.
+    fn set_pressure(&mut self, pressure: Option<Arc<CgroupPressure>>, seconds: f64) {
+        self.memory_stall_pct = pressure
+            .as_ref()
+            .and_then(|p| p.memory)
+            .map(|m| 100.0 * m.some_share(seconds));
+        self.pressure = pressure;
+    }
+
     /// gc-heavy is the most severe: it sorts first when descending.
     pub fn severity(&self) -> u8 {
         match self.verdict {
@@ -227,6 +242,8 @@ impl Entry {
             threads: Vec::new(),
             stacks: Stacks::Off,
             settings: None,
+            pressure: None,
+            memory_stall_pct: None,
             search: Search::default(),
         }
     }
@@ -441,6 +458,7 @@ fn process_entry(w: &Window, stacks: Option<&HashMap<u32, StackSummary>>) -> Ent
     e.pod_uid = container.and_then(|c| c.pod_uid.clone());
     e.runtime = w.runtime;
     e.settings.clone_from(&w.settings);
+    e.set_pressure(w.pressure.clone(), w.seconds);
     let secs = w.seconds.max(1e-9);
     e.cpu_pct = 100.0 * w.cpu_seconds / secs;
     e.gc_pct = 100.0 * w.gc_signals().gc_cpu_share();
@@ -557,5 +575,58 @@ mod tests {
         assert_eq!(rows.processes[2].container_short, "ssh.service");
         assert!((rows.totals.cpu_cores - 1.5).abs() < 1e-9);
         assert_eq!(rows.totals.active, 3);
+    }
+
+    #[test]
+    fn a_containers_memory_stall_is_a_column_and_evidence_in_its_verdict() {
+        use tally_core::model::pressure::{PressureWindow, StallTotals};
+        let id = "cd".repeat(32);
+        let path = format!("/system.slice/docker-{id}.scope");
+        let stall = |us| StallTotals {
+            some_us: us,
+            full_us: Some(us / 2),
+        };
+        let pressure = Arc::new(CgroupPressure {
+            memory: Some(PressureWindow {
+                delta: stall(100_000),
+                total: stall(900_000),
+            }),
+            cpu: None,
+        });
+        let mut windows = vec![
+            test_window(1, "app", &path),
+            test_window(2, "sshd", "/user.slice"),
+        ];
+        windows[0].pressure = Some(pressure);
+        let tick = Tick {
+            at: SystemTime::UNIX_EPOCH,
+            seconds: 2.0,
+            windows,
+            new_drops: [0; tally_core::model::tick::DROP_KINDS],
+            swept_records: 0,
+            sample_period_ns: 10_101_010,
+        };
+        let rows = local_rows(&tick, None, 2);
+        // 0.1 s of a 2 s window.
+        let p = &rows.processes[0];
+        assert!(
+            (p.memory_stall_pct.unwrap() - 5.0).abs() < 1e-9,
+            "{:?}",
+            p.memory_stall_pct
+        );
+        assert_eq!(crate::columns::Column::MemStall.cell(p), "5.0");
+        assert_eq!(
+            crate::columns::Column::MemStall.cell(&rows.processes[1]),
+            "-"
+        );
+        let c = &rows.containers[0];
+        assert_eq!(c.memory_stall_pct, p.memory_stall_pct);
+        assert!(
+            c.reasons
+                .iter()
+                .any(|r| r.contains("stalled on memory 5.0%")),
+            "{:?}",
+            c.reasons
+        );
     }
 }

@@ -437,6 +437,7 @@ impl Synthetic {
                 threads,
                 gc_sight: Default::default(),
                 verdict: None,
+                pressure: None,
             };
             w.verdict = Some(gc::classify(&w.gc_signals()));
             windows.push(w);

@@ -35,6 +35,7 @@ mod kube;
 mod otlp;
 mod otlp_profiles;
 mod pods;
+mod pressure;
 mod profiles;
 mod prometheus;
 mod recommendations;

@@ -12,6 +12,9 @@
  *   workload hold <ms>                    mmaps once, sleeps (a live marker)
  *   workload tick <n> <ms>                n times: mmap, touch, munmap one page, sleep
  *                                         (a long-lived process active in every window)
+ *   workload thrash <file> <mib> <secs>   writes a file, then reads it through again and
+ *                                         again: under a memory limit below its size its
+ *                                         page cache thrashes (memory pressure)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -173,6 +176,28 @@ static int majfault(const char *path, long mib) {
     return 0;
 }
 
+static int thrash(const char *path, long mib, double seconds) {
+    double started = now();
+    struct counts c = {0};
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) { perror("open"); return 1; }
+    char *buf = calloc(1, 1 << 20);
+    memset(buf, 7, 1 << 20);
+    for (long i = 0; i < mib; i++) write(fd, buf, 1 << 20);
+    fsync(fd);
+    volatile long sum = 0;
+    while (now() - started < seconds) {
+        for (long i = 0; i < mib; i++) {
+            if (pread(fd, buf, 1 << 20, i << 20) <= 0) { perror("pread"); return 1; }
+            sum += buf[0];
+        }
+    }
+    close(fd);
+    unlink(path);
+    report("thrash", &c, started);
+    return 0;
+}
+
 static int spin(double seconds) {
     double started = now();
     struct counts c = {0};
@@ -228,6 +253,7 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "alloc")) return alloc(atol(argv[2]), atol(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "majfault")) return majfault(argv[2], atol(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "spin")) return spin(atof(argv[2]));
+    if (argc >= 5 && !strcmp(argv[1], "thrash")) return thrash(argv[2], atol(argv[3]), atof(argv[4]));
     if (argc >= 4 && !strcmp(argv[1], "forkmany")) return forkmany(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "hold")) return hold(atoi(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "tick")) return tick(atoi(argv[2]), atoi(argv[3]));

@@ -92,9 +92,19 @@ pub struct GcSignals {
     pub minor_faults: u64,
     pub major_faults: u64,
     pub rss_bytes: u64,
+    /// Time in which some task of the container stalled waiting for memory
+    /// (its cgroup's `memory.pressure`), seconds; `None` for a process
+    /// (pressure is its cgroup's, not its own) or where it is unknown.
+    pub memory_stall_seconds: Option<f64>,
 }
 
 impl GcSignals {
+    /// Share of the window in which the container stalled on memory.
+    pub fn memory_stall_share(&self) -> Option<f64> {
+        self.memory_stall_seconds
+            .map(|s| (s / self.window_seconds.max(1e-3)).min(1.0))
+    }
+
     /// CPU attributed to GC.
     pub fn gc_cpu_seconds(&self) -> f64 {
         self.gc_thread_cpu_seconds + self.gc_stack_cpu_seconds
@@ -165,5 +175,9 @@ impl GcSignals {
         self.minor_faults += other.minor_faults;
         self.major_faults += other.major_faults;
         self.rss_bytes += other.rss_bytes;
+        self.memory_stall_seconds = match (self.memory_stall_seconds, other.memory_stall_seconds) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
     }
 }

@@ -29,6 +29,8 @@
 //!
 //! Churn and faults are supporting evidence only: they raise the confidence
 //! of gc-heavy and appear in its reasons, but never make a verdict gc-heavy.
+//! So is a container's memory pressure (PSI, [`MEMORY_STALL_SHARE`]): named
+//! in any verdict's reasons, and a little more confidence for gc-heavy.
 //!
 //! [`classify_after`] adds hysteresis for a verdict over history (the
 //! collector's): a workload keeps its previous verdict until the signals are
@@ -38,6 +40,10 @@ use tally_proto as pb;
 
 use super::GcSignals;
 
+/// Share of the window a container stalled on memory (PSI `some`) from
+/// which its verdict names it: 1% is 10 ms a second in which some task
+/// waited for memory (reclaim, refaults, swap-in) instead of running.
+pub const MEMORY_STALL_SHARE: f64 = 0.01;
 /// Share of CPU in GC from which a GC'd process is gc-heavy.
 pub const GC_HEAVY_SHARE: f64 = 0.10;
 /// And the least GC CPU, in cores, so that a nearly idle process with a few
@@ -184,6 +190,35 @@ pub fn classify(s: &GcSignals) -> Verdict {
 /// workload had before (`prior`): each threshold it would have to cross to
 /// leave that verdict moves [`HYSTERESIS`] of the way against it.
 pub fn classify_after(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
+    let mut verdict = decide(s, prior);
+    add_memory_stall(s, &mut verdict);
+    verdict
+}
+
+/// Memory pressure is evidence, never a verdict of its own: a container
+/// that stalled on memory for at least [`MEMORY_STALL_SHARE`] of the window
+/// says so in its reasons; a gc-heavy one is where that matters most (its
+/// collector runs so often because the heap has little room under the
+/// limit), so it also raises the confidence a little.
+fn add_memory_stall(s: &GcSignals, verdict: &mut Verdict) {
+    let Some(share) = s.memory_stall_share().filter(|&x| x >= MEMORY_STALL_SHARE) else {
+        return;
+    };
+    let stalled = format!(
+        "stalled on memory {:.1}% of the time (cgroup memory.pressure)",
+        100.0 * share
+    );
+    if verdict.kind == VerdictKind::GcHeavy {
+        verdict.reasons.push(format!(
+            "{stalled}: the heap has too little headroom under the memory limit"
+        ));
+        verdict.confidence = (verdict.confidence + 0.05).min(0.99);
+    } else {
+        verdict.reasons.push(stalled);
+    }
+}
+
+fn decide(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
     let r = rates(s);
     // Leaving `kind` is harder than entering it.
     let stay = |kind: VerdictKind| {

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod container;
 pub mod node;
 pub mod pod;
+pub mod pressure;
 pub mod settings;
 pub mod stacks;
 pub mod threads;
@@ -229,6 +230,11 @@ pub struct Window {
     /// Whether its GC could be seen in this window.
     pub gc_sight: GcSight,
     pub verdict: Option<Verdict>,
+    /// Memory and CPU pressure of the process's container cgroup in this
+    /// window (`pressure`), shared by the windows of that cgroup; `None`
+    /// outside containers, in a container's first window, or where the
+    /// kernel has no PSI.
+    pub pressure: Option<Arc<pressure::CgroupPressure>>,
 }
 
 impl Window {
@@ -256,6 +262,8 @@ impl Window {
             minor_faults: d.minor_faults,
             major_faults: d.major_faults,
             rss_bytes: self.rss_bytes,
+            // A process's cgroup pressure is its container's signal.
+            memory_stall_seconds: None,
         }
     }
 }
@@ -273,6 +281,8 @@ pub struct ContainerWindow {
     pub verdict: Verdict,
     /// The container's pod, from its processes' windows.
     pub pod: Option<Arc<PodInfo>>,
+    /// Its cgroup's memory and CPU pressure in the window.
+    pub pressure: Option<Arc<pressure::CgroupPressure>>,
 }
 
 /// Groups windows by container; processes outside containers are left out.
@@ -295,6 +305,9 @@ pub fn containers(windows: &[Window]) -> Vec<ContainerWindow> {
                 if c.pod.as_ref().is_none_or(|p| p.container.is_none()) && w.pod.is_some() {
                     c.pod.clone_from(&w.pod);
                 }
+                if c.pressure.is_none() {
+                    c.pressure.clone_from(&w.pressure);
+                }
             }
             None => by_id.push(ContainerWindow {
                 container: container.clone(),
@@ -305,10 +318,14 @@ pub fn containers(windows: &[Window]) -> Vec<ContainerWindow> {
                 signals,
                 verdict: crate::gc::classify(&signals),
                 pod: w.pod.clone(),
+                pressure: w.pressure.clone(),
             }),
         }
     }
     for c in &mut by_id {
+        // The container's cgroup stalled, not one of its processes: its
+        // signals alone take the pressure.
+        c.signals.memory_stall_seconds = c.pressure.as_ref().and_then(|p| p.memory_stall_seconds());
         c.verdict = crate::gc::classify(&c.signals);
     }
     by_id

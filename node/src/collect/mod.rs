@@ -2,6 +2,7 @@
 //! [`tracker::Tracker`] what it needs to make [`Window`]s.
 pub mod driver;
 pub mod kernel;
+pub mod pressure;
 pub mod procfs;
 pub mod runtimes;
 pub mod sight;
@@ -94,6 +95,8 @@ pub struct Sampler {
     thread_entries: Vec<(u32, ThreadSamples)>,
     /// Pod metadata of containers (`enrich::kube`), when asked for.
     pods: Option<crate::enrich::kube::PodResolver>,
+    /// Containers' memory and CPU pressure.
+    pressure: pressure::PressureReader,
 }
 
 impl Sampler {
@@ -103,6 +106,7 @@ impl Sampler {
         let page_size = tally_core::procstat::page_size();
         let attach_ticks = ticks_from_ns(boottime_ns(), clock_ticks);
         let cgroups = CgroupResolver::discover()?;
+        let pressure = pressure::PressureReader::new(cgroups.mount());
         let mut probes = Probes::load(opts)?;
         let events = probes.take_events()?;
         let proc_root = PathBuf::from("/proc");
@@ -130,6 +134,7 @@ impl Sampler {
             stacks: StackSampler::new(opts.stack_sampling != crate::probes::StackSampling::Off),
             thread_entries: Vec::new(),
             pods: None,
+            pressure,
         };
         let (live, _) = sampler.observe()?;
         sampler.tracker.baseline(&live);
@@ -247,6 +252,7 @@ impl Sampler {
         for w in &mut windows {
             w.cgroup = w.cgroup_id.and_then(|id| self.cgroups.resolve(id));
         }
+        self.pressure.annotate(&mut windows);
         if let Some(pods) = self.pods.as_mut() {
             pods.annotate(&mut windows);
         }

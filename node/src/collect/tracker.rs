@@ -273,6 +273,7 @@ fn window(
         threads: Vec::new(),
         gc_sight: Default::default(),
         verdict: None,
+        pressure: None,
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
 };
 use tally_core::{
     gc::{self, GcSignals},
-    model::{Counters, RuntimeSettings, Window},
+    model::{Counters, RuntimeSettings, Window, pressure::CgroupPressure},
 };
 
 /// Processes added up into one row.
@@ -37,6 +37,8 @@ struct Group {
     pids: Vec<u32>,
     /// The settings of its busiest process that has them, and its CPU.
     settings: Option<(f64, Arc<RuntimeSettings>)>,
+    /// Its container's pressure (a pod's: its most stalled container's).
+    pressure: Option<Arc<CgroupPressure>>,
 }
 
 impl Group {
@@ -50,6 +52,12 @@ impl Group {
         self.delta = self.delta.add(&w.delta);
         self.signals.merge(&w.gc_signals());
         self.rss += w.rss_bytes;
+        let stall = |p: &Option<Arc<CgroupPressure>>| {
+            p.as_ref().and_then(|p| p.memory).map(|m| m.delta.some_us)
+        };
+        if w.pressure.is_some() && stall(&w.pressure) >= stall(&self.pressure) {
+            self.pressure.clone_from(&w.pressure);
+        }
         if self.pod_names.is_none()
             && let Some(p) = w.pod.as_ref()
         {
@@ -103,8 +111,15 @@ impl Group {
         let secs = self.seconds.max(1e-9);
         e.cpu_pct = 100.0 * self.signals.cpu_seconds / secs;
         e.gc_pct = 100.0 * self.signals.gc_cpu_share();
-        let verdict = gc::classify(&self.signals);
+        // As `model::containers` does: the cgroup's stall is the group's.
+        let mut signals = self.signals;
+        signals.memory_stall_seconds = self
+            .pressure
+            .as_ref()
+            .and_then(|p| p.memory_stall_seconds());
+        let verdict = gc::classify(&signals);
         e.set_verdict(Some(&verdict));
+        e.set_pressure(self.pressure, self.seconds);
         e.set_rates(&self.delta, self.seconds);
         e.rss = self.rss;
         e.exited = self.exited == self.procs;
@@ -180,6 +195,7 @@ pub(super) fn group_rows(
                 pod_uid: pod.map(str::to_owned),
                 cgroup_path: path.to_owned(),
                 settings: None,
+                pressure: None,
                 threads: HashMap::new(),
                 stacks: None,
                 stack_samples: 0,

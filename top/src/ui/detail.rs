@@ -146,10 +146,34 @@ fn numbers_line(app: &App, e: &Entry) -> Vec<Span<'static>> {
                 100.0 * e.gc_pause_share
             ));
         }
+        if let Some(p) = &e.pressure {
+            parts.push(pressure_text(p));
+        }
     } else {
         parts.push(format!("faults {}/s", count(e.faults_ps)));
     }
     vec![Span::raw(format!(" {}", parts.join("  ")))]
+}
+
+/// The container's stall (PSI) in the window and since its cgroup was
+/// made: "memory stall 0.120 s (full 0.080 s), 12.4 s in all; cpu stall
+/// 0.005 s (full 0.000 s), 2.0 s in all".
+fn pressure_text(p: &tally_core::model::pressure::CgroupPressure) -> String {
+    let one = |name: &str, w: Option<tally_core::model::pressure::PressureWindow>| match w {
+        None => format!("{name} stall unknown"),
+        Some(w) => {
+            let full = w
+                .delta
+                .full_us
+                .map_or_else(String::new, |f| format!(" (full {:.3} s)", f as f64 / 1e6));
+            format!(
+                "{name} stall {:.3} s{full}, {:.1} s in all",
+                w.delta.some_us as f64 / 1e6,
+                w.total.some_us as f64 / 1e6
+            )
+        }
+    };
+    format!("{}; {}", one("memory", p.memory), one("cpu", p.cpu))
 }
 
 fn metric_text(metric: usize, v: f64) -> String {

@@ -194,3 +194,49 @@ fn merge_keeps_the_gc_runtime() {
     assert_eq!(a.runtime, Runtime::Jvm);
     assert!((a.gc_cpu_share() - 0.4 / 1.1).abs() < 1e-9);
 }
+
+#[test]
+fn memory_pressure_is_evidence_and_never_a_verdict() {
+    // A gc-heavy Go container that stalled on memory 5% of the window.
+    let mut heavy = signals(Runtime::Go, 1.0, 0.0, 0.3);
+    let before = classify(&heavy);
+    assert_eq!(before.kind, VerdictKind::GcHeavy);
+    heavy.memory_stall_seconds = Some(0.05);
+    let after = classify(&heavy);
+    assert_eq!(after.kind, VerdictKind::GcHeavy);
+    assert!(after.confidence > before.confidence, "{before:?} {after:?}");
+    assert!(
+        after
+            .reasons
+            .iter()
+            .any(|r| r.contains("stalled on memory 5.0% of the time")
+                && r.contains("too little headroom")),
+        "{after:?}"
+    );
+    // A steady C program under the same pressure stays steady, and says so.
+    let mut steady = signals(Runtime::Native, 1.0, 0.0, 0.0);
+    steady.memory_stall_seconds = Some(0.05);
+    let v = classify(&steady);
+    assert_eq!(v.kind, VerdictKind::Steady);
+    assert!(
+        v.reasons
+            .iter()
+            .any(|r| r.contains("stalled on memory 5.0%")),
+        "{v:?}"
+    );
+    // Under 1%, and unknown, say nothing.
+    steady.memory_stall_seconds = Some(0.005);
+    assert!(
+        !classify(&steady)
+            .reasons
+            .iter()
+            .any(|r| r.contains("memory"))
+    );
+    steady.memory_stall_seconds = None;
+    assert!(
+        !classify(&steady)
+            .reasons
+            .iter()
+            .any(|r| r.contains("memory"))
+    );
+}
