@@ -88,8 +88,25 @@ pub fn javac(home: &Path, major: u32) -> PathBuf {
     dir
 }
 
+/// Waits until `AllocHeavy`'s allocating threads (`alloc-N`) have started
+/// and ended again (at most 60 s).
+pub fn wait_for_allocation_end(pid: u32, test: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut started = false;
+    while Instant::now() < deadline {
+        let alloc = threads_named(pid, "alloc-");
+        if alloc > 0 {
+            started = true;
+        } else if started {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started, "{test}: the JVM never started allocating");
+}
+
 /// Threads of `pid` whose name starts with `prefix`.
-pub fn threads_named(pid: u32, prefix: &str) -> usize {
+fn threads_named(pid: u32, prefix: &str) -> usize {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
@@ -313,18 +330,7 @@ fn run_case_at(
     };
     // The JVM's own figures once the allocating threads are gone (the JVM
     // then sleeps WAIT_AFTER seconds, alive, with its counters).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut started = false;
-    while Instant::now() < deadline {
-        let alloc = threads_named(pid, "alloc-");
-        if alloc > 0 {
-            started = true;
-        } else if started {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(started, "{test}: the JVM never started allocating");
+    wait_for_allocation_end(pid, test);
     let own = read_jvm_own(pid);
     let kept = match running {
         Running::Host(child) => {

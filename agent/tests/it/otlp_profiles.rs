@@ -4,7 +4,7 @@
 //! process, as Go's own pprof reader (`go tool pprof`) reads it.
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -13,20 +13,6 @@ use std::{
 use crate::common::{self, TestCgroup};
 use crate::exporting::{KillOnDrop, RunAgent, RunCollector, require_tool, tmp};
 use crate::support::profiles_receiver::ProfilesReceiver;
-
-/// `tests/workloads/pinned.c`, with frame pointers.
-fn build_pinned() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/pinned.c");
-    let out = tmp().join("pinned");
-    let status = Command::new("gcc")
-        .args(["-O2", "-Wall", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("gcc runs");
-    assert!(status.success(), "gcc failed on {}", src.display());
-    out
-}
 
 /// Per-function sample counts of a pprof file, as `go tool pprof` reads
 /// them: (flat, cum) by function name.
@@ -83,7 +69,11 @@ fn otlp_profiles_match_the_pprof_of_agent_profile() {
         return;
     }
     let _serial = common::serial();
-    let pinned = build_pinned();
+    let pinned = common::gcc(
+        "pinned.c",
+        "pinned",
+        &["-fno-omit-frame-pointer", "-pthread"],
+    );
     let go_bin = common::go_build("profiled", &tmp().join("go-profiled"), &[], &[]);
     let receiver = ProfilesReceiver::start();
     let uid = "0a1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d";

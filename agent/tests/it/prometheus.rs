@@ -14,6 +14,16 @@ use serde_json::Value;
 use crate::common::{self, TestCgroup};
 use crate::exporting::{KillOnDrop, RunAgent, free_port, http_get, require_tool, tmp, urlencode};
 
+/// Debian's `prometheus`, or a loud skip off CI (a failure under CI).
+pub fn require_prometheus(test: &str) -> bool {
+    require_tool(
+        "prometheus",
+        &["--version"],
+        test,
+        "apt-get install prometheus",
+    )
+}
+
 /// A Prometheus server on loopback scraping one target every second.
 pub struct Prometheus {
     pub addr: std::net::SocketAddr,
@@ -86,14 +96,7 @@ fn kernel_cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn prometheus_scrapes_the_agent_and_queries_return_the_workload() {
     let test = "prometheus_scrapes_the_agent_and_queries_return_the_workload";
-    if !common::require_root(test)
-        || !require_tool(
-            "prometheus",
-            &["--version"],
-            test,
-            "apt-get install prometheus",
-        )
-    {
+    if !common::require_root(test) || !require_prometheus(test) {
         return;
     }
     let _serial = common::serial();

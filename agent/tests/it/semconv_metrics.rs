@@ -9,15 +9,15 @@ use std::{
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
 
 use crate::common;
 use crate::exporting::{KillOnDrop, RunAgent, require_tool, tmp};
-use crate::jvm_gc::{javac, require_jdk, threads_named};
-use crate::prometheus::{Prometheus, query};
+use crate::jvm_gc::{javac, require_jdk, wait_for_allocation_end};
+use crate::prometheus::{Prometheus, query, require_prometheus};
 
 /// The pauses of an `-Xlog:gc` log, in ms: "GC(3) Pause Young (Normal)
 /// (G1 Evacuation Pause) 24M->3M(64M) 2.345ms", "GC(5) Pause Remark …",
@@ -40,12 +40,7 @@ fn value(prom: std::net::SocketAddr, q: &str) -> f64 {
 fn prometheus_scrapes_semconv_runtime_metrics_that_match_the_runtimes() {
     let test = "prometheus_scrapes_semconv_runtime_metrics_that_match_the_runtimes";
     if !common::require_root(test)
-        || !require_tool(
-            "prometheus",
-            &["--version"],
-            test,
-            "apt-get install prometheus",
-        )
+        || !require_prometheus(test)
         || !require_tool("go", &["version"], test, "apt-get install golang-go")
     {
         return;
@@ -93,18 +88,7 @@ fn prometheus_scrapes_semconv_runtime_metrics_that_match_the_runtimes() {
             .expect("java starts"),
     );
     let jvm_pid = java.0.id();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut started = false;
-    while Instant::now() < deadline {
-        let alloc = threads_named(jvm_pid, "alloc-");
-        if alloc > 0 {
-            started = true;
-        } else if started {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    assert!(started, "the JVM never started allocating");
+    wait_for_allocation_end(jvm_pid, test);
     // A window and a scrape after the last pause.
     thread::sleep(Duration::from_secs(3));
     let prom = prometheus.addr;

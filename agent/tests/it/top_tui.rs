@@ -189,16 +189,7 @@ fn require_tmux(test: &str) -> bool {
 /// tests/workloads/workload.c built as `tallytopspin`, so its comm is one
 /// nothing else on the machine has.
 fn spinner_binary() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/workload.c");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(SPIN);
-    let status = Command::new("gcc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("gcc runs");
-    assert!(status.success(), "gcc failed on {}", src.display());
-    out
+    common::gcc("workload.c", SPIN, &[])
 }
 
 fn start_spinner(cgroup: &TestCgroup) -> Spinner {

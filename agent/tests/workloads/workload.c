@@ -148,16 +148,24 @@ static int alloc(long iterations, long pages) {
     return 0;
 }
 
+/* Creates `path` with `mib` MiB of data through `buf` (1 MiB), synced to
+ * disk; its descriptor, or -1. */
+static int write_file(const char *path, long mib, char *buf) {
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) { perror("open"); return -1; }
+    memset(buf, 7, 1 << 20);
+    for (long i = 0; i < mib; i++) write(fd, buf, 1 << 20);
+    fsync(fd);
+    return fd;
+}
+
 static int majfault(const char *path, long mib) {
     double started = now();
     struct counts c = {0};
     size_t len = mib << 20;
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) { perror("open"); return 1; }
     char *buf = calloc(1, 1 << 20);
-    memset(buf, 7, 1 << 20);
-    for (long i = 0; i < mib; i++) write(fd, buf, 1 << 20);
-    fsync(fd);
+    int fd = write_file(path, mib, buf);
+    if (fd < 0) return 1;
     /* Drop the file from the page cache, so reading it must go to disk. */
     posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     char *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -179,12 +187,9 @@ static int majfault(const char *path, long mib) {
 static int thrash(const char *path, long mib, double seconds) {
     double started = now();
     struct counts c = {0};
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) { perror("open"); return 1; }
     char *buf = calloc(1, 1 << 20);
-    memset(buf, 7, 1 << 20);
-    for (long i = 0; i < mib; i++) write(fd, buf, 1 << 20);
-    fsync(fd);
+    int fd = write_file(path, mib, buf);
+    if (fd < 0) return 1;
     volatile long sum = 0;
     while (now() - started < seconds) {
         for (long i = 0; i < mib; i++) {

@@ -99,16 +99,27 @@ pub fn workload() -> PathBuf {
     if let Some(path) = built.as_ref() {
         return path.clone();
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/workload.c");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workload");
+    let out = gcc("workload.c", "workload", &[]);
+    *built = Some(out.clone());
+    out
+}
+
+/// Compiles `tests/workloads/<source>` with gcc (`-O2 -Wall` and `flags`)
+/// to `<target tmp>/<name>`.
+pub fn gcc(source: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workloads")
+        .join(source);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let status = Command::new("gcc")
-        .args(["-O2", "-Wall", "-o"])
+        .args(["-O2", "-Wall"])
+        .args(flags)
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
         .expect("gcc runs");
     assert!(status.success(), "gcc failed on {}", src.display());
-    *built = Some(out.clone());
     out
 }
 
