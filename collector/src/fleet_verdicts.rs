@@ -348,6 +348,7 @@ impl Fleet {
             cgroup_path: t.cgroup_path.clone(),
             pod: t.pod.clone(),
             settings: t.settings.clone(),
+            memory_stall_share: s.memory_stall_share(),
         }
     }
 }
@@ -412,6 +413,37 @@ mod tests {
             w.verdict.unwrap().reasons[0].contains("threads 20%"),
             "reasons name the GC threads"
         );
+    }
+
+    #[test]
+    fn a_containers_memory_stall_is_its_share_and_evidence_in_its_verdict() {
+        let mut fleet = Fleet::new();
+        let id = WorkloadId::Container(Arc::from("c"));
+        fleet.node_reported("a", 1000);
+        // gc-heavy, and 50 ms of a 1 s window stalled on memory.
+        let mut w = window("a", 1000, Runtime::Go, 1.0, 0.3);
+        w.delta.memory_stall_us = Some(50_000);
+        fleet.observe(id.clone(), "app", "", w);
+        let got = fleet.workload(&id).unwrap();
+        assert!((got.memory_stall_share.unwrap() - 0.05).abs() < 1e-9);
+        assert_eq!(kind(&got), pb::VerdictKind::VerdictGcHeavy);
+        assert!(
+            got.verdict
+                .unwrap()
+                .reasons
+                .iter()
+                .any(|r| r.contains("stalled on memory 5.0%") && r.contains("headroom")),
+            "the stall is evidence"
+        );
+        // Without pressure, unknown, not zero.
+        let other = WorkloadId::Container(Arc::from("d"));
+        fleet.observe(
+            other.clone(),
+            "app",
+            "",
+            window("a", 1000, Runtime::Go, 1.0, 0.3),
+        );
+        assert_eq!(fleet.workload(&other).unwrap().memory_stall_share, None);
     }
 
     #[test]

@@ -512,6 +512,7 @@ mod tests {
             }],
             agent: None,
             pods: Vec::new(),
+            container_pressures: Vec::new(),
         }
     }
 

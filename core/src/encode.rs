@@ -42,7 +42,37 @@ pub fn node_report(tick: &Tick, node: &NodeIdentity, agent: pb::AgentStats) -> p
             .collect(),
         agent: Some(agent),
         pods: pods.table,
+        container_pressures: container_pressures(&tick.windows),
     }
+}
+
+/// Each container's pressure once, from the first of its windows that has
+/// it (every window of a cgroup shares one).
+fn container_pressures(windows: &[crate::model::Window]) -> Vec<pb::ContainerPressure> {
+    let mut out: Vec<pb::ContainerPressure> = Vec::new();
+    for w in windows {
+        let (Some(p), Some(c)) = (
+            w.pressure.as_deref(),
+            w.cgroup.as_ref().and_then(|c| c.container.as_ref()),
+        ) else {
+            continue;
+        };
+        if out.iter().any(|o| o.container_id == c.id) {
+            continue;
+        }
+        let stall = |r: Option<crate::model::pressure::PressureWindow>| {
+            r.map(|r| pb::Stall {
+                some_us: r.delta.some_us,
+                full_us: r.delta.full_us,
+            })
+        };
+        out.push(pb::ContainerPressure {
+            container_id: c.id.clone(),
+            memory: stall(p.memory),
+            cpu: stall(p.cpu),
+        });
+    }
+    out
 }
 
 /// A report's pods, each once: a container's windows name the same pod.

@@ -243,6 +243,17 @@ pub fn workload_windows(node: &Arc<str>, received: &ReceivedReport) -> Vec<Workl
         });
         settings_cpu.push(delta.cpu_seconds);
     }
+    // A container's stall is its cgroup's, from the report's own list, never
+    // what a process's counters claim.
+    for w in &mut out {
+        w.delta.memory_stall_us = None;
+    }
+    for cp in &report.container_pressures {
+        let Some(memory) = cp.memory else { continue };
+        if let Some(&i) = containers.get(&cp.container_id[..]) {
+            out[i].delta.memory_stall_us = Some(memory.some_us);
+        }
+    }
     out
 }
 
@@ -271,6 +282,11 @@ pub fn add_counters(a: &mut pb::Counters, b: &pb::Counters) {
     a.gc_pause_seconds += b.gc_pause_seconds;
     a.gc_thread_cpu_seconds += b.gc_thread_cpu_seconds;
     a.gc_stack_cpu_seconds += b.gc_stack_cpu_seconds;
+    a.gc_blind_cpu_seconds += b.gc_blind_cpu_seconds;
+    a.memory_stall_us = match (a.memory_stall_us, b.memory_stall_us) {
+        (Some(x), Some(y)) => Some(x.saturating_add(y)),
+        (x, y) => x.or(y),
+    };
 }
 
 /// What the classification library reads from one window's counters.
@@ -308,8 +324,7 @@ pub fn signals(
         minor_faults: delta.minor_faults,
         major_faults: delta.major_faults,
         rss_bytes,
-        // Not carried to the collector (yet): unknown, not zero.
-        memory_stall_seconds: None,
+        memory_stall_seconds: delta.memory_stall_us.map(|us| us as f64 / 1e6),
     }
 }
 
@@ -422,6 +437,58 @@ mod tests {
                 start_ticks: 102
             }
         );
+    }
+
+    #[test]
+    fn a_containers_memory_stall_comes_from_the_reports_pressures_only() {
+        let mut report = pb::NodeReport {
+            processes: vec![
+                process(1, "c1", 0.5, 10),
+                process(2, "c1", 0.25, 5),
+                process(3, "", 0.1, 1),
+            ],
+            container_pressures: vec![
+                pb::ContainerPressure {
+                    container_id: "c1".into(),
+                    memory: Some(pb::Stall {
+                        some_us: 250_000,
+                        full_us: Some(100_000),
+                    }),
+                    cpu: None,
+                },
+                // Of no container in the report: ignored.
+                pb::ContainerPressure {
+                    container_id: "c9".into(),
+                    memory: Some(pb::Stall::default()),
+                    cpu: None,
+                },
+            ],
+            ..Default::default()
+        };
+        // A process's own counters cannot claim a stall.
+        for p in &mut report.processes {
+            p.delta.as_mut().unwrap().memory_stall_us = Some(999);
+        }
+        report.processes[0]
+            .delta
+            .as_mut()
+            .unwrap()
+            .gc_blind_cpu_seconds = 0.5;
+        report.processes[1]
+            .delta
+            .as_mut()
+            .unwrap()
+            .gc_blind_cpu_seconds = 0.25;
+        let received = ReceivedReport::decode(Bytes::from(report.encode_to_vec())).unwrap();
+        let w = workload_windows(&Arc::from("n1"), &received);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].delta.memory_stall_us, Some(250_000));
+        assert_eq!(w[1].delta.memory_stall_us, None, "not a container");
+        // Every process's blind CPU adds up, not the first one's alone.
+        assert!((w[0].delta.gc_blind_cpu_seconds - 0.75).abs() < 1e-12);
+        let s = signals(Runtime::Go, 10.0, &w[0].delta, 0);
+        assert_eq!(s.memory_stall_seconds, Some(0.25));
+        assert!((s.memory_stall_share().unwrap() - 0.025).abs() < 1e-12);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 pub use crate::received_codec::{ReceivedCodec, server};
 use crate::v1::{
     AgentStats, Counters, FoldedStack, NodeIdentity, PodMetadata, ProcessKey, RuntimeSettings,
+    Stall,
 };
 use bytes::Bytes;
 use prost::Message as _;
@@ -37,6 +38,21 @@ pub struct ReportView {
     pub agent: Option<AgentStats>,
     #[prost(message, repeated, tag = "7")]
     pub pods: Vec<PodMetadata>,
+    #[prost(message, repeated, tag = "8")]
+    pub container_pressures: Vec<ContainerPressureView>,
+}
+
+/// `ContainerPressure`, its id as bytes (checked where used, as the
+/// processes' are): a bad id loses that container's pressure, never the
+/// report.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerPressureView {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub container_id: Bytes,
+    #[prost(message, optional, tag = "2")]
+    pub memory: Option<Stall>,
+    #[prost(message, optional, tag = "3")]
+    pub cpu: Option<Stall>,
 }
 
 /// `ProcessWindow`, as far as the collector reads it. The string fields are
@@ -340,6 +356,14 @@ mod tests {
                 ..Default::default()
             }),
             pods: Vec::new(),
+            container_pressures: vec![crate::v1::ContainerPressure {
+                container_id: "abc".into(),
+                memory: Some(Stall {
+                    some_us: 7,
+                    full_us: Some(3),
+                }),
+                cpu: None,
+            }],
         };
         let bytes = Bytes::from(full.encode_to_vec());
         let r = ReceivedReport::decode(bytes.clone()).unwrap();
@@ -375,5 +399,8 @@ mod tests {
         assert_eq!(p.thread_groups[0].cpu_seconds, 0.5);
         assert!(p.thread_groups[0].gc);
         assert_eq!(v.agent, full.agent);
+        let (cp, fp) = (&v.container_pressures[0], &full.container_pressures[0]);
+        assert_eq!(cp.container_id, fp.container_id.as_bytes());
+        assert_eq!((cp.memory, cp.cpu), (fp.memory, fp.cpu));
     }
 }

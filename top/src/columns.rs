@@ -166,7 +166,6 @@ impl Column {
             | Column::Majflt => local,
             Column::Faults => !local,
             Column::Container => local && kind == RowKind::Process,
-            Column::MemStall => local,
             Column::Name
             | Column::Runtime
             | Column::Cpu
@@ -174,6 +173,7 @@ impl Column {
             | Column::Verdict
             | Column::Alloc
             | Column::Rss
+            | Column::MemStall
             | Column::Cost => true,
         }
     }

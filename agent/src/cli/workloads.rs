@@ -83,6 +83,9 @@ pub struct Row {
     pub alloc_bytes_per_second: f64,
     pub faults_per_second: f64,
     pub rss_bytes: u64,
+    /// Share of its latest minute in which the container stalled waiting
+    /// for memory (PSI `some`), 0..1; `None` where unknown.
+    pub memory_stall_share: Option<f64>,
     pub reasons: Vec<String>,
     /// Kubernetes namespace, pod, container and owning workload, where
     /// the collector knows them.
@@ -204,6 +207,7 @@ pub fn row(w: &pb::Workload) -> Row {
         alloc_bytes_per_second: w.alloc_bytes_per_second,
         faults_per_second: w.faults_per_second,
         rss_bytes: w.rss_bytes,
+        memory_stall_share: w.memory_stall_share,
         reasons: w
             .verdict
             .as_ref()
@@ -426,6 +430,7 @@ mod tests {
                 "gc_cpu_share",
                 "instance_type",
                 "lifecycle",
+                "memory_stall_share",
                 "namespace",
                 "node",
                 "owner_kind",

@@ -74,7 +74,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn workloads(url: &str) -> Vec<Value> {
+/// `agent workloads --json --collector URL`, one value a row.
+pub fn workloads(url: &str) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["workloads", "--json", "--collector", url])
         .output()

@@ -153,6 +153,7 @@ fn report(
         processes,
         agent: Some(pb::AgentStats::default()),
         pods: Vec::new(),
+        container_pressures: Vec::new(),
     }
 }
 

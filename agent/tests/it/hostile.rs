@@ -65,6 +65,7 @@ fn report(node: &str, instance: &str, seq: u64) -> pb::NodeReport {
         }],
         agent: None,
         pods: Vec::new(),
+        container_pressures: Vec::new(),
     }
 }
 

@@ -546,6 +546,7 @@ fn collector_exports_verdicts_over_otlp_and_on_its_metrics_endpoint() {
                 }],
                 agent: Some(tally_proto::AgentStats::default()),
                 pods: Vec::new(),
+                container_pressures: Vec::new(),
             }
         })
         .collect();

@@ -11,7 +11,7 @@ use crate::common::{
     self,
     container::{self, Image, Run},
 };
-use crate::exporting::{RunAgent, http_get, tmp};
+use crate::exporting::{RunAgent, RunCollector, http_get, tmp};
 
 /// The `some` total of a cgroup's `memory.pressure`, µs.
 fn kernel_memory_some_us(cgroup_dir: &Path) -> Option<u64> {
@@ -69,7 +69,12 @@ fn a_container_squeezed_by_its_memory_limit_stalls_and_an_unsqueezed_one_does_no
         "workload",
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/workload.c"),
     );
+    // Through a collector too: the reports carry each container's stall.
+    let collector = RunCollector::start(&[]);
+    let url = format!("http://{}", collector.grpc);
     let agent = RunAgent::start(&[
+        "--collector",
+        &url,
         "--json",
         "--metrics-listen",
         "127.0.0.1:0",
@@ -107,6 +112,8 @@ fn a_container_squeezed_by_its_memory_limit_stalls_and_an_unsqueezed_one_does_no
     free.wait_success(Duration::from_secs(60));
     thread::sleep(Duration::from_millis(1500));
     let (lines, stderr) = agent.stop();
+    let rows = crate::cluster::workloads(&url);
+    let collector_err = collector.stop();
 
     let (sq_some, sq_full, sq_cpu, sq_windows) = pressure_of(&lines, &squeezed.id);
     let (free_some, free_full, _, free_windows) = pressure_of(&lines, &free.id);
@@ -151,4 +158,19 @@ fn a_container_squeezed_by_its_memory_limit_stalls_and_an_unsqueezed_one_does_no
         .unwrap_or_else(|| panic!("no memory pressure series in /metrics:\n{metrics}"));
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value > 0.0, "{line}");
+    // The collector's workloads: the squeezed container's share of its
+    // last minute stalled, above zero; the other's zero, not unknown.
+    let share = |id: &str| {
+        rows.iter()
+            .find(|r| r["container_id"] == id)
+            .unwrap_or_else(|| panic!("no workload {id}: {rows:?}\ncollector:\n{collector_err}"))
+            ["memory_stall_share"]
+            .as_f64()
+    };
+    let (sq_share, free_share) = (share(&squeezed.id), share(&free.id));
+    eprintln!(
+        "agent workloads: memory_stall_share {sq_share:?} squeezed, {free_share:?} unsqueezed"
+    );
+    assert!(sq_share.is_some_and(|s| s > 0.0), "{sq_share:?}");
+    assert_eq!(free_share, Some(0.0));
 }

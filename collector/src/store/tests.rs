@@ -33,6 +33,7 @@ pub(super) fn report(node: &str, instance: &str, seq: u64, end_ms: i64, pids: &[
             .collect(),
         agent: None,
         pods: Vec::new(),
+        container_pressures: Vec::new(),
     };
     let body = Bytes::from(report.encode_to_vec());
     let received = ReceivedReport::decode(body.clone()).unwrap();
@@ -301,6 +302,7 @@ fn pod_report(seq: u64, end_ms: i64, owner: &str) -> Prepared {
         }],
         agent: None,
         pods: Vec::new(),
+        container_pressures: Vec::new(),
     };
     let body = Bytes::from(report.encode_to_vec());
     let received = ReceivedReport::decode(body.clone()).unwrap();
@@ -452,6 +454,7 @@ fn settings_report(seq: u64, end_ms: i64, max_heap_bytes: u64) -> Prepared {
         ],
         agent: None,
         pods: Vec::new(),
+        container_pressures: Vec::new(),
     };
     let body = Bytes::from(report.encode_to_vec());
     let received = ReceivedReport::decode(body.clone()).unwrap();

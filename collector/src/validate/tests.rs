@@ -65,6 +65,7 @@ fn valid() -> pb::NodeReport {
             ..Default::default()
         }),
         pods: Vec::new(),
+        container_pressures: Vec::new(),
     }
 }
 

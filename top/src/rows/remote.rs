@@ -64,6 +64,7 @@ pub fn workload_entry(w: &pb::Workload) -> Option<Entry> {
     e.alloc_bps = w.alloc_bytes_per_second;
     e.faults_ps = w.faults_per_second;
     e.rss = w.rss_bytes;
+    e.memory_stall_pct = w.memory_stall_share.map(|s| 100.0 * s);
     e.stacks = Stacks::Unavailable;
     e.fill_search();
     Some(e)

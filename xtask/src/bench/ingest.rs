@@ -385,6 +385,7 @@ impl Node {
             window_end_unix_ms: end,
             processes: Vec::new(),
             pods: Vec::new(),
+            container_pressures: Vec::new(),
             agent: Some(pb::AgentStats {
                 cpu_seconds: 0.002,
                 rss_bytes: 7 << 20,
@@ -477,6 +478,7 @@ impl Proc {
             gc_thread_cpu_seconds: gc * 0.75,
             gc_stack_cpu_seconds: gc * 0.25,
             gc_blind_cpu_seconds: 0.0,
+            memory_stall_us: None,
         };
         let k = 3600 + variant as u64;
         let total = pb::Counters {

@@ -410,6 +410,8 @@ impl Rollup {
                 gc_thread_cpu_seconds: thread,
                 gc_stack_cpu_seconds: stack,
                 gc_blind_cpu_seconds: s(self.gc_blind_us),
+                // The tiers do not keep the memory stall.
+                memory_stall_us: None,
             }),
             rss_bytes: if seconds > 0.0 {
                 (self.rss_kib_ms as f64 * 1024.0 / (seconds * 1000.0)) as u64
