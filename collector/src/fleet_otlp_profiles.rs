@@ -16,6 +16,7 @@ use std::{
 use bytes::Bytes;
 use tally_proto::received::ReceivedReport;
 
+use crate::fleet_profiles::{DEFAULT_SAMPLE_PERIOD_NS, sample_period_ns};
 use tally_core::workload::runtime_from_proto;
 use tally_export::{
     attrs,
@@ -25,9 +26,6 @@ use tally_export::{
     },
     profile::wire,
 };
-
-/// When a report says nothing of its sampling period (no CPU samples).
-const DEFAULT_SAMPLE_PERIOD_NS: u64 = 1_000_000_000 / 99;
 
 pub struct OtlpProfiles {
     exporter: OtlpExporter,
@@ -65,16 +63,13 @@ fn batch(body: &Bytes) -> Option<ProfileBatch> {
     if view.processes.iter().all(|p| p.stacks.is_empty()) {
         return None;
     }
-    let mut period_ns = 0;
+    let mut period_ns = None;
     let mut processes = Vec::new();
     for (i, p) in view.processes.iter().enumerate() {
         if p.stacks.is_empty() {
             continue;
         }
-        let delta = p.delta.unwrap_or_default();
-        if period_ns == 0 && delta.cpu_samples > 0 {
-            period_ns = (delta.cpu_seconds * 1e9 / delta.cpu_samples as f64).round() as u64;
-        }
+        period_ns = period_ns.or_else(|| sample_period_ns(&p.delta.unwrap_or_default()));
         let mut stacks = wire::stacks_of(p);
         stacks.runtime = runtime_from_proto(p.runtime);
         processes.push(ProcessStacks {
@@ -94,11 +89,7 @@ fn batch(body: &Bytes) -> Option<ProfileBatch> {
         processes,
         start,
         duration: end.duration_since(start).unwrap_or_default(),
-        period_ns: if period_ns == 0 {
-            DEFAULT_SAMPLE_PERIOD_NS
-        } else {
-            period_ns
-        },
+        period_ns: period_ns.unwrap_or(DEFAULT_SAMPLE_PERIOD_NS),
     })
 }
 

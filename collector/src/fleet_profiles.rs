@@ -32,7 +32,15 @@ use tally_export::profile::{ProcessProfile, WriteError as ProfileError, wire};
 /// Workloads whose stacks are kept in one interval.
 pub const MAX_PROFILED_WORKLOADS: usize = MAX_PROFILED_PROCESSES;
 /// When a report says nothing of its sampling period (no CPU samples).
-const DEFAULT_SAMPLE_PERIOD_NS: u64 = 1_000_000_000 / 99;
+pub(crate) const DEFAULT_SAMPLE_PERIOD_NS: u64 = 1_000_000_000 / 99;
+
+/// The sampling period a process window's counters imply (CPU seconds per
+/// sample), ns; `None` without samples. Stacks on the wire carry counts,
+/// and this turns them back into CPU time for profiles of either kind.
+pub(crate) fn sample_period_ns(delta: &tally_proto::Counters) -> Option<u64> {
+    (delta.cpu_samples > 0)
+        .then(|| (delta.cpu_seconds * 1e9 / delta.cpu_samples as f64).round() as u64)
+}
 
 /// One workload's stacks in the current interval, by node and process.
 #[derive(Default)]
@@ -82,9 +90,10 @@ impl FleetProfiles {
             }
             let workload = current.workloads.entry(id).or_default();
             let delta = p.delta.unwrap_or_default();
-            if delta.cpu_samples > 0 && workload.sample_period_ns == 0 {
-                workload.sample_period_ns =
-                    (delta.cpu_seconds * 1e9 / delta.cpu_samples as f64).round() as u64;
+            if workload.sample_period_ns == 0
+                && let Some(period) = sample_period_ns(&delta)
+            {
+                workload.sample_period_ns = period;
             }
             let pid = p.key.unwrap_or_default().pid;
             let process = workload

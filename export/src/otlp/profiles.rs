@@ -25,7 +25,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration, time::SystemTime};
 
 use opentelemetry_proto::tonic::{
     collector::profiles::v1development::ExportProfilesServiceRequest,
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
+    common::v1::{AnyValue, InstrumentationScope, any_value},
     profiles::v1development::{
         Function, KeyValueAndUnit, Line, Link, Location, Mapping, Profile, ProfilesDictionary,
         ResourceProfiles, Sample, ScopeProfiles, Stack, ValueType,
@@ -323,25 +323,25 @@ fn scope() -> InstrumentationScope {
     }
 }
 
-/// The attribute `key` of a resource, as text (for logs and tests).
-pub fn resource_attr(resource: &Resource, key: &str) -> Option<String> {
-    resource
-        .attributes
-        .iter()
-        .find(|kv: &&KeyValue| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-        .map(|v| match v {
-            any_value::Value::StringValue(s) => s.clone(),
-            any_value::Value::IntValue(i) => i.to_string(),
-            other => format!("{other:?}"),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    /// The attribute `key` of a resource, as text.
+    fn resource_attr(resource: &Resource, key: &str) -> Option<String> {
+        resource
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+            .map(|v| match v {
+                any_value::Value::StringValue(s) => s.clone(),
+                any_value::Value::IntValue(i) => i.to_string(),
+                other => format!("{other:?}"),
+            })
+    }
 
     fn f(s: &str) -> Arc<str> {
         Arc::from(s)
