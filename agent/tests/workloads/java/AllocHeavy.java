@@ -4,6 +4,11 @@
 // seconds of work, then optionally seconds to wait first (so a tracer can
 // attach before the first collection) and seconds to wait after (so a
 // reader of its counters sees the last collection before the JVM exits).
+// The work ends with a System.gc(): the JVM's shutdown allocates, and into
+// a nearly full eden that takes one more collection as the JVM exits, one
+// that -Xlog:gc may no longer print and no reader of its memory can see
+// (both were measured: the log one GC(N) short of the uprobe's count, and
+// a GC(N) at exit that a reader of the JVM's counters missed).
 public class AllocHeavy {
     public static void main(String[] args) throws Exception {
         double seconds = Double.parseDouble(args[0]);
@@ -22,6 +27,7 @@ public class AllocHeavy {
             workers[t].start();
         }
         for (Thread w : workers) w.join();
+        System.gc();
         if (args.length > 2) Thread.sleep((long) (Double.parseDouble(args[2]) * 1000));
         System.out.println("{\"pid\":" + ProcessHandle.current().pid() + "}");
     }
