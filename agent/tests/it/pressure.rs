@@ -113,6 +113,7 @@ fn a_container_squeezed_by_its_memory_limit_stalls_and_an_unsqueezed_one_does_no
     thread::sleep(Duration::from_millis(1500));
     let (lines, stderr) = agent.stop();
     let rows = crate::cluster::workloads(&url);
+    let report: Value = serde_json::from_str(&crate::cost::report(&url, "json")).unwrap();
     let collector_err = collector.stop();
 
     let (sq_some, sq_full, sq_cpu, sq_windows) = pressure_of(&lines, &squeezed.id);
@@ -173,4 +174,34 @@ fn a_container_squeezed_by_its_memory_limit_stalls_and_an_unsqueezed_one_does_no
     );
     assert!(sq_share.is_some_and(|s| s > 0.0), "{sq_share:?}");
     assert_eq!(free_share, Some(0.0));
+    // The cost report: the same shares over the whole span, and the
+    // squeezed one's requests told why (it is no GC'd runtime, so only the
+    // Kubernetes recommendation is made; docker's limit is no pod's, so
+    // the report says it does not know it).
+    let line = |id: &str| crate::cost::workload(&report, id).clone();
+    let (sq_line, free_line) = (line(&squeezed.id), line(&free.id));
+    let report_share = |l: &Value| l["memory_stall_share"].as_f64();
+    eprintln!(
+        "agent report: memory_stall_share {:?} squeezed, {:?} unsqueezed",
+        report_share(&sq_line),
+        report_share(&free_line)
+    );
+    let sq_report_share = report_share(&sq_line).expect("the squeezed container's stall share");
+    assert!(sq_report_share > 0.0);
+    assert_eq!(report_share(&free_line), Some(0.0));
+    let told = |l: &Value| {
+        l["recommendations"].as_array().unwrap().iter().any(|r| {
+            r["caveats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c.as_str().unwrap().contains("stalled on memory"))
+        })
+    };
+    assert_eq!(
+        told(&sq_line),
+        sq_report_share >= 0.01,
+        "the requests name the stall exactly when it is evidence (≥ 1%): {sq_line:#}"
+    );
+    assert!(!told(&free_line));
 }

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use super::tiers::{self, Dialect};
 
 /// Bumped when a table changes shape; a store of another version is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS nodes (
@@ -87,8 +87,8 @@ UPDATE nodes SET
     last_window_end_unix_ms = COALESCE((SELECT MAX(window_end_unix_ms) FROM reports r WHERE r.node_id = nodes.id), 0);
 ";
 
-/// Creates the tables of a new store, or brings one of version 1 to this
-/// version, in one transaction.
+/// Creates the tables of a new store, or brings one of version 1 or 2 to
+/// this version, in one transaction.
 pub fn create_or_migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(SCHEMA_V1)?;
@@ -100,6 +100,20 @@ pub fn create_or_migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(MIGRATE_V1)?;
     }
     tx.execute_batch(&tiers::schema(Dialect::Sqlite))?;
+    // Version 3: the tiers keep the memory stall. A version 2 store's tiers
+    // gain the columns, 0 in its old buckets: no window there carried one.
+    for (table, column) in tiers::added_columns() {
+        let has: bool = tx
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+            ))?
+            .exists([])?;
+        if !has {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }

@@ -206,7 +206,43 @@ fn a_version_1_store_gains_the_tiers_and_keeps_its_nodes_span() {
         .unwrap();
     assert_eq!(span, (1000, 3000));
     assert_eq!(count(&store, "SELECT COUNT(*) FROM rollup_1h"), 0);
-    assert_eq!(count(&store, "PRAGMA user_version"), 2);
+    assert_eq!(count(&store, "PRAGMA user_version"), schema::SCHEMA_VERSION);
+}
+
+/// A version 2 store (tiers without the memory stall) gains the columns,
+/// keeps its buckets, with no stall known in them, and rolls up again.
+#[test]
+fn a_version_2_store_gains_the_stall_columns_and_keeps_its_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_000 * MINUTE;
+    {
+        let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+        let batch: Vec<Prepared> = (1..=3)
+            .map(|i| gc_report("a", i, t0 + i as i64 * 1000, 100 << 20, 1))
+            .collect();
+        store.write_batch(&batch, 0).unwrap();
+        for (table, column) in tiers::added_columns() {
+            store
+                .conn
+                .execute_batch(&format!("ALTER TABLE {table} DROP COLUMN {column}"))
+                .unwrap();
+        }
+        store.conn.execute_batch("PRAGMA user_version = 2").unwrap();
+    }
+    let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+    assert_eq!(count(&store, "PRAGMA user_version"), schema::SCHEMA_VERSION);
+    let minutes = stored_minutes(&store, "rollup_1m");
+    assert_eq!(minutes.len(), 1);
+    assert_eq!(minutes[0].1.gc_cycles, 3);
+    assert_eq!(
+        (minutes[0].1.memory_stall_us, minutes[0].1.stall_windows),
+        (0, 0)
+    );
+    let later: Vec<Prepared> = (4..=5)
+        .map(|i| gc_report("a", i, t0 + i as i64 * 1000, 100 << 20, 1))
+        .collect();
+    store.write_batch(&later, 0).unwrap();
+    assert_eq!(stored_minutes(&store, "rollup_1m")[0].1.gc_cycles, 5);
 }
 
 /// The cost report from 1-minute buckets against the same history's raw

@@ -59,7 +59,7 @@
 //! or a change of architecture.
 use serde::Serialize;
 
-use crate::gc::Runtime;
+use crate::gc::{Runtime, verdict::MEMORY_STALL_SHARE};
 
 use super::{
     Confidence, DataWindow, GIB, HOURS_PER_MONTH,
@@ -137,6 +137,20 @@ pub struct Observation {
     /// The most CPU it can use: the CPU limit, GOMAXPROCS or the node's
     /// vCPUs, whichever is least; `None` if none is known.
     pub cpu_ceiling_cores: Option<f64>,
+    /// Share of the window in which some task of the container stalled
+    /// waiting for memory (its cgroup's `memory.pressure`, `some`); `None`
+    /// where unknown (not a container, a kernel without PSI).
+    pub memory_stall_share: Option<f64>,
+}
+
+impl Observation {
+    /// The share of the window it stalled on memory, when that is at least
+    /// [`MEMORY_STALL_SHARE`]: a container squeezed by its memory limit, the
+    /// kernel reclaiming its pages to hold it under. Its RSS peak is then
+    /// the limit's doing, not its demand.
+    pub fn squeezed(&self) -> Option<f64> {
+        self.memory_stall_share.filter(|&s| s >= MEMORY_STALL_SHARE)
+    }
 }
 
 /// What a runtime change's saving is.
@@ -335,6 +349,10 @@ fn sanitized(obs: &Observation) -> Observation {
     o.rss_floor_bytes = o.rss_floor_bytes.min(o.rss_peak_bytes);
     o.replicas = o.replicas.max(1);
     o.cpu_ceiling_cores = o.cpu_ceiling_cores.filter(|c| c.is_finite() && *c > 0.0);
+    o.memory_stall_share = o
+        .memory_stall_share
+        .filter(|s| s.is_finite())
+        .map(|s| s.clamp(0.0, 1.0));
     o
 }
 
@@ -385,7 +403,14 @@ fn kubernetes(
     e: Effect,
 ) -> (Recommendation, f64, f64) {
     let peak = obs.rss_peak_bytes as f64;
-    let memory = round64(e.projected_peak_bytes.max(peak) * (1.0 + margin)).max(peak);
+    // Squeezed by its limit, it would have used more than its peak: the
+    // limit is the least it needs, so the request starts from there.
+    let squeezed_limit = obs
+        .squeezed()
+        .and(current.limit_memory_bytes)
+        .map_or(0.0, |b| b as f64);
+    let memory =
+        round64(e.projected_peak_bytes.max(peak).max(squeezed_limit) * (1.0 + margin)).max(peak);
     let cpu = ((obs.cpu_peak_cores * (1.0 + margin)) * 100.0)
         .ceil()
         .max(1.0)
@@ -422,6 +447,19 @@ fn kubernetes(
             "the memory request covers the peak projected after the runtime change ({} MiB), not only the observed {} MiB",
             mib(e.projected_peak_bytes), mib(peak)
         ));
+    }
+    if let Some(stall) = obs.squeezed() {
+        caveats.push(match current.limit_memory_bytes {
+            Some(limit) => format!(
+                "it stalled on memory {:.1}% of the time (PSI): the kernel reclaimed its pages to hold it under its {} MiB limit, so its observed peak understates what it uses; the request starts from that limit, not the peak",
+                stall * 100.0,
+                mib(limit as f64)
+            ),
+            None => format!(
+                "it stalled on memory {:.1}% of the time (PSI): something (a limit this report does not know) held it tight, so its observed peak understates what it uses, and this request may be too small",
+                stall * 100.0
+            ),
+        });
     }
     let fmt_cpu = |c: f64| format!("{}m", (c * 1000.0).round());
     let settings = vec![

@@ -10,7 +10,7 @@ use crate::store::tiers::{self, Dialect};
 
 /// Bumped when a table changes shape; a database of another version is
 /// refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Held while the tables are created, so that replicas starting together
 /// do not race on `CREATE TABLE IF NOT EXISTS`.
@@ -110,6 +110,18 @@ pub async fn create_or_check(client: &mut Client) -> Result<(), PgError> {
             .await?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
+        // Version 2: the tiers keep the memory stall; a version 1
+        // database's tiers gain the columns, 0 in its old buckets.
+        Some(1) => {
+            for (table, column) in tiers::added_columns() {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} BIGINT NOT NULL DEFAULT 0"
+                ))
+                .await?;
+            }
+            tx.execute("UPDATE schema_version SET version = $1", &[&SCHEMA_VERSION])
+                .await?;
+        }
         Some(found) => return Err(PgError::Schema { found }),
     }
     tx.commit().await?;

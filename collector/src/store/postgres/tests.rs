@@ -211,3 +211,43 @@ fn a_replica_sees_what_another_stored_in_its_recent_state() {
     // An empty batch is a transaction with nothing in it.
     assert!(b.write_batch(&[], 0).unwrap().is_empty());
 }
+
+/// A version 1 database (tiers without the memory stall) gains the
+/// columns when a collector of this version opens it, keeps its buckets,
+/// and goes on writing.
+#[test]
+fn a_version_1_database_gains_the_stall_columns_and_keeps_its_buckets() {
+    let Some(cluster) = start_or_skip("postgres migration") else {
+        return;
+    };
+    let url = cluster.create_db("migrate").unwrap();
+    let reports: Vec<_> = (1..=4)
+        .map(|s| report("n1", "agent-a", s, end_in_minute(s as i64), &[1]))
+        .collect();
+    {
+        let mut store = PgStore::open(&url).unwrap();
+        store.write_batch(&reports[..2], 0).unwrap();
+    }
+    {
+        let conn = PgConn::connect(&url, super::Role::Writer).unwrap();
+        let mut sql = String::from("UPDATE schema_version SET version = 1;");
+        for (table, column) in crate::store::tiers::added_columns() {
+            sql.push_str(&format!("ALTER TABLE {table} DROP COLUMN {column};"));
+        }
+        conn.rt.block_on(conn.client.batch_execute(&sql)).unwrap();
+    }
+    let mut store = PgStore::open(&url).unwrap();
+    assert_eq!(
+        count(&url, "SELECT MAX(version) FROM schema_version"),
+        super::SCHEMA_VERSION
+    );
+    assert_eq!(
+        count(
+            &url,
+            "SELECT SUM(stall_windows + memory_stall_us)::int8 FROM rollup_1m"
+        ),
+        0
+    );
+    store.write_batch(&reports[2..], 0).unwrap();
+    assert_eq!(count(&url, "SELECT SUM(windows)::int8 FROM rollup_1m"), 4);
+}

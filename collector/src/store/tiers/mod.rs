@@ -137,7 +137,7 @@ enum Merge {
 }
 
 /// The columns after the key, in the order [`Rollup::values`] gives them.
-const COLUMNS: [(&str, Merge); 29] = [
+const COLUMNS: [(&str, Merge); 31] = [
     ("runtime", Merge::Max),
     ("windows", Merge::Sum),
     ("seconds_us", Merge::Sum),
@@ -170,6 +170,12 @@ const COLUMNS: [(&str, Merge); 29] = [
     // windows or more): written by the roll-up of the minute tier (a minute
     // row holds 0; its own peak − min is its swing).
     ("sawtooth", Merge::Sum),
+    // A container's memory stall (PSI `some`), and how many of the
+    // bucket's windows carried one: a bucket none of whose windows did (not
+    // a container, a kernel without PSI) has an unknown stall, not a zero
+    // one. Added in version 3 of the SQLite store, 2 of PostgreSQL's.
+    ("memory_stall_us", Merge::Sum),
+    ("stall_windows", Merge::Sum),
 ];
 /// How many values [`Rollup::values`] gives.
 pub const COLUMN_COUNT: usize = COLUMNS.len() + 1;
@@ -208,6 +214,8 @@ pub struct Rollup {
     pub rss_min: i64,
     pub cpu_peak_millicores: i64,
     pub sawtooth: i64,
+    pub memory_stall_us: i64,
+    pub stall_windows: i64,
     pub sawtooth_minutes: i64,
 }
 
@@ -266,6 +274,8 @@ impl Rollup {
                 0
             },
             sawtooth: 0,
+            memory_stall_us: d.memory_stall_us.map_or(0, int),
+            stall_windows: i64::from(d.memory_stall_us.is_some()),
             sawtooth_minutes: 0,
         };
         if rss_bytes == 0 {
@@ -318,6 +328,8 @@ impl Rollup {
             self.rss_min,
             self.cpu_peak_millicores,
             self.sawtooth,
+            self.memory_stall_us,
+            self.stall_windows,
             self.sawtooth_minutes,
         ]
     }
@@ -353,7 +365,9 @@ impl Rollup {
             rss_min: v[26],
             cpu_peak_millicores: v[27],
             sawtooth: v[28],
-            sawtooth_minutes: v[29],
+            memory_stall_us: v[29],
+            stall_windows: v[30],
+            sawtooth_minutes: v[31],
         }
     }
 
@@ -410,8 +424,9 @@ impl Rollup {
                 gc_thread_cpu_seconds: thread,
                 gc_stack_cpu_seconds: stack,
                 gc_blind_cpu_seconds: s(self.gc_blind_us),
-                // The tiers do not keep the memory stall.
-                memory_stall_us: None,
+                // Windows without one count as no stall in a bucket with
+                // some: a container's first window, nothing more.
+                memory_stall_us: (self.stall_windows > 0).then(|| u(self.memory_stall_us)),
             }),
             rss_bytes: if seconds > 0.0 {
                 (self.rss_kib_ms as f64 * 1024.0 / (seconds * 1000.0)) as u64
@@ -442,6 +457,16 @@ fn merge_values(merge: Merge, a: i64, b: i64) -> i64 {
 }
 
 /// Every column after the key, in [`Rollup::values`] order.
+/// The columns added to every tier after it was first shipped, by table:
+/// what a store of an older version gains.
+pub fn added_columns() -> impl Iterator<Item = (&'static str, &'static str)> {
+    Tier::ALL.into_iter().flat_map(|t| {
+        ["memory_stall_us", "stall_windows"]
+            .into_iter()
+            .map(move |c| (t.table(), c))
+    })
+}
+
 pub fn all_columns() -> impl Iterator<Item = &'static str> {
     COLUMNS
         .iter()

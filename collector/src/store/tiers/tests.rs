@@ -32,6 +32,36 @@ fn values_round_trip_and_name_every_column() {
     assert_eq!(p.cpu_peak_cores, 0.15);
 }
 
+/// A bucket's stall is known once any of its windows carried one, and
+/// then sums theirs; a bucket none of whose windows did has none.
+#[test]
+fn a_buckets_memory_stall_is_its_windows_or_unknown() {
+    let window = |stall: Option<u64>| pb::Counters {
+        cpu_seconds: 1.0,
+        memory_stall_us: stall,
+        ..Default::default()
+    };
+    let mut none = Rollup::default();
+    none.add_window(1.0, Runtime::Go, &window(None), 1 << 20);
+    let point = |r: &Rollup| r.to_point(Tier::Minute, 0, "n".into()).delta.unwrap();
+    assert_eq!(point(&none).memory_stall_us, None);
+    let mut some = none;
+    some.add_window(1.0, Runtime::Go, &window(Some(0)), 1 << 20);
+    assert_eq!(point(&some).memory_stall_us, Some(0));
+    some.add_window(1.0, Runtime::Go, &window(Some(250_000)), 1 << 20);
+    let mut hour = Rollup::default();
+    hour.merge(&some);
+    hour.merge(&some);
+    assert_eq!((hour.memory_stall_us, hour.stall_windows), (500_000, 4));
+    assert_eq!(
+        hour.to_point(Tier::Hour, 0, "n".into())
+            .delta
+            .unwrap()
+            .memory_stall_us,
+        Some(500_000)
+    );
+}
+
 #[test]
 fn merging_sums_counts_and_keeps_the_extremes_of_rss() {
     let mut r = Rollup::default();

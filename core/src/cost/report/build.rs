@@ -17,6 +17,7 @@ use crate::{
     cost::{
         DataWindow, GcTax, HOURS_PER_MONTH, Lifecycle, NodePrice, PriceTable, Recommendation,
         allocation::{NodeCapacity, NodeRates, WorkloadUsage, allocate},
+        recommend::Target,
     },
     gc::Runtime,
     model::RuntimeSettings,
@@ -130,6 +131,10 @@ pub struct WorkloadCostLine {
     /// share is unknown and no GC tax is claimed.
     pub gc_blind_share: f64,
     pub gc_cycles: u64,
+    /// Share of its time some task of it stalled waiting for memory (its
+    /// container cgroup's `memory.pressure`, `some`); `null` where unknown
+    /// (not a container, a kernel without PSI, an older collector's tiers).
+    pub memory_stall_share: Option<f64>,
     pub rss_avg_bytes: u64,
     pub rss_peak_bytes: u64,
     pub cost_usd: f64,
@@ -343,17 +348,28 @@ fn rank(
     for l in &mut lines {
         l.gc_tax_worth_naming = l.gc_tax_usd_per_month >= NAMED_TAX_USD_PER_MONTH
             && l.gc_tax_usd_per_month >= NAMED_TAX_SHARE * l.cost_usd_per_month;
+        // A container squeezed by its memory limit keeps its requests
+        // whatever they cost: what they buy is the end of its stalls.
+        let squeezed = l
+            .memory_stall_share
+            .is_some_and(|s| s >= crate::gc::verdict::MEMORY_STALL_SHARE);
+        let relieves = |r: &Recommendation| {
+            squeezed
+                && r.target == Target::Kubernetes
+                && r.settings
+                    .iter()
+                    .any(|s| s.was.as_deref() != Some(s.value.as_str()))
+        };
         if !l.gc_tax_worth_naming {
             // Requests and shape still count, runtime knobs do not.
             l.recommendations.retain(|r| {
-                matches!(
-                    r.target,
-                    crate::cost::recommend::Target::Kubernetes
-                        | crate::cost::recommend::Target::InstanceShape
-                ) && r.monthly_saving_usd >= NAMED_TAX_USD_PER_MONTH
+                relieves(r)
+                    || matches!(r.target, Target::Kubernetes | Target::InstanceShape)
+                        && r.monthly_saving_usd >= NAMED_TAX_USD_PER_MONTH
             });
         }
-        l.recommendations.retain(|r| !summary::is_nil(r));
+        l.recommendations
+            .retain(|r| relieves(r) || !summary::is_nil(r));
         if l.system.is_some() {
             l.recommendations.clear();
         }

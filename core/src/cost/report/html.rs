@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use super::{
     build::{CostReport, WorkloadCostLine},
     render::{
-        NO_CHANGES, change_line, gc_tax_summary_line, mib, node_line, recommendation_line, rows,
-        settings_line, small_line, spend_line, system_line, tax_line, usd_month,
+        NO_CHANGES, change_line, gc_tax_summary_line, mib, node_line, pressure_line,
+        recommendation_line, rows, settings_line, small_line, spend_line, system_line, tax_line,
+        usd_month,
     },
 };
 
@@ -180,7 +181,7 @@ pub fn html(report: &CostReport) -> String {
             escape(&tax_line(w)),
             rss_chart(i, w)
         );
-        if let Some(l) = settings_line(w) {
+        for l in [settings_line(w), pressure_line(w)].into_iter().flatten() {
             let _ = write!(o, "<p class=\"settings\">{}</p>", escape(&l));
         }
         if !w.recommendations.is_empty() {

@@ -132,6 +132,7 @@ pub(super) fn line(
     let gc_cpu_share = signals.gc_cpu_share();
     let gc_blind_share = signals.blind_share();
     let gc_unobservable = runtime.has_gc() && gc_blind_share >= crate::gc::verdict::BLIND_SHARE;
+    let memory_stall_share = signals.memory_stall_share();
     let gc_cycles: u64 = points
         .iter()
         .filter_map(|p| p.delta.as_ref())
@@ -227,6 +228,7 @@ pub(super) fn line(
                 headroom_confidence,
                 replicas: 1,
                 cpu_ceiling_cores: cpu_ceiling(&current, n),
+                memory_stall_share,
             };
             let mut ctx = Context::new(rates);
             ctx.prices = Some(prices);
@@ -258,6 +260,7 @@ pub(super) fn line(
         gc_cpu_share,
         gc_blind_share,
         gc_cycles,
+        memory_stall_share,
         rss_avg_bytes: rss_avg,
         rss_peak_bytes: rss_peak,
         cost_usd: 0.0,

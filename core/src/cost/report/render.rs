@@ -124,6 +124,20 @@ pub fn recommendation_line(r: &Recommendation) -> String {
     )
 }
 
+/// Its memory stall where it is evidence ([`Observation::squeezed`]); its
+/// recommendations say what follows from it.
+///
+/// [`Observation::squeezed`]: crate::cost::recommend::Observation::squeezed
+pub fn pressure_line(w: &WorkloadCostLine) -> Option<String> {
+    let stall = w
+        .memory_stall_share
+        .filter(|&s| s >= crate::gc::verdict::MEMORY_STALL_SHARE)?;
+    Some(format!(
+        "Memory pressure: stalled waiting for memory {:.1}% of the time (PSI some): too little headroom under its limit",
+        stall * 100.0
+    ))
+}
+
 /// The runtime settings the workload runs with, as read from its main
 /// process (what its recommendations rest on); `None` for a runtime
 /// without any Tally reads.
@@ -285,7 +299,7 @@ pub fn text(report: &CostReport) -> String {
             }
         );
         let _ = writeln!(o, "    key {}", w.key);
-        if let Some(l) = settings_line(w) {
+        for l in [settings_line(w), pressure_line(w)].into_iter().flatten() {
             let _ = writeln!(o, "    {l}");
         }
         for r in &w.recommendations {
@@ -365,7 +379,7 @@ pub fn markdown(report: &CostReport) -> String {
     let _ = writeln!(o, "\n## Recommendations\n");
     for w in rows(report).filter(|w| !w.recommendations.is_empty()) {
         let _ = writeln!(o, "### {}\n", w.name);
-        if let Some(l) = settings_line(w) {
+        for l in [settings_line(w), pressure_line(w)].into_iter().flatten() {
             let _ = writeln!(o, "{l}\n");
         }
         for r in &w.recommendations {

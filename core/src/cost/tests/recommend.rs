@@ -32,6 +32,7 @@ fn go_service() -> Observation {
         headroom_confidence: Some(Confidence::High),
         replicas: 1,
         cpu_ceiling_cores: None,
+        memory_stall_share: None,
     }
 }
 
@@ -437,6 +438,55 @@ fn opt_ceiling(rng: &mut Lcg, cores: f64) -> Option<f64> {
     (rng.unit() < 0.5).then(|| cores * rng.range(0.9, 8.0))
 }
 
+/// A container that stalls on memory at its limit used what the limit let
+/// it: its memory request starts from the limit, and its recommendations
+/// say why; one that stalls less than the evidence threshold is sized from
+/// its peak as before.
+#[test]
+fn a_squeezed_container_is_sized_from_its_limit_and_told_why() {
+    // Peak 1 GiB under a 2 GiB limit (a limit at the peak leaves GOGC no
+    // room to grow, and so no Go change to check).
+    let current = CurrentSettings {
+        gogc: Some(100),
+        limit_memory_bytes: Some(2048 * MIB),
+        ..Default::default()
+    };
+    let squeezed = Observation {
+        memory_stall_share: Some(0.05),
+        ..go_service()
+    };
+    let unsqueezed = Observation {
+        memory_stall_share: Some(0.001),
+        ..go_service()
+    };
+    // Requests alone: the runtime change projects its own peak.
+    let no_runtime = Context {
+        gc_heavy_share: 1.0,
+        ..ctx()
+    };
+    let memory = |obs: &Observation| {
+        find(&recommend(obs, &current, &no_runtime), Target::Kubernetes).memory_bytes[0]
+    };
+    assert_eq!(memory(&unsqueezed), 1216 * MIB, "peak 1 GiB + 15%");
+    assert_eq!(memory(&squeezed), 2368 * MIB, "limit 2 GiB + 15%");
+    let recs = recommend(&squeezed, &current, &ctx());
+    let says_psi = |r: &Recommendation| {
+        r.caveats
+            .iter()
+            .any(|c| c.contains("stalled on memory 5.0%"))
+    };
+    assert!(says_psi(find(&recs, Target::Kubernetes)));
+    assert!(says_psi(find(&recs, Target::Go)));
+    let plain = recommend(&unsqueezed, &current, &ctx());
+    for r in &plain {
+        assert!(
+            !r.caveats.iter().any(|c| c.contains("stalled")),
+            "{:?}",
+            r.caveats
+        );
+    }
+}
+
 #[test]
 fn never_below_an_observed_peak() {
     let table = PriceTable::embedded();
@@ -468,6 +518,7 @@ fn never_below_an_observed_peak() {
             headroom_confidence: None,
             replicas: (rng.next_u64() % 5) as u32,
             cpu_ceiling_cores: opt_ceiling(&mut rng, cores),
+            memory_stall_share: (i % 3 == 0).then(|| rng.range(0.0, 0.3)),
         };
         let opt = |rng: &mut Lcg, lo: f64, hi: f64| {
             if rng.unit() < 0.5 {

@@ -134,6 +134,12 @@ pub(super) fn priced(
         }
     };
     let mut caveats = c.caveats;
+    if let Some(stall) = obs.squeezed() {
+        caveats.push(format!(
+            "it stalled on memory {:.1}% of the time (PSI): its heap has too little room under its limit, so it collects more often than its settings alone would make it; the headroom this change adds is what relieves it, so give it the memory limit this report recommends with it",
+            stall * 100.0
+        ));
+    }
     if mode.kind == SavingKind::Money && saving <= 0.0 {
         caveats.push(
             "the memory it adds may cost more than the CPU it saves: try it on one replica and compare"
