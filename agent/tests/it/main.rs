@@ -45,6 +45,5 @@ mod semconv_metrics;
 mod settings;
 mod syscall_hooks;
 mod tiers;
-mod token_review;
 mod top_tui;
 mod verdicts;
