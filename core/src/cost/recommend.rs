@@ -59,7 +59,7 @@
 //! or a change of architecture.
 use serde::Serialize;
 
-use crate::gc::{Runtime, verdict::MEMORY_STALL_SHARE};
+use crate::gc::{Runtime, verdict::stall_evidence};
 
 use super::{
     Confidence, DataWindow, GIB, HOURS_PER_MONTH,
@@ -144,12 +144,12 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// The share of the window it stalled on memory, when that is at least
-    /// [`MEMORY_STALL_SHARE`]: a container squeezed by its memory limit, the
+    /// The share of the window it stalled on memory, where that is evidence
+    /// ([`stall_evidence`]): a container squeezed by its memory limit, the
     /// kernel reclaiming its pages to hold it under. Its RSS peak is then
     /// the limit's doing, not its demand.
     pub fn squeezed(&self) -> Option<f64> {
-        self.memory_stall_share.filter(|&s| s >= MEMORY_STALL_SHARE)
+        stall_evidence(self.memory_stall_share)
     }
 }
 

@@ -195,13 +195,20 @@ pub fn classify_after(s: &GcSignals, prior: Option<VerdictKind>) -> Verdict {
     verdict
 }
 
+/// A memory stall share where it is evidence (at least
+/// [`MEMORY_STALL_SHARE`]): the verdicts' reasons, the cost model's
+/// sizing from the limit and the report's line all ask here.
+pub fn stall_evidence(share: Option<f64>) -> Option<f64> {
+    share.filter(|&s| s >= MEMORY_STALL_SHARE)
+}
+
 /// Memory pressure is evidence, never a verdict of its own: a container
 /// that stalled on memory for at least [`MEMORY_STALL_SHARE`] of the window
 /// says so in its reasons; a gc-heavy one is where that matters most (its
 /// collector runs so often because the heap has little room under the
 /// limit), so it also raises the confidence a little.
 fn add_memory_stall(s: &GcSignals, verdict: &mut Verdict) {
-    let Some(share) = s.memory_stall_share().filter(|&x| x >= MEMORY_STALL_SHARE) else {
+    let Some(share) = stall_evidence(s.memory_stall_share()) else {
         return;
     };
     let stalled = format!(

@@ -350,9 +350,7 @@ fn rank(
             && l.gc_tax_usd_per_month >= NAMED_TAX_SHARE * l.cost_usd_per_month;
         // A container squeezed by its memory limit keeps its requests
         // whatever they cost: what they buy is the end of its stalls.
-        let squeezed = l
-            .memory_stall_share
-            .is_some_and(|s| s >= crate::gc::verdict::MEMORY_STALL_SHARE);
+        let squeezed = crate::gc::verdict::stall_evidence(l.memory_stall_share).is_some();
         let relieves = |r: &Recommendation| {
             squeezed
                 && r.target == Target::Kubernetes

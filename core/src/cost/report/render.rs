@@ -129,9 +129,7 @@ pub fn recommendation_line(r: &Recommendation) -> String {
 ///
 /// [`Observation::squeezed`]: crate::cost::recommend::Observation::squeezed
 pub fn pressure_line(w: &WorkloadCostLine) -> Option<String> {
-    let stall = w
-        .memory_stall_share
-        .filter(|&s| s >= crate::gc::verdict::MEMORY_STALL_SHARE)?;
+    let stall = crate::gc::verdict::stall_evidence(w.memory_stall_share)?;
     Some(format!(
         "Memory pressure: stalled waiting for memory {:.1}% of the time (PSI some): too little headroom under its limit",
         stall * 100.0
