@@ -47,6 +47,7 @@ impl FleetExporter {
         opts: &ExportOptions,
         snapshot: query::Snapshot,
         every: Duration,
+        reviews: Option<Arc<crate::token_review::ReviewStats>>,
     ) -> Result<Self, ExportError> {
         let max = opts.limits.max_series;
         let otlp = opts
@@ -56,7 +57,7 @@ impl FleetExporter {
             .transpose()?;
         let stats = otlp.as_ref().map(otlp::OtlpExporter::stats);
         let server = match opts.metrics_listen {
-            Some(addr) => Some(serve(addr, snapshot.clone(), stats.clone(), max)?),
+            Some(addr) => Some(serve(addr, snapshot.clone(), stats.clone(), reviews, max)?),
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -124,10 +125,14 @@ fn serve(
     addr: SocketAddr,
     snapshot: query::Snapshot,
     stats: Option<Arc<otlp::OtlpStats>>,
+    reviews: Option<Arc<crate::token_review::ReviewStats>>,
     max: usize,
 ) -> Result<http::MetricsServer, ExportError> {
     let render: http::Render = Arc::new(move || {
-        let extra = stats.as_ref().map(|s| s.points()).unwrap_or_default();
+        let mut extra = stats.as_ref().map(|s| s.points()).unwrap_or_default();
+        if let Some(r) = &reviews {
+            extra.extend(r.points());
+        }
         render(&read(&snapshot), max, &extra)
     });
     // The store is open before the exporter starts.

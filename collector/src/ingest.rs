@@ -24,7 +24,11 @@ use super::{
     validate::{self, InvalidReport, Limits},
     workload::workload_windows,
 };
-use crate::{fleet_otlp_profiles::OtlpProfiles, fleet_profiles::FleetProfiles};
+use crate::{
+    fleet_otlp_profiles::OtlpProfiles,
+    fleet_profiles::FleetProfiles,
+    token_review::{self, ReviewStats},
+};
 use tally_transport::Caller;
 
 /// Why a report was not taken.
@@ -32,8 +36,10 @@ use tally_transport::Caller;
 pub enum Refusal {
     #[error(transparent)]
     Invalid(#[from] InvalidReport),
-    #[error("this client is not allowed to write reports for node `{node}`")]
-    WrongNode { node: String },
+    #[error(
+        "field `node_name`: this client ({caller}) is not allowed to write reports for node `{node}`"
+    )]
+    WrongNode { node: String, caller: String },
 }
 
 impl Refusal {
@@ -69,6 +75,7 @@ pub fn prepare(
     if !caller.may_write(&node.node_name) {
         return Err(Refusal::WrongNode {
             node: node.node_name.chars().take(253).collect(),
+            caller: caller.describe(),
         });
     }
     let node_name: Arc<str> = Arc::from(node.node_name.as_str());
@@ -166,14 +173,23 @@ pub struct IngestService {
     /// past it the stream is read more slowly, never cut: a resending agent
     /// loses nothing, a flooding client costs no more than this.
     reports_per_second: f64,
+    /// With service account tokens: where a report for another node than
+    /// the token's is counted.
+    reviews: Option<Arc<ReviewStats>>,
 }
 
 impl IngestService {
-    pub fn new(jobs: mpsc::Sender<Job>, limits: Limits, reports_per_second: f64) -> Self {
+    pub fn new(
+        jobs: mpsc::Sender<Job>,
+        limits: Limits,
+        reports_per_second: f64,
+        reviews: Option<Arc<ReviewStats>>,
+    ) -> Self {
         Self {
             jobs,
             limits: Arc::new(limits),
             reports_per_second,
+            reviews,
         }
     }
 }
@@ -245,6 +261,7 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
         let (ack_tx, ack_rx) = mpsc::channel(IN_FLIGHT_PER_STREAM);
         let (answers_tx, mut answers_rx) = mpsc::channel::<Answer>(IN_FLIGHT_PER_STREAM);
         let jobs = self.jobs.clone();
+        let reviews = self.reviews.clone();
 
         tokio::spawn(async move {
             let mut throttled = false;
@@ -284,6 +301,18 @@ impl pb::received::server::ingest_server::Ingest for IngestService {
                     }
                     Err(refusal) => {
                         tracing::warn!("refused a report from {peer}: {refusal}");
+                        if let (
+                            Refusal::WrongNode { .. },
+                            Caller::ServiceAccount { node },
+                            Some(r),
+                        ) = (&refusal, &caller, &reviews)
+                        {
+                            r.count(if node.is_some() {
+                                token_review::Outcome::WrongNode
+                            } else {
+                                token_review::Outcome::NoNode
+                            });
+                        }
                         let _ = reply.send(Err(refusal.status()));
                         let _ = answers_tx.send(answer).await;
                         break;
@@ -531,8 +560,27 @@ mod tests {
 
         assert!(prepare_as(&valid(), &Caller::Node("n".into())).is_ok());
         let wrong = prepare_as(&valid(), &Caller::Node("other".into())).unwrap_err();
-        assert_eq!(wrong, Refusal::WrongNode { node: "n".into() });
+        assert_eq!(
+            wrong,
+            Refusal::WrongNode {
+                node: "n".into(),
+                caller: "a token bound to node `other`".into()
+            }
+        );
         assert_eq!(wrong.status().code(), tonic::Code::PermissionDenied);
+        // A reviewed service account token: its node, else no write.
+        let sa = |node: Option<&str>| Caller::ServiceAccount {
+            node: node.map(str::to_owned),
+        };
+        assert!(prepare_as(&valid(), &sa(Some("n"))).is_ok());
+        for other in [
+            sa(Some("other")),
+            sa(None),
+            Caller::UnreviewedToken("t".into()),
+        ] {
+            let refusal = prepare_as(&valid(), &other).unwrap_err();
+            assert_eq!(refusal.status().code(), tonic::Code::PermissionDenied);
+        }
 
         let mut r = valid();
         r.sequence = 0;

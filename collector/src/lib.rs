@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod listener;
 pub mod query;
 pub mod store;
+pub mod token_review;
 pub mod validate;
 
 /// What a verdict is about, and what a received report says of it (core).
@@ -55,6 +56,8 @@ pub enum CollectorError {
     Export(#[from] tally_export::ExportError),
     #[error(transparent)]
     Transport(#[from] tally_transport::TransportError),
+    #[error(transparent)]
+    TokenReview(#[from] token_review::TokenReviewError),
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,9 @@ pub struct CollectorConfig {
     pub profile_interval: Duration,
     /// TLS, client certificates, tokens.
     pub security: tally_transport::ServerSecurity,
+    /// Kubernetes service account tokens, reviewed by the API server
+    /// (`--token-review-audience`); `security.token_review` follows it.
+    pub token_review: Option<token_review::TokenReviewConfig>,
     pub limits: Limits,
 }
 
@@ -137,7 +143,21 @@ pub fn run(config: CollectorConfig) -> Result<(), CollectorError> {
 }
 
 async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
-    let guard = config.security.prepare(config.listen)?;
+    let security = tally_transport::ServerSecurity {
+        token_review: config.token_review.is_some(),
+        ..config.security.clone()
+    };
+    let guard = security.prepare(config.listen)?;
+    let reviews = config
+        .token_review
+        .as_ref()
+        .map(|_| Arc::new(token_review::ReviewStats::default()));
+    let reviewer = match (&config.token_review, &reviews) {
+        (Some(c), Some(stats)) => Some(Arc::new(
+            token_review::Reviewer::connect(c.clone(), stats.clone()).await?,
+        )),
+        _ => None,
+    };
     raise_open_files_limit();
     // Blocking (and the PostgreSQL client runs its own runtime): off the
     // async threads.
@@ -189,6 +209,7 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
         &config.export,
         snapshot.clone(),
         config.classify_interval,
+        reviews.clone(),
     )?;
     let classifier = {
         let (fleet, snapshot) = (fleet.clone(), snapshot.clone());
@@ -262,23 +283,32 @@ async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let limits = &config.limits;
     // tonic checks the gRPC length prefix against the limit before it
     // buffers a message, and refuses with OUT_OF_RANGE.
+    // The interceptor checks credentials it can check at once; a service
+    // account token goes on to its TokenReview, in the request's future.
     let ingest = tonic::service::interceptor::InterceptedService::new(
-        pb::received::server::ingest_server::IngestServer::new(ingest::IngestService::new(
-            jobs,
-            limits.report.clone(),
-            limits.max_reports_per_second,
-        ))
-        .max_decoding_message_size(limits.max_report_bytes),
+        token_review::Reviewed::new(
+            pb::received::server::ingest_server::IngestServer::new(ingest::IngestService::new(
+                jobs,
+                limits.report.clone(),
+                limits.max_reports_per_second,
+                reviews,
+            ))
+            .max_decoding_message_size(limits.max_report_bytes),
+            reviewer.clone(),
+        ),
         guard.interceptor(),
     );
-    let query = pb::query_server::QueryServer::with_interceptor(
-        query::QueryService {
-            fleet,
-            snapshot,
-            reader,
-            watch,
-            retention: config.retention,
-        },
+    let query = tonic::service::interceptor::InterceptedService::new(
+        token_review::Reviewed::new(
+            pb::query_server::QueryServer::new(query::QueryService {
+                fleet,
+                snapshot,
+                reader,
+                watch,
+                retention: config.retention,
+            }),
+            reviewer,
+        ),
         guard.interceptor(),
     );
     let stats = Arc::new(listener::ListenerStats::default());

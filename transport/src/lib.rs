@@ -83,6 +83,16 @@ pub enum Caller {
     /// A client certificate the client CA signed; which nodes it may write
     /// for is checked per report against its names.
     Certificate(Arc<Vec<tonic::transport::CertificateDer<'static>>>),
+    /// A bearer that is no static token, with `--token-review-audience`:
+    /// a Kubernetes service account token not verified yet. It may do
+    /// nothing until the collector's TokenReview turns it into
+    /// [`Caller::ServiceAccount`] (asynchronously, which an interceptor
+    /// cannot).
+    UnreviewedToken(Arc<str>),
+    /// A service account token the API server vouched for, issued to a pod
+    /// on this node (its `authentication.kubernetes.io/node-name`); one
+    /// bound to no pod names none, and may read but not write.
+    ServiceAccount { node: Option<String> },
 }
 
 impl Caller {
@@ -91,9 +101,25 @@ impl Caller {
         match self {
             Caller::AnyNode => true,
             Caller::Node(name) => name == node,
+            Caller::ServiceAccount { node: name } => name.as_deref() == Some(node),
             Caller::Certificate(chain) => chain
                 .first()
                 .is_some_and(|leaf| certificate_names_node(leaf, node)),
+            Caller::UnreviewedToken(_) => false,
+        }
+    }
+
+    /// What the caller proved, as a refusal names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Caller::AnyNode => "any node".to_string(),
+            Caller::Node(name) => format!("a token bound to node `{name}`"),
+            Caller::Certificate(_) => "a client certificate for other names".to_string(),
+            Caller::UnreviewedToken(_) => "a token not reviewed".to_string(),
+            Caller::ServiceAccount { node: Some(node) } => format!(
+                "a service account token issued on node `{node}`, its `user.extra[authentication.kubernetes.io/node-name]`"
+            ),
+            Caller::ServiceAccount { node: None } => "a service account token bound to no pod: `user.extra[authentication.kubernetes.io/node-name]` names no node, so it may read but not write".to_string(),
         }
     }
 }
@@ -119,6 +145,10 @@ pub struct ServerSecurity {
     pub token_file: Option<PathBuf>,
     /// Accept clients without credentials on any address.
     pub insecure: bool,
+    /// Kubernetes service account tokens, reviewed by the API server
+    /// (`--token-review-audience`): a bearer that is no static token is
+    /// passed on as [`Caller::UnreviewedToken`].
+    pub token_review: bool,
 }
 
 /// What [`ServerSecurity::prepare`] makes: the TLS config for tonic, and
@@ -128,6 +158,7 @@ pub struct Guard {
     pub tls: Option<ServerTlsConfig>,
     tokens: Option<Arc<ReloadingTokens>>,
     mutual_tls: bool,
+    token_review: bool,
 }
 
 impl ServerSecurity {
@@ -157,15 +188,16 @@ impl ServerSecurity {
             .transpose()?
             .map(Arc::new);
         let loopback = addr.ip().is_loopback();
+        let bearers = tokens.is_some() || self.token_review;
         if !self.insecure && !loopback {
-            if !mutual_tls && tokens.is_none() {
+            if !mutual_tls && !bearers {
                 return Err(TransportError::NoCredentials { addr });
             }
-            if tokens.is_some() && tls.is_none() {
+            if bearers && tls.is_none() {
                 return Err(TransportError::TokensInClear { addr });
             }
         }
-        if self.insecure && !mutual_tls && tokens.is_none() && !loopback {
+        if self.insecure && !mutual_tls && !bearers && !loopback {
             tracing::warn!(
                 "--insecure: any client that reaches {addr} may write reports for any node"
             );
@@ -174,6 +206,7 @@ impl ServerSecurity {
             tls,
             tokens,
             mutual_tls,
+            token_review: self.token_review,
         })
     }
 }
@@ -193,9 +226,14 @@ impl Guard {
         } else {
             None
         };
-        match &self.tokens {
-            Some(tokens) => tokens.current().caller(request),
-            None => Ok(certificate.unwrap_or(Caller::AnyNode)),
+        match (&self.tokens, self.token_review) {
+            (Some(tokens), false) => tokens.current().caller(request),
+            (Some(tokens), true) => tokens
+                .current()
+                .caller(request)
+                .or_else(|_| tokens::bearer(request).map(unreviewed)),
+            (None, true) => tokens::bearer(request).map(unreviewed),
+            (None, false) => Ok(certificate.unwrap_or(Caller::AnyNode)),
         }
     }
 
@@ -212,6 +250,10 @@ impl Guard {
             Ok(request)
         }
     }
+}
+
+fn unreviewed(token: &[u8]) -> Caller {
+    Caller::UnreviewedToken(Arc::from(String::from_utf8_lossy(token).as_ref()))
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportError> {

@@ -122,12 +122,7 @@ impl TokenTable {
 
     /// The caller a request's `authorization: Bearer …` speaks for.
     pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let header = request.metadata().get("authorization").ok_or_else(|| {
-            Status::unauthenticated("a bearer token is required (authorization: Bearer TOKEN)")
-        })?;
-        let token = header.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| {
-            Status::unauthenticated("the authorization header is not `Bearer TOKEN`")
-        })?;
+        let token = bearer(request)?;
         // Every entry is compared in full, whatever matched: the time taken
         // says nothing about which token, or how much of one, was right.
         let mut found: Option<&Scope> = None;
@@ -142,6 +137,21 @@ impl TokenTable {
             None => Err(Status::unauthenticated("unknown bearer token")),
         }
     }
+}
+
+/// The token of a request's `authorization: Bearer …` header.
+pub(crate) fn bearer<T>(request: &Request<T>) -> Result<&[u8], Status> {
+    let header = request.metadata().get("authorization").ok_or_else(|| {
+        Status::unauthenticated("a bearer token is required (authorization: Bearer TOKEN)")
+    })?;
+    let token = header
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .ok_or_else(|| Status::unauthenticated("the authorization header is not `Bearer TOKEN`"))?;
+    if token.is_empty() {
+        return Err(Status::unauthenticated("the bearer token is empty"));
+    }
+    Ok(token)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -117,6 +117,7 @@ pub fn run(args: CollectorArgs) -> Result<(), Failure> {
         profiles_dir: args.profiles,
         profile_interval: args.profile_interval,
         security: (&args.security).into(),
+        token_review: args.security.token_review(),
         // An agent's backlog after an outage longer than the raw retention
         // still has a place: its minute buckets.
         limits: args.limits.limits(args.retention.max(args.retention_1m)),

@@ -3,7 +3,7 @@
 //! collector.
 use std::path::PathBuf;
 
-use tally_collector::{Limits, validate};
+use tally_collector::{Limits, token_review::TokenReviewConfig, validate};
 use tally_transport::{ClientSecurity, ServerSecurity};
 
 /// `agent collector`'s transport security.
@@ -27,6 +27,38 @@ pub struct ServerArgs {
     /// Accept clients without credentials on a non-loopback address.
     #[arg(long)]
     pub insecure: bool,
+    /// Accept Kubernetes service account tokens issued for this audience
+    /// (the agents' projected token), each reviewed once per stream by the
+    /// API server (TokenReview): a token writes only for the node its pod
+    /// runs on. Static tokens (--token-file) still work beside them.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub token_review_audience: Option<String>,
+    /// The agents' service account, NAMESPACE:NAME: a token of any other
+    /// account is refused.
+    #[arg(long, value_name = "NAMESPACE:NAME", default_value = "tally:tally-agent", value_parser = parse_service_account)]
+    pub token_review_service_account: (String, String),
+    /// Reach the API server for TokenReviews with this kubeconfig instead
+    /// of the pod's in-cluster credentials.
+    #[arg(long, value_name = "FILE", requires = "token_review_audience")]
+    pub token_review_kubeconfig: Option<PathBuf>,
+}
+
+fn parse_service_account(s: &str) -> Result<(String, String), String> {
+    tally_collector::token_review::parse_service_account(s)
+}
+
+impl ServerArgs {
+    /// The TokenReview settings, when service account tokens are on.
+    pub fn token_review(&self) -> Option<TokenReviewConfig> {
+        let audience = self.token_review_audience.clone()?;
+        let (namespace, service_account) = self.token_review_service_account.clone();
+        Some(TokenReviewConfig {
+            audience,
+            namespace,
+            service_account,
+            kubeconfig: self.token_review_kubeconfig.clone(),
+        })
+    }
 }
 
 impl From<&ServerArgs> for ServerSecurity {
@@ -37,6 +69,7 @@ impl From<&ServerArgs> for ServerSecurity {
             client_ca: a.tls_client_ca.clone(),
             token_file: a.token_file.clone(),
             insecure: a.insecure,
+            token_review: a.token_review_audience.is_some(),
         }
     }
 }

@@ -39,7 +39,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn report(node: &str, instance: &str, seq: u64) -> pb::NodeReport {
+pub(crate) fn report(node: &str, instance: &str, seq: u64) -> pb::NodeReport {
     let end = now_ms() - 600_000 + seq as i64 * 10;
     pb::NodeReport {
         node: Some(pb::NodeIdentity {
@@ -408,7 +408,7 @@ fn mutual_tls_agents_write_only_for_their_node() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !c
         .log()
-        .contains("not allowed to write reports for node `node-b`")
+        .contains("is not allowed to write reports for node `node-b`")
     {
         assert!(Instant::now() < deadline, "collector log: {}", c.log());
         thread::sleep(Duration::from_millis(200));

@@ -45,5 +45,6 @@ mod semconv_metrics;
 mod settings;
 mod syscall_hooks;
 mod tiers;
+mod token_review;
 mod top_tui;
 mod verdicts;

@@ -2,7 +2,10 @@
 //! watcher: it serves a pod list filtered by `spec.nodeName`, watch streams
 //! (chunked JSON lines of ADDED, MODIFIED and DELETED events, and an ERROR
 //! 410 Gone that forces a relist), ReplicaSet and Job metadata for owner
-//! chains, and a node's labels. Every request needs the bearer token.
+//! chains, a node's labels, and TokenReviews of the service account
+//! tokens the test issued (`authentication.k8s.io/v1`, as a real API server
+//! answers them: a token for another audience, expired or revoked is not
+//! authenticated). Every request needs the bearer token.
 //!
 //! It is plain HTTP/1.1 on std threads: one connection per request
 //! (`Connection: close`), watches held open and fed as the test changes
@@ -43,6 +46,20 @@ struct State {
     /// "METHOD path?query" of every request, in order.
     requests: Vec<String>,
     unauthorized: usize,
+    /// Service account tokens: the review's `user` and the token's
+    /// audiences; revoked ones are kept, not authenticated.
+    tokens: HashMap<String, IssuedToken>,
+    /// Every connection is closed unanswered (an unreachable API server).
+    down: bool,
+    /// How long a TokenReview takes to answer (a slow API server).
+    review_delay: Duration,
+}
+
+#[derive(Clone)]
+struct IssuedToken {
+    user: Value,
+    audiences: Vec<String>,
+    revoked: bool,
 }
 
 pub struct ApiServer {
@@ -172,6 +189,93 @@ impl ApiServer {
         self.with(|s| s.requests.clone())
     }
 
+    /// Issues a service account token: `username`
+    /// (`system:serviceaccount:NS:NAME`), bound to a pod on `node` where
+    /// given, for `audiences`. Returns a JWT-shaped token whose `exp` is
+    /// `valid_for` from now (in the past if negative).
+    pub fn issue_token(
+        &self,
+        username: &str,
+        node: Option<&str>,
+        audiences: &[&str],
+        valid_for_seconds: i64,
+    ) -> String {
+        use base64::Engine as _;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let id = self.with(|s| {
+            s.rv += 1;
+            s.rv
+        });
+        let claims = json!({
+            "aud": audiences,
+            "exp": now + valid_for_seconds,
+            "iat": now,
+            "sub": username,
+            "jti": id.to_string(),
+        });
+        let token = format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256","kid":"standin"}"#),
+            b64(claims.to_string().as_bytes()),
+            b64(format!("signature-{id}").as_bytes())
+        );
+        let mut extra = serde_json::Map::new();
+        if let Some(node) = node {
+            extra.insert(
+                "authentication.kubernetes.io/node-name".into(),
+                json!([node]),
+            );
+            extra.insert(
+                "authentication.kubernetes.io/pod-name".into(),
+                json!([format!("tally-agent-{node}")]),
+            );
+        }
+        let user = json!({
+            "username": username,
+            "uid": format!("uid-{id}"),
+            "groups": ["system:serviceaccounts", "system:authenticated"],
+            "extra": extra,
+        });
+        let issued = IssuedToken {
+            user,
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            revoked: false,
+        };
+        self.with(|s| s.tokens.insert(token.clone(), issued));
+        token
+    }
+
+    /// The token is no longer authenticated (its pod was deleted).
+    pub fn revoke_token(&self, token: &str) {
+        self.with(|s| {
+            if let Some(t) = s.tokens.get_mut(token) {
+                t.revoked = true;
+            }
+        });
+    }
+
+    /// Answers each TokenReview only after `delay`.
+    pub fn set_review_delay(&self, delay: Duration) {
+        self.with(|s| s.review_delay = delay);
+    }
+
+    /// Closes every connection unanswered while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.with(|s| s.down = down);
+    }
+
+    /// TokenReviews answered.
+    pub fn token_reviews(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST /apis/authentication.k8s.io/v1/tokenreviews"))
+            .count()
+    }
+
     /// Lists of pods served (the first and every relist).
     pub fn pod_lists(&self) -> usize {
         self.requests()
@@ -242,6 +346,7 @@ fn respond(conn: &mut TcpStream, code: u16, body: &Value) {
     let text = body.to_string();
     let reason = match code {
         200 => "OK",
+        201 => "Created",
         401 => "Unauthorized",
         404 => "Not Found",
         _ => "Error",
@@ -268,17 +373,27 @@ fn serve(mut conn: TcpStream, state: &(Mutex<State>, Condvar), stop: &AtomicBool
         return;
     }
     let mut authorized = false;
+    let mut content_length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
             break;
         }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("authorization")
-            && v.trim() == format!("Bearer {TOKEN}")
-        {
-            authorized = true;
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {TOKEN}") {
+                authorized = true;
+            }
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
         }
+    }
+    let mut body = vec![0u8; content_length.min(1 << 20)];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    if state.0.lock().unwrap().down {
+        return;
     }
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
@@ -367,8 +482,66 @@ fn serve(mut conn: TcpStream, state: &(Mutex<State>, Condvar), stop: &AtomicBool
                 None => respond(&mut conn, 404, &status(404, "NotFound", "not found")),
             }
         }
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] if method == "POST" => {
+            let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let delay = state.0.lock().unwrap().review_delay;
+            thread::sleep(delay);
+            let answer = token_review(&state.0.lock().unwrap(), &review);
+            respond(&mut conn, 201, &answer);
+        }
         _ => respond(&mut conn, 404, &status(404, "NotFound", "no such path")),
     }
+}
+
+/// A TokenReview's answer, as the API server gives it: authenticated only
+/// for a known, unrevoked, unexpired token issued for one of the audiences
+/// asked (the answer's `audiences`).
+fn token_review(s: &State, review: &Value) -> Value {
+    let token = review["spec"]["token"].as_str().unwrap_or_default();
+    let wanted: Vec<String> = review["spec"]["audiences"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expired = || {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        claims["exp"].as_u64().is_none_or(|exp| exp <= now)
+    };
+    let status = match s.tokens.get(token) {
+        None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        Some(t) if t.revoked => {
+            json!({"authenticated": false, "error": "pod has been deleted"})
+        }
+        Some(_) if expired() => json!({"authenticated": false, "error": "token has expired"}),
+        Some(t) => {
+            let common: Vec<&String> = wanted.iter().filter(|a| t.audiences.contains(a)).collect();
+            if common.is_empty() {
+                json!({"authenticated": false, "error": format!("token audiences {:?} is invalid for the target audiences {wanted:?}", t.audiences)})
+            } else {
+                json!({"authenticated": true, "user": t.user, "audiences": common})
+            }
+        }
+    };
+    json!({
+        "kind": "TokenReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": review["spec"],
+        "status": status,
+    })
 }
 
 fn on_node(pod: &Value, node: Option<&str>) -> bool {

@@ -1,0 +1,627 @@
+//! Kubernetes service account tokens on the collector's streams: each
+//! agent sends the projected token its pod was issued (audience
+//! `--token-review-audience`), and the API server says whose it is through
+//! a `TokenReview` (`authentication.k8s.io/v1`, the collector's ClusterRole
+//! may `create` them). Since Kubernetes 1.30 a pod-bound token names the
+//! node its pod runs on (`authentication.kubernetes.io/node-name` in the
+//! review's `user.extra`), so an agent writes for its own node only.
+//!
+//! - **Once per stream, at its start.** The review runs in [`Reviewed`],
+//!   between the interceptor (which can only pass the token on, as
+//!   [`Caller::UnreviewedToken`]) and the service, in the request's own
+//!   future: a slow API server delays that stream, never another. A stream
+//!   already reviewed is never cut, whatever the API server does later.
+//! - **Cached until the token expires** (its JWT `exp`, read once the API
+//!   server has vouched for it; 60 s where it has none); a refusal for
+//!   10 s. So a pod deleted before its token expires can still open
+//!   streams until then: the projected token's `expirationSeconds` bounds
+//!   it (10 minutes in the shipped DaemonSet).
+//! - **What is checked**, each refusal naming its field: the API server
+//!   authenticated the token (else UNAUTHENTICATED; an expired token is
+//!   refused without a call); it is for the audience (`aud`); it belongs
+//!   to the agents' service account (`user.username`); and each report's
+//!   `node_name` is the node it names
+//!   (`user.extra[authentication.kubernetes.io/node-name]`, checked per
+//!   report by [`crate::ingest::prepare`]). A mismatch is
+//!   PERMISSION_DENIED. A token bound to no pod (`kubectl create token`,
+//!   how an operator reads) names no node: it may read, never write.
+//! - **An API server that cannot be reached** is tried [`ATTEMPTS`] times,
+//!   then the new stream is refused with UNAVAILABLE (the agent keeps its
+//!   reports and retries).
+//!
+//! Every outcome is counted (`tally_collector_token_reviews_total{result}`).
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::PathBuf,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::Engine as _;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
+use kube::api::{Api, PostParams};
+use tally_export::metrics::{Kind, SelfPoint, Value};
+use tally_transport::Caller;
+use tonic::{Status, codegen::http, server::NamedService};
+
+/// The extra a pod-bound token's review carries: the node of its pod.
+pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
+/// Calls to the API server for one review before the stream is refused.
+pub const ATTEMPTS: u32 = 3;
+/// How long one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// The first wait between calls; doubled each time.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// How long an accepted token without `exp` is trusted.
+const NO_EXPIRY_TTL: Duration = Duration::from_secs(60);
+/// How long a refusal is remembered (the API server's answer may change:
+/// a token issued just now, a role just granted).
+const REFUSAL_TTL: Duration = Duration::from_secs(10);
+/// Past this many cached reviews, the expired ones are dropped.
+const CACHE_PRUNE_AT: usize = 4096;
+
+/// `--token-review-*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenReviewConfig {
+    /// The audience the agents' tokens are issued for.
+    pub audience: String,
+    /// The agents' service account.
+    pub namespace: String,
+    pub service_account: String,
+    /// A kubeconfig (development, tests); the pod's in-cluster credentials
+    /// otherwise.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl TokenReviewConfig {
+    /// The username the API server gives the agents' service account.
+    pub fn username(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.namespace, self.service_account
+        )
+    }
+}
+
+/// Parses `NAMESPACE:NAME`.
+pub fn parse_service_account(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains(':') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("expected NAMESPACE:NAME, not `{s}`")),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenReviewError {
+    #[error("token review: no in-cluster credentials ({0}); give --token-review-kubeconfig")]
+    InCluster(#[from] kube::config::InClusterError),
+    #[error("token review: cannot read the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("token review: cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// How a review ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// The API server did not authenticate it, or it expired.
+    Unauthenticated,
+    WrongAudience,
+    WrongServiceAccount,
+    /// A report written with a token that names no node (counted by
+    /// ingest).
+    NoNode,
+    /// A report for another node than the token's (counted by ingest).
+    WrongNode,
+    /// The API server could not be reached.
+    Unavailable,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 7] = [
+        Outcome::Accepted,
+        Outcome::Unauthenticated,
+        Outcome::WrongAudience,
+        Outcome::WrongServiceAccount,
+        Outcome::NoNode,
+        Outcome::WrongNode,
+        Outcome::Unavailable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::WrongAudience => "wrong_audience",
+            Outcome::WrongServiceAccount => "wrong_service_account",
+            Outcome::NoNode => "no_node",
+            Outcome::WrongNode => "wrong_node",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    fn status(self, message: String) -> Status {
+        match self {
+            Outcome::Accepted => Status::new(tonic::Code::Ok, message),
+            Outcome::Unauthenticated => Status::unauthenticated(message),
+            Outcome::Unavailable => Status::unavailable(message),
+            _ => Status::permission_denied(message),
+        }
+    }
+}
+
+/// Reviews by outcome, since the collector started.
+#[derive(Debug, Default)]
+pub struct ReviewStats {
+    counts: [AtomicU64; 7],
+}
+
+impl ReviewStats {
+    pub fn count(&self, outcome: Outcome) {
+        let i = Outcome::ALL.iter().position(|&o| o == outcome).unwrap_or(0);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        let i = Outcome::ALL.iter().position(|&o| o == outcome).unwrap_or(0);
+        self.counts[i].load(Ordering::Relaxed)
+    }
+
+    /// The counter, for the collector's `/metrics` and OTLP.
+    pub fn points(&self) -> Vec<SelfPoint> {
+        Outcome::ALL
+            .iter()
+            .map(|&o| SelfPoint {
+                prom: "tally_collector_token_reviews_total",
+                otlp: "tally.collector.token_reviews",
+                unit: "{review}",
+                kind: Kind::Counter,
+                help: "Service account tokens reviewed at a stream's start, by result (accepted includes the cached); wrong_node counts reports for another node than the token's.",
+                attrs: vec![("result", o.label())],
+                value: Value::Int(self.get(o)),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    /// The token's node (if it names one), or the refusal.
+    result: Result<Option<String>, (Outcome, String)>,
+    until: SystemTime,
+}
+
+/// Reviews tokens through the API server, with a cache.
+pub struct Reviewer {
+    client: kube::Client,
+    config: TokenReviewConfig,
+    cache: Mutex<HashMap<Arc<str>, Cached>>,
+    stats: Arc<ReviewStats>,
+}
+
+impl Reviewer {
+    pub async fn connect(
+        config: TokenReviewConfig,
+        stats: Arc<ReviewStats>,
+    ) -> Result<Self, TokenReviewError> {
+        let mut kube_config = match &config.kubeconfig {
+            None => kube::Config::incluster()?,
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+            }
+        };
+        kube_config.connect_timeout = Some(CALL_TIMEOUT);
+        kube_config.read_timeout = Some(CALL_TIMEOUT);
+        Ok(Self {
+            client: kube::Client::try_from(kube_config)?,
+            config,
+            cache: Mutex::new(HashMap::new()),
+            stats,
+        })
+    }
+
+    /// The caller `token` proves, or why it proves none.
+    pub async fn review(&self, token: &Arc<str>) -> Result<Caller, Status> {
+        let now = SystemTime::now();
+        let claims = Claims::of(token);
+        if let Some(exp) = claims.exp
+            && exp <= now
+        {
+            return Err(self.refuse(
+                Outcome::Unauthenticated,
+                format!(
+                    "field `exp`: the service account token expired {} s ago",
+                    now.duration_since(exp).unwrap_or_default().as_secs()
+                ),
+            ));
+        }
+        if let Some(cached) = self.cached(token, now) {
+            return self.answer(cached);
+        }
+        let result = match self.call(token).await {
+            Ok(status) => judge(&self.config, &claims, status),
+            Err(reason) => {
+                return Err(self.refuse(
+                    Outcome::Unavailable,
+                    format!(
+                        "cannot review the service account token: the Kubernetes API server did not answer {ATTEMPTS} TokenReviews ({reason})"
+                    ),
+                ));
+            }
+        };
+        let until = match &result {
+            Ok(_) => claims.exp.unwrap_or(now + NO_EXPIRY_TTL),
+            Err(_) => now + REFUSAL_TTL,
+        };
+        self.remember(token, result.clone(), until, now);
+        self.answer(result)
+    }
+
+    fn cached(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<Option<String>, (Outcome, String)>> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .get(token)
+            .filter(|c| c.until > now)
+            .map(|c| c.result.clone())
+    }
+
+    fn remember(
+        &self,
+        token: &Arc<str>,
+        result: Result<Option<String>, (Outcome, String)>,
+        until: SystemTime,
+        now: SystemTime,
+    ) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_PRUNE_AT {
+            cache.retain(|_, c| c.until > now);
+        }
+        cache.insert(token.clone(), Cached { result, until });
+    }
+
+    fn answer(&self, result: Result<Option<String>, (Outcome, String)>) -> Result<Caller, Status> {
+        match result {
+            Ok(node) => {
+                self.stats.count(Outcome::Accepted);
+                Ok(Caller::ServiceAccount { node })
+            }
+            Err((outcome, message)) => Err(self.refuse(outcome, message)),
+        }
+    }
+
+    fn refuse(&self, outcome: Outcome, message: String) -> Status {
+        self.stats.count(outcome);
+        tracing::warn!("refused a stream: {message}");
+        outcome.status(message)
+    }
+
+    /// The API server's review, tried [`ATTEMPTS`] times.
+    async fn call(&self, token: &str) -> Result<TokenReviewStatus, String> {
+        let api: Api<TokenReview> = Api::all(self.client.clone());
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_owned()),
+                audiences: Some(vec![self.config.audience.clone()]),
+            },
+            ..Default::default()
+        };
+        let mut wait = FIRST_RETRY;
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match tokio::time::timeout(CALL_TIMEOUT, api.create(&PostParams::default(), &review))
+                .await
+            {
+                Ok(Ok(r)) => return Ok(r.status.unwrap_or_default()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer in {} s", CALL_TIMEOUT.as_secs()),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        Err(last)
+    }
+}
+
+/// What the API server's review says of a token, against the config.
+fn judge(
+    config: &TokenReviewConfig,
+    claims: &Claims,
+    status: TokenReviewStatus,
+) -> Result<Option<String>, (Outcome, String)> {
+    let audience = &config.audience;
+    // A real API server does not authenticate a token for another
+    // audience; its own claim (unverified, so only ever a reason to
+    // refuse) says which field is wrong.
+    if let Some(aud) = &claims.aud
+        && !aud.iter().any(|a| a == audience)
+    {
+        return Err((
+            Outcome::WrongAudience,
+            format!("field `aud`: the token is for {aud:?}, not for `{audience}`"),
+        ));
+    }
+    if status.authenticated != Some(true) {
+        return Err((
+            Outcome::Unauthenticated,
+            format!(
+                "the Kubernetes API server did not authenticate the token{}",
+                status.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        ));
+    }
+    if !status
+        .audiences
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|a| a == audience))
+    {
+        return Err((
+            Outcome::WrongAudience,
+            format!(
+                "field `audiences`: the API server's review gives {:?}, not `{audience}`",
+                status.audiences.unwrap_or_default()
+            ),
+        ));
+    }
+    let user = status.user.unwrap_or_default();
+    let expected = config.username();
+    let username = user.username.unwrap_or_default();
+    if username != expected {
+        return Err((
+            Outcome::WrongServiceAccount,
+            format!(
+                "field `user.username`: `{username}` is not the agents' service account `{expected}`"
+            ),
+        ));
+    }
+    // One node, or none (a token bound to no pod, or Kubernetes before
+    // 1.30): that one may read, and writes nothing.
+    Ok(
+        match user
+            .extra
+            .as_ref()
+            .and_then(|e| e.get(NODE_NAME_EXTRA))
+            .map(Vec::as_slice)
+        {
+            Some([node]) if !node.is_empty() => Some(node.clone()),
+            _ => None,
+        },
+    )
+}
+
+/// The claims of a JWT read without checking its signature: only ever a
+/// reason to refuse (`aud`, `exp` past), or, once the API server has
+/// vouched for the token, how long to trust that.
+#[derive(Debug, Default, PartialEq)]
+struct Claims {
+    exp: Option<SystemTime>,
+    aud: Option<Vec<String>>,
+}
+
+impl Claims {
+    fn of(token: &str) -> Self {
+        let Some(payload) = token.split('.').nth(1) else {
+            return Self::default();
+        };
+        let Ok(bytes) =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+        else {
+            return Self::default();
+        };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return Self::default();
+        };
+        let exp = json["exp"]
+            .as_u64()
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+        let aud = match &json["aud"] {
+            serde_json::Value::String(a) => Some(vec![a.clone()]),
+            serde_json::Value::Array(a) => Some(
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Self { exp, aud }
+    }
+}
+
+/// A gRPC service behind the interceptor whose requests' unreviewed tokens
+/// are reviewed first: the reviewed caller replaces the token in the
+/// request's extensions, or the request is answered with the refusal.
+#[derive(Clone)]
+pub struct Reviewed<S> {
+    inner: S,
+    reviewer: Option<Arc<Reviewer>>,
+}
+
+impl<S> Reviewed<S> {
+    pub fn new(inner: S, reviewer: Option<Arc<Reviewer>>) -> Self {
+        Self { inner, reviewer }
+    }
+}
+
+impl<S: NamedService> NamedService for Reviewed<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for Reviewed<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The ready service serves this request; its clone the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let reviewer = self.reviewer.clone();
+        Box::pin(async move {
+            if let Some(Caller::UnreviewedToken(token)) = request.extensions().get::<Caller>() {
+                let token = token.clone();
+                let reviewed = match &reviewer {
+                    Some(r) => r.review(&token).await,
+                    None => Err(Status::unauthenticated("unknown bearer token")),
+                };
+                match reviewed {
+                    Ok(caller) => {
+                        request.extensions_mut().insert(caller);
+                    }
+                    Err(status) => return Ok(status.into_http()),
+                }
+            }
+            inner.call(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::authentication::v1::UserInfo;
+
+    use super::*;
+
+    fn config() -> TokenReviewConfig {
+        TokenReviewConfig {
+            audience: "tally-collector".into(),
+            namespace: "tally".into(),
+            service_account: "tally-agent".into(),
+            kubeconfig: None,
+        }
+    }
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.sig",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(claims.to_string().as_bytes())
+        )
+    }
+
+    fn reviewed(username: &str, node: Option<&str>, audiences: &[&str]) -> TokenReviewStatus {
+        TokenReviewStatus {
+            authenticated: Some(true),
+            audiences: Some(audiences.iter().map(|a| a.to_string()).collect()),
+            user: Some(UserInfo {
+                username: Some(username.into()),
+                extra: node
+                    .map(|n| BTreeMap::from([(NODE_NAME_EXTRA.to_string(), vec![n.into()])])),
+                ..Default::default()
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn claims_are_read_from_the_payload() {
+        let c = Claims::of(&jwt(
+            serde_json::json!({"exp": 2_000_000_000u64, "aud": ["a", "b"]}),
+        ));
+        assert_eq!(c.exp, Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)));
+        assert_eq!(c.aud, Some(vec!["a".to_string(), "b".to_string()]));
+        let single = Claims::of(&jwt(serde_json::json!({"aud": "a"})));
+        assert_eq!(single.aud, Some(vec!["a".to_string()]));
+        assert_eq!(Claims::of("not-a-jwt"), Claims::default());
+        assert_eq!(Claims::of("a.!!!.c"), Claims::default());
+    }
+
+    #[test]
+    fn each_refusal_names_its_field() {
+        let c = config();
+        let none = Claims::default();
+        let sa = "system:serviceaccount:tally:tally-agent";
+        assert_eq!(
+            judge(
+                &c,
+                &none,
+                reviewed(sa, Some("node-a"), &["tally-collector"])
+            ),
+            Ok(Some("node-a".to_string()))
+        );
+        assert_eq!(
+            judge(&c, &none, reviewed(sa, None, &["tally-collector"])),
+            Ok(None),
+            "a token of no pod reads"
+        );
+        let field = |r: Result<Option<String>, (Outcome, String)>| {
+            let (o, m) = r.unwrap_err();
+            (o, m.split('`').nth(1).unwrap_or("").to_string())
+        };
+        assert_eq!(
+            field(judge(&c, &none, reviewed(sa, Some("n"), &["other"]))),
+            (Outcome::WrongAudience, "audiences".into())
+        );
+        let other_aud = Claims {
+            aud: Some(vec!["other".into()]),
+            ..Claims::default()
+        };
+        assert_eq!(
+            field(judge(&c, &other_aud, TokenReviewStatus::default())),
+            (Outcome::WrongAudience, "aud".into())
+        );
+        assert_eq!(
+            field(judge(
+                &c,
+                &none,
+                reviewed(
+                    "system:serviceaccount:default:x",
+                    Some("n"),
+                    &["tally-collector"]
+                )
+            )),
+            (Outcome::WrongServiceAccount, "user.username".into())
+        );
+        let (o, _) = judge(
+            &c,
+            &none,
+            TokenReviewStatus {
+                authenticated: Some(false),
+                error: Some("token has expired".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(o, Outcome::Unauthenticated);
+    }
+
+    #[test]
+    fn service_accounts_parse() {
+        assert_eq!(
+            parse_service_account("tally:tally-agent"),
+            Ok(("tally".into(), "tally-agent".into()))
+        );
+        for bad in ["tally", ":x", "x:", "a:b:c"] {
+            assert!(parse_service_account(bad).is_err(), "{bad}");
+        }
+    }
+}
