@@ -80,7 +80,7 @@ pub struct CollectorConfig {
     pub security: tally_transport::ServerSecurity,
     /// Kubernetes service account tokens, reviewed by the API server
     /// (`--token-review-audience`); `security.token_review` follows it.
-    pub token_review: Option<token_review::TokenReviewConfig>,
+    pub token_review: Option<token_review::TokenReviewSetup>,
     pub limits: Limits,
 }
 

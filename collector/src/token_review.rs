@@ -33,7 +33,6 @@
 use std::{
     collections::HashMap,
     future::Future,
-    path::PathBuf,
     pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
@@ -44,8 +43,6 @@ use std::{
 };
 
 use base64::Engine as _;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
-use kube::api::{Api, PostParams};
 use tally_export::metrics::{Kind, SelfPoint, Value};
 use tally_transport::Caller;
 use tonic::{Status, codegen::http, server::NamedService};
@@ -74,9 +71,6 @@ pub struct TokenReviewConfig {
     /// The agents' service account.
     pub namespace: String,
     pub service_account: String,
-    /// A kubeconfig (development, tests); the pod's in-cluster credentials
-    /// otherwise.
-    pub kubeconfig: Option<PathBuf>,
 }
 
 impl TokenReviewConfig {
@@ -101,12 +95,56 @@ pub fn parse_service_account(s: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenReviewError {
-    #[error("token review: no in-cluster credentials ({0}); give --token-review-kubeconfig")]
-    InCluster(#[from] kube::config::InClusterError),
-    #[error("token review: cannot read the kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
-    #[error("token review: cannot build the Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
+    #[error("token review: cannot reach the Kubernetes API server: {0}")]
+    Connect(String),
+}
+
+/// What the collector reads of the API server's answer to a TokenReview
+/// (`authentication.k8s.io/v1` `TokenReviewStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewStatus {
+    pub authenticated: bool,
+    /// Why it is not authenticated, as the API server says.
+    pub error: Option<String>,
+    /// The audiences the token was authenticated for.
+    pub audiences: Vec<String>,
+    /// `user.username`.
+    pub username: String,
+    /// `user.extra[authentication.kubernetes.io/node-name]`.
+    pub node_names: Vec<String>,
+}
+
+/// A future of [`TokenReviewApi`].
+pub type ApiFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// The API server's TokenReview endpoint. The agent binary implements it
+/// with kube's client; this crate links no Kubernetes client (it would put
+/// kube and k8s-openapi on the collector's build path), and its unit tests
+/// answer with fakes.
+pub trait TokenReviewApi: Send + Sync {
+    /// Called once at the collector's start, in its runtime: credentials
+    /// that cannot work (no in-cluster token, a bad kubeconfig) fail the
+    /// start rather than every stream.
+    fn connect(&self) -> ApiFuture<'_, ()>;
+    /// One `create` of a TokenReview of `token` for `audience`. An error
+    /// is a call that failed (tried again), never a refusal.
+    fn create<'a>(&'a self, token: &'a str, audience: &'a str) -> ApiFuture<'a, ReviewStatus>;
+}
+
+/// Token review as the collector is configured: what it checks, and how it
+/// reaches the API server.
+#[derive(Clone)]
+pub struct TokenReviewSetup {
+    pub config: TokenReviewConfig,
+    pub api: Arc<dyn TokenReviewApi>,
+}
+
+impl std::fmt::Debug for TokenReviewSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReviewSetup")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a review ended.
@@ -202,7 +240,7 @@ struct Cached {
 
 /// Reviews tokens through the API server, with a cache.
 pub struct Reviewer {
-    client: kube::Client,
+    api: Arc<dyn TokenReviewApi>,
     config: TokenReviewConfig,
     cache: Mutex<HashMap<Arc<str>, Cached>>,
     stats: Arc<ReviewStats>,
@@ -210,21 +248,17 @@ pub struct Reviewer {
 
 impl Reviewer {
     pub async fn connect(
-        config: TokenReviewConfig,
+        setup: TokenReviewSetup,
         stats: Arc<ReviewStats>,
     ) -> Result<Self, TokenReviewError> {
-        let mut kube_config = match &config.kubeconfig {
-            None => kube::Config::incluster()?,
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-            }
-        };
-        kube_config.connect_timeout = Some(CALL_TIMEOUT);
-        kube_config.read_timeout = Some(CALL_TIMEOUT);
+        setup
+            .api
+            .connect()
+            .await
+            .map_err(TokenReviewError::Connect)?;
         Ok(Self {
-            client: kube::Client::try_from(kube_config)?,
-            config,
+            api: setup.api,
+            config: setup.config,
             cache: Mutex::new(HashMap::new()),
             stats,
         })
@@ -310,23 +344,15 @@ impl Reviewer {
     }
 
     /// The API server's review, tried [`ATTEMPTS`] times.
-    async fn call(&self, token: &str) -> Result<TokenReviewStatus, String> {
-        let api: Api<TokenReview> = Api::all(self.client.clone());
-        let review = TokenReview {
-            spec: TokenReviewSpec {
-                token: Some(token.to_owned()),
-                audiences: Some(vec![self.config.audience.clone()]),
-            },
-            ..Default::default()
-        };
+    async fn call(&self, token: &str) -> Result<ReviewStatus, String> {
         let mut wait = FIRST_RETRY;
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
-            match tokio::time::timeout(CALL_TIMEOUT, api.create(&PostParams::default(), &review))
+            match tokio::time::timeout(CALL_TIMEOUT, self.api.create(token, &self.config.audience))
                 .await
             {
-                Ok(Ok(r)) => return Ok(r.status.unwrap_or_default()),
-                Ok(Err(e)) => last = e.to_string(),
+                Ok(Ok(status)) => return Ok(status),
+                Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer in {} s", CALL_TIMEOUT.as_secs()),
             }
             if attempt < ATTEMPTS {
@@ -342,7 +368,7 @@ impl Reviewer {
 fn judge(
     config: &TokenReviewConfig,
     claims: &Claims,
-    status: TokenReviewStatus,
+    status: ReviewStatus,
 ) -> Result<Option<String>, (Outcome, String)> {
     let audience = &config.audience;
     // A real API server does not authenticate a token for another
@@ -356,7 +382,7 @@ fn judge(
             format!("field `aud`: the token is for {aud:?}, not for `{audience}`"),
         ));
     }
-    if status.authenticated != Some(true) {
+    if !status.authenticated {
         return Err((
             Outcome::Unauthenticated,
             format!(
@@ -365,22 +391,17 @@ fn judge(
             ),
         ));
     }
-    if !status
-        .audiences
-        .as_ref()
-        .is_some_and(|a| a.iter().any(|a| a == audience))
-    {
+    if !status.audiences.iter().any(|a| a == audience) {
         return Err((
             Outcome::WrongAudience,
             format!(
                 "field `audiences`: the API server's review gives {:?}, not `{audience}`",
-                status.audiences.unwrap_or_default()
+                status.audiences
             ),
         ));
     }
-    let user = status.user.unwrap_or_default();
     let expected = config.username();
-    let username = user.username.unwrap_or_default();
+    let username = status.username;
     if username != expected {
         return Err((
             Outcome::WrongServiceAccount,
@@ -391,17 +412,10 @@ fn judge(
     }
     // One node, or none (a token bound to no pod, or Kubernetes before
     // 1.30): that one may read, and writes nothing.
-    Ok(
-        match user
-            .extra
-            .as_ref()
-            .and_then(|e| e.get(NODE_NAME_EXTRA))
-            .map(Vec::as_slice)
-        {
-            Some([node]) if !node.is_empty() => Some(node.clone()),
-            _ => None,
-        },
-    )
+    Ok(match status.node_names.as_slice() {
+        [node] if !node.is_empty() => Some(node.clone()),
+        _ => None,
+    })
 }
 
 /// The claims of a JWT read without checking its signature: only ever a
@@ -504,10 +518,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use k8s_openapi::api::authentication::v1::UserInfo;
-
     use super::*;
 
     fn config() -> TokenReviewConfig {
@@ -515,7 +525,6 @@ mod tests {
             audience: "tally-collector".into(),
             namespace: "tally".into(),
             service_account: "tally-agent".into(),
-            kubeconfig: None,
         }
     }
 
@@ -528,16 +537,12 @@ mod tests {
         )
     }
 
-    fn reviewed(username: &str, node: Option<&str>, audiences: &[&str]) -> TokenReviewStatus {
-        TokenReviewStatus {
-            authenticated: Some(true),
-            audiences: Some(audiences.iter().map(|a| a.to_string()).collect()),
-            user: Some(UserInfo {
-                username: Some(username.into()),
-                extra: node
-                    .map(|n| BTreeMap::from([(NODE_NAME_EXTRA.to_string(), vec![n.into()])])),
-                ..Default::default()
-            }),
+    fn reviewed(username: &str, node: Option<&str>, audiences: &[&str]) -> ReviewStatus {
+        ReviewStatus {
+            authenticated: true,
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            username: username.into(),
+            node_names: node.into_iter().map(str::to_owned).collect(),
             error: None,
         }
     }
@@ -586,7 +591,7 @@ mod tests {
             ..Claims::default()
         };
         assert_eq!(
-            field(judge(&c, &other_aud, TokenReviewStatus::default())),
+            field(judge(&c, &other_aud, ReviewStatus::default())),
             (Outcome::WrongAudience, "aud".into())
         );
         assert_eq!(
@@ -604,14 +609,109 @@ mod tests {
         let (o, _) = judge(
             &c,
             &none,
-            TokenReviewStatus {
-                authenticated: Some(false),
+            ReviewStatus {
+                authenticated: false,
                 error: Some("token has expired".into()),
                 ..Default::default()
             },
         )
         .unwrap_err();
         assert_eq!(o, Outcome::Unauthenticated);
+    }
+
+    /// An API server that fails its first `fail_first` calls, then answers
+    /// `status`.
+    struct FakeApi {
+        calls: AtomicU64,
+        fail_first: u64,
+        status: ReviewStatus,
+    }
+
+    impl TokenReviewApi for FakeApi {
+        fn connect(&self) -> ApiFuture<'_, ()> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn create<'a>(&'a self, _: &'a str, _: &'a str) -> ApiFuture<'a, ReviewStatus> {
+            let n = self.calls.fetch_add(1, Ordering::Relaxed);
+            let answer = if n < self.fail_first {
+                Err("connection refused".to_owned())
+            } else {
+                Ok(self.status.clone())
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    async fn reviewer(fail_first: u64) -> (Reviewer, Arc<FakeApi>, Arc<ReviewStats>) {
+        let api = Arc::new(FakeApi {
+            calls: AtomicU64::new(0),
+            fail_first,
+            status: reviewed(
+                "system:serviceaccount:tally:tally-agent",
+                Some("node-a"),
+                &["tally-collector"],
+            ),
+        });
+        let stats = Arc::new(ReviewStats::default());
+        let setup = TokenReviewSetup {
+            config: config(),
+            api: api.clone(),
+        };
+        let reviewer = Reviewer::connect(setup, stats.clone()).await.unwrap();
+        (reviewer, api, stats)
+    }
+
+    fn token(expires_in: Duration) -> Arc<str> {
+        let exp = (SystemTime::now() + expires_in)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        jwt(serde_json::json!({"exp": exp, "aud": ["tally-collector"]})).into()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_is_retried_and_an_accepted_token_cached() {
+        let (reviewer, api, stats) = reviewer(ATTEMPTS as u64 - 1).await;
+        let token = token(Duration::from_secs(600));
+        for _ in 0..2 {
+            let caller = reviewer.review(&token).await.unwrap();
+            assert!(
+                matches!(&caller, Caller::ServiceAccount { node: Some(n) } if n == "node-a"),
+                "{caller:?}"
+            );
+        }
+        assert_eq!(
+            api.calls.load(Ordering::Relaxed),
+            ATTEMPTS as u64,
+            "two failed calls, one answer, then the cache"
+        );
+        assert_eq!(stats.get(Outcome::Accepted), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_api_server_refuses_with_unavailable_and_is_asked_again() {
+        let (reviewer, api, stats) = reviewer(u64::MAX).await;
+        let token = token(Duration::from_secs(600));
+        let refused = reviewer.review(&token).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(api.calls.load(Ordering::Relaxed), ATTEMPTS as u64);
+        // Not remembered: the next stream asks again.
+        reviewer.review(&token).await.unwrap_err();
+        assert_eq!(api.calls.load(Ordering::Relaxed), 2 * ATTEMPTS as u64);
+        assert_eq!(stats.get(Outcome::Unavailable), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_token_is_refused_without_a_call() {
+        let (reviewer, api, stats) = reviewer(0).await;
+        // Its `exp`, whole seconds, is at or before now.
+        let expired = token(Duration::ZERO);
+        let refused = reviewer.review(&expired).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(refused.message().contains("`exp`"), "{}", refused.message());
+        assert_eq!(api.calls.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.get(Outcome::Unauthenticated), 1);
     }
 
     #[test]

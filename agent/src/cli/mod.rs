@@ -8,6 +8,7 @@ pub mod pricing;
 pub mod profile;
 pub mod report;
 pub mod run;
+pub mod token_review;
 pub mod top;
 pub mod transport;
 pub mod workloads;

@@ -1,9 +1,13 @@
 //! The command-line flags of `ServerSecurity` and `ClientSecurity`, and the
 //! collector's limits, flattened into the commands that serve or reach the
 //! collector.
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
-use tally_collector::{Limits, token_review::TokenReviewConfig, validate};
+use tally_collector::{
+    Limits,
+    token_review::{TokenReviewConfig, TokenReviewSetup},
+    validate,
+};
 use tally_transport::{ClientSecurity, ServerSecurity};
 
 /// `agent collector`'s transport security.
@@ -49,14 +53,18 @@ fn parse_service_account(s: &str) -> Result<(String, String), String> {
 
 impl ServerArgs {
     /// The TokenReview settings, when service account tokens are on.
-    pub fn token_review(&self) -> Option<TokenReviewConfig> {
+    pub fn token_review(&self) -> Option<TokenReviewSetup> {
         let audience = self.token_review_audience.clone()?;
         let (namespace, service_account) = self.token_review_service_account.clone();
-        Some(TokenReviewConfig {
-            audience,
-            namespace,
-            service_account,
-            kubeconfig: self.token_review_kubeconfig.clone(),
+        Some(TokenReviewSetup {
+            config: TokenReviewConfig {
+                audience,
+                namespace,
+                service_account,
+            },
+            api: Arc::new(super::token_review::KubeTokenReviews::new(
+                self.token_review_kubeconfig.clone(),
+            )),
         })
     }
 }

@@ -11,9 +11,15 @@
 //! pods ([`common::kubelet`]: every pod-spec field becomes a `podman run`
 //! flag, a prepared volume or a probe, or the test fails), `rollout status`
 //! waits for their readiness probes, and `port-forward` is a TCP forward
-//! from 127.0.0.1:4317 to the collector's pod. The block's last command,
+//! from 127.0.0.1:4317 to the collector's pod, and `create token` hands out
+//! a token the API server stand-in issued. The block's last command,
 //! `agent workloads`, must list the workload container the agent's pod saw;
 //! the stored windows of that container must hold its own counts.
+//!
+//! The pods reach an API server stand-in over TLS (`KUBERNETES_SERVICE_HOST`,
+//! the automounted token, as a kubelet gives them): the agent watches its
+//! node's pods there, and the collector reviews the agent's projected token
+//! there (TokenReview), so the agent writes as its own node only.
 use std::{
     collections::BTreeMap,
     fs,
@@ -29,16 +35,21 @@ use base64::Engine as _;
 use serde_json::Value;
 use tally_proto as pb;
 
-use crate::common::{
-    self,
-    container::{self, Image, Run},
-    kubelet::{self, CLUSTER_ONLY, Node, PodRun},
+use crate::{
+    common::{
+        self,
+        container::{self, Image, Run},
+        kubelet::{self, ApiAccess, CLUSTER_ONLY, Node, PodRun},
+    },
+    support::apiserver::ApiServer,
 };
 
 /// The image the manifests name (`images:` in deploy/kustomization.yaml).
 const IMAGE: &str = "tally:0.1.0";
 /// The node name the downward API gives the agent.
 const NODE: &str = "pod-test-node";
+/// The namespace of the manifests.
+const NAMESPACE: &str = "tally";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,6 +100,13 @@ done
 set -- "${{args[@]}}"
 case "$1" in
   create)
+    if [ "$2" = token ]; then
+      # A token the API server stand-in issued: `create token SA
+      # --audience AUD --duration D` as the README runs it.
+      [ "$4 $6" = "--audience --duration" ] || {{ echo "kubectl stand-in: create token SA --audience AUD --duration D" >&2; exit 1; }}
+      cat "$CLUSTER/tokens/$ns/$3/$5"
+      exit 0
+    fi
     n=$(ls "$CLUSTER/objects" | wc -l)
     /usr/bin/kubectl ${{ns:+-n "$ns"}} "$@" --dry-run=client -o json > "$CLUSTER/objects/$n.json";;
   apply)
@@ -150,6 +168,68 @@ openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -
         "openssl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The cluster's own CA and the API server's certificate for `ip` (what
+/// pods reach as `KUBERNETES_SERVICE_HOST`) and `kubernetes.default.svc`,
+/// in `dir`: (CA, chain, key) in PEM.
+fn api_server_certificates(dir: &Path, ip: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    fs::create_dir_all(dir).unwrap();
+    let script = format!(
+        r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=kubernetes
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
+printf 'subjectAltName=IP:{ip},DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' > apiserver.ext
+openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out apiserver.crt -extfile apiserver.ext
+"#
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| fs::read(dir.join(f)).unwrap();
+    (read("ca.crt"), read("apiserver.crt"), read("apiserver.key"))
+}
+
+/// The address of this host on podman's default network, which pods reach.
+fn podman_gateway() -> String {
+    let out = Command::new(kubelet::PODMAN)
+        .args([
+            "network",
+            "inspect",
+            "podman",
+            "--format",
+            "{{range .Subnets}}{{.Gateway}}{{end}}",
+        ])
+        .output()
+        .unwrap();
+    let gateway = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && gateway.parse::<std::net::IpAddr>().is_ok(),
+        "podman's default network has no gateway: {gateway} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gateway
+}
+
+/// What the kubelet of `NODE` gets from the API server.
+fn api_access(api: &std::sync::Arc<ApiServer>, host: &str, ca: &[u8]) -> ApiAccess {
+    let issuer = api.clone();
+    ApiAccess {
+        host: host.to_owned(),
+        port: api.addr.port(),
+        ca: ca.to_vec(),
+        namespace: NAMESPACE.into(),
+        issue: Box::new(move |username, audience, seconds| {
+            issuer.issue_token(username, Some(NODE), &[audience], seconds as i64)
+        }),
+    }
 }
 
 /// YAML documents as JSON values (PyYAML, Debian's python3-yaml).
@@ -285,6 +365,28 @@ fn shipped_pods_report_a_container_end_to_end() {
     assert!(copy.success());
     certificates(&work);
     let cluster = stand_ins(&work);
+    // The cluster's API server, over TLS where the pods reach it.
+    let gateway = podman_gateway();
+    let (cluster_ca, chain, key) = api_server_certificates(&work.join("cluster-pki"), &gateway);
+    // On every address: podman makes its bridge (the gateway's address)
+    // only when the first pod starts.
+    let api = std::sync::Arc::new(ApiServer::start_tls(
+        std::net::Ipv4Addr::UNSPECIFIED.into(),
+        &chain,
+        &key,
+    ));
+    api.add_node(NODE, serde_json::json!({"kubernetes.io/hostname": NODE}));
+    // What `kubectl create token` hands the README's reader: the agents'
+    // account, bound to no pod.
+    let operator_token = api.issue_token(
+        &format!("system:serviceaccount:{NAMESPACE}:tally-agent"),
+        None,
+        &["tally-collector"],
+        900,
+    );
+    let tokens = cluster.join("tokens").join(NAMESPACE).join("tally-agent");
+    fs::create_dir_all(&tokens).unwrap();
+    fs::write(tokens.join("tally-collector"), &operator_token).unwrap();
     let log = work.join("readme-block.log");
     let script = readme_install_block();
     let path = format!(
@@ -327,6 +429,7 @@ fn shipped_pods_report_a_container_end_to_end() {
         )]),
         hosts: Vec::new(),
         label: label.clone(),
+        api: Some(api_access(&api, &gateway, &cluster_ca)),
     };
     let collector_run = PodRun::translate(collector_template, &collector_node, "tally-collector");
     eprintln!(
@@ -366,6 +469,7 @@ fn shipped_pods_report_a_container_end_to_end() {
         claims: BTreeMap::new(),
         hosts: vec![(svc_name, collector.ip.clone())],
         label: label.clone(),
+        api: Some(api_access(&api, &gateway, &cluster_ca)),
     };
     let agent_run = PodRun::translate(agent_template, &agent_node, "tally-agent");
     eprintln!("agent pod:\n  {}", agent_run.translated.join("\n  "));
@@ -423,7 +527,7 @@ fn shipped_pods_report_a_container_end_to_end() {
     // wait until it lists the container, through the README's port-forward.
     forward(4317, format!("{}:4317", collector.ip));
     let token = work.join("token-for-the-test");
-    fs::write(&token, &agent_node.secrets["tally-ingest-tokens"]["token"]).unwrap();
+    fs::write(&token, &operator_token).unwrap();
     let short = &busy.id[..12];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -455,6 +559,34 @@ fn shipped_pods_report_a_container_end_to_end() {
         );
         thread::sleep(Duration::from_secs(1));
     }
+    // Each pod reached the API server as its own service account: the
+    // agent listed its node's pods, the collector reviewed the agent's
+    // projected token (and the reader's) and accepted them.
+    assert!(api.pod_lists() >= 1, "the agent's pod listed no pods");
+    assert_eq!(api.unauthorized(), 0, "requests without a valid token");
+    assert!(
+        api.token_reviews() >= 2,
+        "the collector reviewed {} tokens",
+        api.token_reviews()
+    );
+    let metrics_port = collector.run.ports["metrics"];
+    let (code, metrics) = crate::exporting::http_get(
+        format!("{}:{metrics_port}", collector.ip).parse().unwrap(),
+        "/metrics",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let accepted = metrics
+        .lines()
+        .find(|l| l.starts_with("tally_collector_token_reviews_total{result=\"accepted\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no accepted reviews counted:\n{metrics}"));
+    assert!(accepted >= 2, "accepted {accepted}");
+    for refused in ["wrong_node", "no_node", "unauthenticated", "unavailable"] {
+        let line = format!("tally_collector_token_reviews_total{{result=\"{refused}\"}} 0");
+        assert!(metrics.contains(&line), "not {line}:\n{metrics}");
+    }
+
     // Rolled out: the README block goes on (port-forward, agent workloads).
     fs::write(cluster.join("ready"), "").unwrap();
     let out = block.stdout.take().unwrap();
@@ -562,20 +694,16 @@ fn an_untranslated_field_fails_the_translation() {
     let node = Node {
         name: NODE.into(),
         scratch: work.join("node"),
-        secrets: BTreeMap::from([
-            (
-                "tally-collector-tls".to_owned(),
-                BTreeMap::from([("ca.crt".to_owned(), b"x".to_vec())]),
-            ),
-            (
-                "tally-ingest-tokens".to_owned(),
-                BTreeMap::from([("token".to_owned(), b"x".to_vec())]),
-            ),
-        ]),
+        secrets: BTreeMap::from([(
+            "tally-collector-tls".to_owned(),
+            BTreeMap::from([("ca.crt".to_owned(), b"x".to_vec())]),
+        )]),
         ..Node::default()
     };
-    let failed = std::panic::catch_unwind(|| PodRun::translate(&template, &node, "tally-agent"))
-        .expect_err("hostUsers has no translation");
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        PodRun::translate(&template, &node, "tally-agent")
+    }))
+    .expect_err("hostUsers has no translation");
     let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(
         message.contains("spec.hostUsers"),

@@ -7,14 +7,17 @@
 //! answers them: a token for another audience, expired or revoked is not
 //! authenticated). Every request needs the bearer token.
 //!
-//! It is plain HTTP/1.1 on std threads: one connection per request
-//! (`Connection: close`), watches held open and fed as the test changes
-//! pods.
+//! It is HTTP/1.1 on std threads, plain on loopback ([`ApiServer::start`])
+//! or TLS on an address pods reach ([`ApiServer::start_tls`], what a pod's
+//! in-cluster client needs): one connection per request (`Connection:
+//! close`), watches held open and fed as the test changes pods. Besides
+//! [`TOKEN`], it authenticates the service account tokens it issued for
+//! [`API_AUDIENCE`] (a pod's automounted token), as a real API server does.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead as _, BufReader, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::{BufRead as _, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     path::Path,
     sync::{
         Arc, Condvar, Mutex,
@@ -27,6 +30,9 @@ use std::{
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "tally-test-token";
+/// The audience the API server accepts tokens for (its own, as a real
+/// one's `--api-audiences`, the default audience of an automounted token).
+pub const API_AUDIENCE: &str = "https://kubernetes.default.svc";
 
 #[derive(Default)]
 struct State {
@@ -69,8 +75,31 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
+    /// Plain HTTP on loopback.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::listen(TcpListener::bind("127.0.0.1:0").unwrap(), None)
+    }
+
+    /// HTTPS on `ip` (a port of its own), with the certificate chain and
+    /// key in PEM: what a pod reaches as `KUBERNETES_SERVICE_HOST`.
+    pub fn start_tls(ip: IpAddr, chain_pem: &[u8], key_pem: &[u8]) -> Self {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+        let chain = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        Self::listen(TcpListener::bind((ip, 0)).unwrap(), Some(Arc::new(config)))
+    }
+
+    fn listen(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new((
             Mutex::new(State {
@@ -88,8 +117,16 @@ impl ApiServer {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (st, sp) = (st.clone(), sp.clone());
-                thread::spawn(move || serve(conn, &st, &sp));
+                let (st, sp, tls) = (st.clone(), sp.clone(), tls.clone());
+                thread::spawn(move || match tls {
+                    None => serve(conn, &st, &sp),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(session, conn), &st, &sp)
+                    }
+                });
             }
         });
         Self { addr, state, stop }
@@ -342,7 +379,7 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
-fn respond(conn: &mut TcpStream, code: u16, body: &Value) {
+fn respond(conn: &mut impl Write, code: u16, body: &Value) {
     let text = body.to_string();
     let reason = match code {
         200 => "OK",
@@ -366,13 +403,15 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-fn serve(mut conn: TcpStream, state: &(Mutex<State>, Condvar), stop: &AtomicBool) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+fn serve<C: Read + Write>(mut conn: C, state: &(Mutex<State>, Condvar), stop: &AtomicBool) {
+    // One request a connection: what the reader buffers past its body is
+    // nothing.
+    let mut reader = BufReader::new(&mut conn);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
         return;
     }
-    let mut authorized = false;
+    let mut bearer = String::new();
     let mut content_length = 0usize;
     loop {
         let mut line = String::new();
@@ -380,8 +419,10 @@ fn serve(mut conn: TcpStream, state: &(Mutex<State>, Condvar), stop: &AtomicBool
             break;
         }
         if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {TOKEN}") {
-                authorized = true;
+            if k.eq_ignore_ascii_case("authorization")
+                && let Some(token) = v.trim().strip_prefix("Bearer ")
+            {
+                bearer = token.to_owned();
             }
             if k.eq_ignore_ascii_case("content-length") {
                 content_length = v.trim().parse().unwrap_or(0);
@@ -389,12 +430,20 @@ fn serve(mut conn: TcpStream, state: &(Mutex<State>, Condvar), stop: &AtomicBool
         }
     }
     let mut body = vec![0u8; content_length.min(1 << 20)];
-    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+    if reader.read_exact(&mut body).is_err() {
         return;
     }
+    drop(reader);
     if state.0.lock().unwrap().down {
         return;
     }
+    let authorized = {
+        let s = state.0.lock().unwrap();
+        bearer == TOKEN
+            || s.tokens.get(&bearer).is_some_and(|t| {
+                !t.revoked && t.audiences.iter().any(|a| a == API_AUDIENCE) && !expired(&bearer)
+            })
+    };
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let target = parts.next().unwrap_or_default().to_owned();
@@ -506,26 +555,12 @@ fn token_review(s: &State, review: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let expired = || {
-        use base64::Engine as _;
-        let payload = token.split('.').nth(1).unwrap_or_default();
-        let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        claims["exp"].as_u64().is_none_or(|exp| exp <= now)
-    };
     let status = match s.tokens.get(token) {
         None => json!({"authenticated": false, "error": "invalid bearer token"}),
         Some(t) if t.revoked => {
             json!({"authenticated": false, "error": "pod has been deleted"})
         }
-        Some(_) if expired() => json!({"authenticated": false, "error": "token has expired"}),
+        Some(_) if expired(token) => json!({"authenticated": false, "error": "token has expired"}),
         Some(t) => {
             let common: Vec<&String> = wanted.iter().filter(|a| t.audiences.contains(a)).collect();
             if common.is_empty() {
@@ -544,11 +579,27 @@ fn token_review(s: &State, review: &Value) -> Value {
     })
 }
 
+/// Whether a token's `exp` has passed (or it has none).
+fn expired(token: &str) -> bool {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    claims["exp"].as_u64().is_none_or(|exp| exp <= now)
+}
+
 fn on_node(pod: &Value, node: Option<&str>) -> bool {
     node.is_none_or(|n| pod["spec"]["nodeName"] == n)
 }
 
-fn chunk(conn: &mut TcpStream, line: &str) -> std::io::Result<()> {
+fn chunk(conn: &mut impl Write, line: &str) -> std::io::Result<()> {
     write!(conn, "{:x}\r\n{line}\r\n", line.len())?;
     conn.flush()
 }
@@ -556,7 +607,7 @@ fn chunk(conn: &mut TcpStream, line: &str) -> std::io::Result<()> {
 /// A watch: the events after `from`, then every new one, until the test
 /// expires the watch window (410 Gone) or the stand-in stops.
 fn watch(
-    mut conn: TcpStream,
+    mut conn: impl Write,
     state: &(Mutex<State>, Condvar),
     stop: &AtomicBool,
     node: Option<String>,

@@ -18,6 +18,13 @@
 //! `PERFMON` ("unknown capability"): its list predates them. containerd
 //! (what EKS runs) and podman know them.
 //!
+//! Service account tokens are the kubelet's too, where the test runs an
+//! API server ([`Node::api`]): `automountServiceAccountToken` mounts the
+//! token, `ca.crt` and `namespace` and sets `KUBERNETES_SERVICE_HOST` and
+//! `_PORT`; a projected `serviceAccountToken` is a token the API server
+//! issues for its audience, bound to the pod's node. Neither is rotated
+//! (the kubelet renews at 80% of the lifetime; a test pod lives minutes).
+//!
 //! What no local runtime acts on is listed in [`CLUSTER_ONLY`] with why;
 //! deploy.rs checks those fields against the API's schemas and checkov.
 
@@ -35,6 +42,7 @@ use std::{
 
 use serde_json::Value;
 
+use crate::support::apiserver::API_AUDIENCE;
 use fields::{at, bytes, millicores, object, quantity, string, uint, untranslatable};
 pub use host::PODMAN;
 use host::{bounding_set, capability_number, ulimits};
@@ -51,15 +59,37 @@ pub const CLUSTER_ONLY: &[(&str, &str)] = &[
         "spec.tolerations",
         "taints are the scheduler's: the pod runs on this node anyway",
     ),
-    (
-        "spec.serviceAccountName",
-        "no API server here: no ServiceAccount token is mounted, and the agent names containers from the runtime (its fallback)",
-    ),
-    (
-        "spec.automountServiceAccountToken",
-        "as spec.serviceAccountName",
-    ),
 ];
+
+/// Where a pod's client finds its automounted token (client-go's and
+/// kube's in-cluster config).
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The lifetime of the automounted token the kubelet requests.
+const AUTOMOUNT_SECONDS: u64 = 3607;
+
+/// The kubelet's TokenRequest: a token of service account `username`
+/// (`system:serviceaccount:NS:NAME`), bound to a pod of this node, for an
+/// audience, valid so many seconds.
+pub type IssueToken = Box<dyn Fn(&str, &str, u64) -> String + Send + Sync>;
+
+/// The API server the pods reach, and the TokenRequests the kubelet makes
+/// of it.
+pub struct ApiAccess {
+    /// `KUBERNETES_SERVICE_HOST` and `_PORT`.
+    pub host: String,
+    pub port: u16,
+    /// The cluster's CA, `ca.crt` beside the token.
+    pub ca: Vec<u8>,
+    /// The pods' namespace.
+    pub namespace: String,
+    pub issue: IssueToken,
+}
+
+impl std::fmt::Debug for ApiAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiAccess({}:{})", self.host, self.port)
+    }
+}
 
 /// What the node offers the pod: its name, the objects the pod refers to
 /// (Secrets, claims), and the Service names it resolves.
@@ -76,6 +106,9 @@ pub struct Node {
     pub hosts: Vec<(String, String)>,
     /// The owner label of the test containers (removed with the test).
     pub label: String,
+    /// The API server, where the test runs one: without it no token is
+    /// mounted, and the pods' clients fall back as where none is reachable.
+    pub api: Option<ApiAccess>,
 }
 
 /// A pod template made into a `podman run`.
@@ -188,6 +221,18 @@ impl PodRun {
                 }
             }
         }
+        let namespace = node
+            .api
+            .as_ref()
+            .map_or("default", |a| a.namespace.as_str());
+        let service_account = format!(
+            "system:serviceaccount:{namespace}:{}",
+            spec.get("serviceAccountName")
+                .map_or("default".to_owned(), |v| string(
+                    v,
+                    "spec.serviceAccountName"
+                ))
+        );
         let containers = spec["containers"]
             .as_array()
             .expect("spec.containers is a list");
@@ -211,8 +256,14 @@ impl PodRun {
                 }
                 "volumes" => {
                     for vol in v.as_array().expect("spec.volumes is a list") {
-                        let (name, prepared) = self.volume(vol, node, fs_group);
+                        let (name, prepared) = self.volume(vol, node, fs_group, &service_account);
                         volumes.insert(name, prepared);
+                    }
+                }
+                "serviceAccountName" => self.note(&path, &service_account),
+                "automountServiceAccountToken" => {
+                    if v.as_bool() == Some(true) {
+                        self.automount(node, &service_account);
                     }
                 }
                 _ if CLUSTER_ONLY.iter().any(|(f, _)| *f == path) => {
@@ -236,6 +287,104 @@ impl PodRun {
         self.args.extend(image_and_args);
     }
 
+    /// The service account token as the kubelet automounts it, or a note
+    /// that no API server is here.
+    fn automount(&mut self, node: &Node, service_account: &str) {
+        let field = "spec.automountServiceAccountToken";
+        let Some(api) = &node.api else {
+            self.note(
+                field,
+                "no API server here: no token is mounted, and the agent names containers from the runtime (its fallback)",
+            );
+            return;
+        };
+        let dir = node.scratch.join("serviceaccount");
+        fs::create_dir_all(&dir).unwrap();
+        let token = (api.issue)(service_account, API_AUDIENCE, AUTOMOUNT_SECONDS);
+        for (file, bytes) in [
+            ("token", token.as_bytes()),
+            ("ca.crt", api.ca.as_slice()),
+            ("namespace", api.namespace.as_bytes()),
+        ] {
+            let path = dir.join(file);
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        self.args.extend([
+            format!("--env=KUBERNETES_SERVICE_HOST={}", api.host),
+            format!("--env=KUBERNETES_SERVICE_PORT={}", api.port),
+            format!(
+                "--mount=type=bind,source={},target={SERVICE_ACCOUNT_DIR},readonly,bind-propagation=rprivate",
+                dir.display()
+            ),
+        ]);
+        self.note(
+            field,
+            format!(
+                "{service_account}'s token for {API_AUDIENCE}, ca.crt, namespace at {SERVICE_ACCOUNT_DIR}; KUBERNETES_SERVICE_HOST={}:{}",
+                api.host, api.port
+            ),
+        );
+    }
+
+    /// A projected volume of service account tokens, each issued by the
+    /// API server for its audience and lifetime.
+    fn projected(
+        &mut self,
+        v: &Value,
+        field: &str,
+        name: &str,
+        node: &Node,
+        service_account: &str,
+    ) -> Volume {
+        let api = node
+            .api
+            .as_ref()
+            .unwrap_or_else(|| panic!("{field}: a projected token needs the test's API server"));
+        let dir = node.scratch.join("projected").join(name);
+        fs::create_dir_all(&dir).unwrap();
+        for (k, sources) in object(v, field) {
+            if k != "sources" {
+                untranslatable(&at(field, k), sources);
+            }
+            for source in sources.as_array().expect("sources is a list") {
+                for (kind, t) in object(source, field) {
+                    let at_kind = at(field, kind);
+                    if kind != "serviceAccountToken" {
+                        untranslatable(&at_kind, t);
+                    }
+                    let mut audience = API_AUDIENCE.to_owned();
+                    let mut seconds = AUTOMOUNT_SECONDS;
+                    let mut path = None;
+                    for (tk, tv) in object(t, &at_kind) {
+                        match tk.as_str() {
+                            "audience" => audience = string(tv, &at_kind),
+                            "expirationSeconds" => seconds = uint(tv, &at_kind),
+                            "path" => path = Some(string(tv, &at_kind)),
+                            _ => untranslatable(&at(&at_kind, tk), tv),
+                        }
+                    }
+                    let path = path.unwrap_or_else(|| panic!("{at_kind} has no path"));
+                    let token = (api.issue)(service_account, &audience, seconds);
+                    let file = dir.join(&path);
+                    fs::write(&file, token).unwrap();
+                    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+                    self.note(
+                        &at_kind,
+                        format!(
+                            "{service_account}'s token for {audience}, {seconds} s -> {}",
+                            file.display()
+                        ),
+                    );
+                }
+            }
+        }
+        Volume::Host {
+            path: dir,
+            read_only: true,
+        }
+    }
+
     fn seccomp(&mut self, v: &Value, path: &str) {
         for (k, t) in object(v, path) {
             match (k.as_str(), t.as_str()) {
@@ -253,7 +402,13 @@ impl PodRun {
     }
 
     /// Prepares one volume on the node; its name and how it mounts.
-    fn volume(&mut self, vol: &Value, node: &Node, fs_group: Option<u32>) -> (String, Volume) {
+    fn volume(
+        &mut self,
+        vol: &Value,
+        node: &Node,
+        fs_group: Option<u32>,
+        service_account: &str,
+    ) -> (String, Volume) {
         let name = string(&vol["name"], "spec.volumes[].name");
         let path = format!("spec.volumes[{name}]");
         let mut prepared = None;
@@ -315,6 +470,7 @@ impl PodRun {
                     })
                 }
                 "secret" => Some(self.secret(v, &field, &name, node)),
+                "projected" => Some(self.projected(v, &field, &name, node, service_account)),
                 "persistentVolumeClaim" => {
                     let claim = string(&v["claimName"], &field);
                     let dir = node
