@@ -149,38 +149,16 @@ exit 1
     cluster
 }
 
-/// A CA and the collector's certificate for its Service name, as
-/// cert-manager would issue them: tls.crt, tls.key and ca.crt in `dir`.
-fn certificates(dir: &Path) {
-    let script = r#"set -e
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=tally-test-ca
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.csr -subj /CN=tally-collector.tally.svc
-printf 'subjectAltName=DNS:tally-collector.tally.svc,DNS:tally-collector.tally.svc.cluster.local\nextendedKeyUsage=serverAuth\n' > tls.ext
-openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out tls.crt -extfile tls.ext
-"#;
-    let out = Command::new("bash")
-        .args(["-c", script])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The cluster's own CA and the API server's certificate for `ip` (what
-/// pods reach as `KUBERNETES_SERVICE_HOST`) and `kubernetes.default.svc`,
-/// in `dir`: (CA, chain, key) in PEM.
-fn api_server_certificates(dir: &Path, ip: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// A CA (`ca.crt`, `ca.key`) and a server certificate it issued
+/// (`NAME.crt`, `NAME.key`) for the subjectAltNames `san`, in `dir`.
+fn ca_and_certificate(dir: &Path, ca_cn: &str, name: &str, cn: &str, san: &str) {
     fs::create_dir_all(dir).unwrap();
     let script = format!(
         r#"set -e
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=kubernetes
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
-printf 'subjectAltName=IP:{ip},DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' > apiserver.ext
-openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out apiserver.crt -extfile apiserver.ext
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN={ca_cn}
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key -out {name}.csr -subj /CN={cn}
+printf 'subjectAltName={san}\nextendedKeyUsage=serverAuth\n' > {name}.ext
+openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out {name}.crt -extfile {name}.ext
 "#
     );
     let out = Command::new("bash")
@@ -192,6 +170,31 @@ openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -da
         out.status.success(),
         "openssl: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and the collector's certificate for its Service name, as
+/// cert-manager would issue them: tls.crt, tls.key and ca.crt in `dir`.
+fn certificates(dir: &Path) {
+    ca_and_certificate(
+        dir,
+        "tally-test-ca",
+        "tls",
+        "tally-collector.tally.svc",
+        "DNS:tally-collector.tally.svc,DNS:tally-collector.tally.svc.cluster.local",
+    );
+}
+
+/// The cluster's own CA and the API server's certificate for `ip` (what
+/// pods reach as `KUBERNETES_SERVICE_HOST`) and `kubernetes.default.svc`,
+/// in `dir`: (CA, chain, key) in PEM.
+fn api_server_certificates(dir: &Path, ip: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    ca_and_certificate(
+        dir,
+        "kubernetes",
+        "apiserver",
+        "kube-apiserver",
+        &format!("IP:{ip},DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"),
     );
     let read = |f: &str| fs::read(dir.join(f)).unwrap();
     (read("ca.crt"), read("apiserver.crt"), read("apiserver.key"))

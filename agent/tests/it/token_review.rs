@@ -18,7 +18,10 @@ use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Code, metadata::MetadataValue};
 
 use crate::{
-    common,
+    common::{
+        self,
+        daemons::{Collector, stored_reports},
+    },
     exporting::{RunCollector, http_get, tmp},
     support::apiserver::ApiServer,
 };
@@ -290,7 +293,10 @@ fn a_reviewed_stream_outlives_its_token_and_the_api_server() {
 }
 
 /// A real agent sends the token in its token file (the projected volume's
-/// file, in the DaemonSet) and its reports are stored for its node.
+/// file, in the DaemonSet) and its reports are stored for its node. When
+/// the kubelet rotates the file, the agent's next stream carries the new
+/// token: here the old one is revoked and the collector restarted (its
+/// cache gone), and the agent's reports go on being stored.
 #[test]
 fn an_agent_writes_its_node_with_its_service_account_token() {
     let test = "an_agent_writes_its_node_with_its_service_account_token";
@@ -299,8 +305,20 @@ fn an_agent_writes_its_node_with_its_service_account_token() {
     }
     let _serial = common::serial();
     let api = ApiServer::start();
-    let c = collector(&api);
-    let url = format!("http://{}", c.grpc);
+    let kubeconfig = tmp().join(common::unique("token-review-kubeconfig"));
+    api.write_kubeconfig(&kubeconfig);
+    let data = tmp().join(common::unique("token-review-data"));
+    let mut c = Collector::start_with(
+        &data,
+        "127.0.0.1:0",
+        &[
+            "--token-review-audience",
+            AUDIENCE,
+            "--token-review-kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    let url = c.url();
     let token = api.issue_token(AGENTS, Some("tally-test-node"), &[AUDIENCE], 600);
     let token_file = tmp().join(common::unique("sa-token"));
     std::fs::write(&token_file, &token).unwrap();
@@ -322,8 +340,37 @@ fn an_agent_writes_its_node_with_its_service_account_token() {
         }
         thread::sleep(Duration::from_millis(300));
     };
+    assert_eq!(listed, vec!["tally-test-node"], "{}", c.log());
+
+    // The kubelet's rotation: a new token swapped in whole (rename), the
+    // old one no longer authenticated.
+    let rotated = api.issue_token(AGENTS, Some("tally-test-node"), &[AUDIENCE], 600);
+    let next = token_file.with_extension("next");
+    std::fs::write(&next, &rotated).unwrap();
+    std::fs::rename(&next, &token_file).unwrap();
+    api.revoke_token(&token);
+    c.kill9();
+    let before = stored_reports(&data).len();
+    c.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored_reports(&data).len() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no report stored within 30 s of the rotation: {}",
+            c.log()
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
     let _ = agent.kill();
     let _ = agent.wait();
-    assert_eq!(listed, vec!["tally-test-node"], "{}", c.stderr());
-    assert!(reviews(&c, "accepted") >= 1);
+    let log = c.log();
+    assert!(
+        !log.contains("refused a stream"),
+        "the agent sent its old token: {log}"
+    );
+    assert!(stored_reports(&data).iter().all(|r| {
+        r.node
+            .as_ref()
+            .is_some_and(|n| n.node_name == "tally-test-node")
+    }));
 }
