@@ -258,6 +258,13 @@ pub struct Setting {
     pub was: Option<String>,
 }
 
+impl Setting {
+    /// The new value is the one it had.
+    pub fn is_unchanged(&self) -> bool {
+        self.was.as_deref() == Some(self.value.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
     pub target: Target,

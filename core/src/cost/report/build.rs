@@ -354,9 +354,7 @@ fn rank(
         let relieves = |r: &Recommendation| {
             squeezed
                 && r.target == Target::Kubernetes
-                && r.settings
-                    .iter()
-                    .any(|s| s.was.as_deref() != Some(s.value.as_str()))
+                && !r.settings.iter().all(|s| s.is_unchanged())
         };
         if !l.gc_tax_worth_naming {
             // Requests and shape still count, runtime knobs do not.

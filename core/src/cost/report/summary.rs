@@ -71,7 +71,6 @@ pub struct SummaryChange {
 /// month either way (for CPU-bound work, no CPU time saved), or every
 /// setting left as it was.
 pub fn is_nil(r: &Recommendation) -> bool {
-    let unchanged = |s: &Setting| s.was.as_deref() == Some(s.value.as_str());
     let no_effect = match (r.saving, r.time_saving_share) {
         (SavingKind::Time, Some((_, hi))) => hi.is_nan() || hi <= 0.0,
         _ => {
@@ -79,7 +78,7 @@ pub fn is_nil(r: &Recommendation) -> bool {
                 || !r.monthly_saving_usd.is_finite()
         }
     };
-    no_effect || (!r.settings.is_empty() && r.settings.iter().all(unchanged))
+    no_effect || (!r.settings.is_empty() && r.settings.iter().all(Setting::is_unchanged))
 }
 
 /// The summary of ranked `workloads` (advised) and `system` ones.
