@@ -17,14 +17,16 @@
 //!   streams until then: the projected token's `expirationSeconds` bounds
 //!   it (10 minutes in the shipped DaemonSet).
 //! - **What is checked**, each refusal naming its field: the API server
-//!   authenticated the token (else UNAUTHENTICATED; an expired token is
-//!   refused without a call); it is for the audience (`aud`); it belongs
-//!   to the agents' service account (`user.username`); and each report's
-//!   `node_name` is the node it names
+//!   authenticated the token (else UNAUTHENTICATED); it is for the
+//!   audience (`aud`); it belongs to the agents' service account
+//!   (`user.username`); and each report's `node_name` is the node it names
 //!   (`user.extra[authentication.kubernetes.io/node-name]`, checked per
 //!   report by [`crate::ingest::prepare`]). A mismatch is
-//!   PERMISSION_DENIED. A token bound to no pod (`kubectl create token`,
-//!   how an operator reads) names no node: it may read, never write.
+//!   PERMISSION_DENIED. What the token's own claims refuse (an `exp`
+//!   past, another `aud`, no JWT at all) is refused without a call, so
+//!   junk costs the API server nothing. A token bound to no pod (`kubectl
+//!   create token`, how an operator reads) names no node: it may read,
+//!   never write.
 //! - **An API server that cannot be reached** is tried [`ATTEMPTS`] times,
 //!   then the new stream is refused with UNAVAILABLE (the agent keeps its
 //!   reports and retries).
@@ -268,22 +270,17 @@ impl Reviewer {
     pub async fn review(&self, token: &Arc<str>) -> Result<Caller, Status> {
         let now = SystemTime::now();
         let claims = Claims::of(token);
-        if let Some(exp) = claims.exp
-            && exp <= now
-        {
-            return Err(self.refuse(
-                Outcome::Unauthenticated,
-                format!(
-                    "field `exp`: the service account token expired {} s ago",
-                    now.duration_since(exp).unwrap_or_default().as_secs()
-                ),
-            ));
+        // What the token says of itself can only refuse it, and costs the
+        // API server nothing: junk and other audiences' tokens never reach
+        // it.
+        if let Err((outcome, message)) = precheck(&self.config, &claims, now) {
+            return Err(self.refuse(outcome, message));
         }
         if let Some(cached) = self.cached(token, now) {
             return self.answer(cached);
         }
         let result = match self.call(token).await {
-            Ok(status) => judge(&self.config, &claims, status),
+            Ok(status) => judge(&self.config, status),
             Err(reason) => {
                 return Err(self.refuse(
                     Outcome::Unavailable,
@@ -364,24 +361,45 @@ impl Reviewer {
     }
 }
 
+/// What a token's own claims say, before any call: an expired token, one
+/// for another audience, or one that is not a JWT with an audience (every
+/// projected service account token has one) is refused.
+fn precheck(
+    config: &TokenReviewConfig,
+    claims: &Claims,
+    now: SystemTime,
+) -> Result<(), (Outcome, String)> {
+    let audience = &config.audience;
+    if let Some(exp) = claims.exp
+        && exp <= now
+    {
+        return Err((
+            Outcome::Unauthenticated,
+            format!(
+                "field `exp`: the service account token expired {} s ago",
+                now.duration_since(exp).unwrap_or_default().as_secs()
+            ),
+        ));
+    }
+    match &claims.aud {
+        None => Err((
+            Outcome::Unauthenticated,
+            "field `aud`: not a service account token (no JWT audience)".to_owned(),
+        )),
+        Some(aud) if !aud.iter().any(|a| a == audience) => Err((
+            Outcome::WrongAudience,
+            format!("field `aud`: the token is for {aud:?}, not for `{audience}`"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// What the API server's review says of a token, against the config.
 fn judge(
     config: &TokenReviewConfig,
-    claims: &Claims,
     status: ReviewStatus,
 ) -> Result<Option<String>, (Outcome, String)> {
     let audience = &config.audience;
-    // A real API server does not authenticate a token for another
-    // audience; its own claim (unverified, so only ever a reason to
-    // refuse) says which field is wrong.
-    if let Some(aud) = &claims.aud
-        && !aud.iter().any(|a| a == audience)
-    {
-        return Err((
-            Outcome::WrongAudience,
-            format!("field `aud`: the token is for {aud:?}, not for `{audience}`"),
-        ));
-    }
     if !status.authenticated {
         return Err((
             Outcome::Unauthenticated,
@@ -566,15 +584,11 @@ mod tests {
         let none = Claims::default();
         let sa = "system:serviceaccount:tally:tally-agent";
         assert_eq!(
-            judge(
-                &c,
-                &none,
-                reviewed(sa, Some("node-a"), &["tally-collector"])
-            ),
+            judge(&c, reviewed(sa, Some("node-a"), &["tally-collector"])),
             Ok(Some("node-a".to_string()))
         );
         assert_eq!(
-            judge(&c, &none, reviewed(sa, None, &["tally-collector"])),
+            judge(&c, reviewed(sa, None, &["tally-collector"])),
             Ok(None),
             "a token of no pod reads"
         );
@@ -583,21 +597,28 @@ mod tests {
             (o, m.split('`').nth(1).unwrap_or("").to_string())
         };
         assert_eq!(
-            field(judge(&c, &none, reviewed(sa, Some("n"), &["other"]))),
+            field(judge(&c, reviewed(sa, Some("n"), &["other"]))),
             (Outcome::WrongAudience, "audiences".into())
         );
+        let now = SystemTime::now();
         let other_aud = Claims {
             aud: Some(vec!["other".into()]),
             ..Claims::default()
         };
         assert_eq!(
-            field(judge(&c, &other_aud, ReviewStatus::default())),
-            (Outcome::WrongAudience, "aud".into())
+            precheck(&c, &other_aud, now)
+                .map_err(|e| (e.0, e.1.split('`').nth(1).unwrap_or("").to_string())),
+            Err((Outcome::WrongAudience, "aud".into()))
+        );
+        assert_eq!(
+            precheck(&c, &none, now)
+                .map_err(|e| (e.0, e.1.split('`').nth(1).unwrap_or("").to_string())),
+            Err((Outcome::Unauthenticated, "aud".into())),
+            "not a JWT with an audience"
         );
         assert_eq!(
             field(judge(
                 &c,
-                &none,
                 reviewed(
                     "system:serviceaccount:default:x",
                     Some("n"),
@@ -608,7 +629,6 @@ mod tests {
         );
         let (o, _) = judge(
             &c,
-            &none,
             ReviewStatus {
                 authenticated: false,
                 error: Some("token has expired".into()),
@@ -700,6 +720,24 @@ mod tests {
         reviewer.review(&token).await.unwrap_err();
         assert_eq!(api.calls.load(Ordering::Relaxed), 2 * ATTEMPTS as u64);
         assert_eq!(stats.get(Outcome::Unavailable), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn junk_and_other_audiences_are_refused_without_a_call() {
+        let (reviewer, api, stats) = reviewer(0).await;
+        let other = jwt(
+            serde_json::json!({"exp": 4_000_000_000u64, "aud": ["https://kubernetes.default.svc"]}),
+        );
+        for (token, code) in [
+            ("not-a-jwt".to_owned(), tonic::Code::Unauthenticated),
+            (other, tonic::Code::PermissionDenied),
+        ] {
+            let refused = reviewer.review(&token.into()).await.unwrap_err();
+            assert_eq!(refused.code(), code, "{}", refused.message());
+            assert!(refused.message().contains("`aud`"), "{}", refused.message());
+        }
+        assert_eq!(api.calls.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.get(Outcome::WrongAudience), 1);
     }
 
     #[tokio::test(start_paused = true)]
