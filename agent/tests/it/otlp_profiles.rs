@@ -113,6 +113,7 @@ fn otlp_profiles_match_the_pprof_of_agent_profile() {
     let pid = workload.0.id();
     thread::sleep(Duration::from_secs(1));
     let out_dir = tmp().join(common::unique("otlp-profile-pprof"));
+    let profiled_from = std::time::SystemTime::now();
     let profile = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["profile", "--pid", &pid.to_string()])
         .args(["--duration", "10s", "--sample-hz", "499", "--out"])
@@ -124,6 +125,7 @@ fn otlp_profiles_match_the_pprof_of_agent_profile() {
         "agent profile failed:\n{}",
         String::from_utf8_lossy(&profile.stderr)
     );
+    let profiled_to = std::time::SystemTime::now();
     let mut workload = workload;
     let _ = workload.0.wait();
 
@@ -157,10 +159,13 @@ fn otlp_profiles_match_the_pprof_of_agent_profile() {
 
     // The pinned process: shares as pprof has them, from the agent and
     // from the collector.
+    // The OTLP windows within the seconds `agent profile` sampled: on a
+    // busy machine lane1's split drifts with the load, so other seconds
+    // would differ by more than the profilers do.
     let pprof = pprof_counts(&out_dir.join("profile.pb.gz"));
-    let otlp = receiver.process(pid);
+    let otlp = receiver.process_within(pid, profiled_from, profiled_to);
     compare_with_pprof(&pprof, &otlp, "agent");
-    let fleet = fleet_receiver.process(pid);
+    let fleet = fleet_receiver.process_within(pid, profiled_from, profiled_to);
     assert!(
         fleet.profiles > 0,
         "the collector exported nothing of pid {pid}; collector:\n{collector_err}"
@@ -261,10 +266,10 @@ fn compare_with_pprof(
     );
     assert_eq!(otlp.sample_type, ("samples".to_owned(), "count".to_owned()));
     assert_eq!(otlp.period, 1_000_000_000 / 499);
-    // 10 s at 499 Hz on two busy CPUs, and about 13 s of them.
+    // 10 s at 499 Hz on two busy CPUs, and the 1 s windows within them.
     assert!(pprof_total > 7_000, "pprof has {pprof_total} samples");
     assert!(
-        otlp.samples > 9_000,
+        otlp.samples > 6_000,
         "{from}: OTLP has {} samples",
         otlp.samples
     );

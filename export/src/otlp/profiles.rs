@@ -15,7 +15,9 @@
 //! - Frames carry `profile.frame.type` (semconv): `go` in a Go process's
 //!   symbolized frames, `native` in others'. An unsymbolized frame
 //!   (`[unknown]`: JIT-compiled Java or JavaScript, or a stripped binary)
-//!   has none, since nothing says what it is.
+//!   has none, since nothing says what it is; nor has any frame of a
+//!   process whose runtime is not known yet (a process seconds old, still
+//!   being read), which may well be Go.
 //! - GC code is marked, for a backend to filter on: a GC frame's location
 //!   has `tally.frame.gc = true`, and a sample with a GC frame in its stack
 //!   has `tally.sample.gc = true` (no convention names either).
@@ -217,10 +219,11 @@ fn frame_type(runtime: Runtime, name: &str) -> Option<&'static str> {
     if name == UNKNOWN_FRAME || name == TRUNCATED_FRAME {
         return None;
     }
-    Some(match runtime {
-        Runtime::Go => "go",
-        _ => "native",
-    })
+    match runtime {
+        Runtime::Go => Some("go"),
+        Runtime::Unknown => None,
+        _ => Some("native"),
+    }
 }
 
 /// The export request of a batch: one resource per process with samples.
@@ -419,6 +422,14 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn a_process_of_no_known_runtime_has_no_frame_type() {
+        assert_eq!(frame_type(Runtime::Go, "main.hot"), Some("go"));
+        assert_eq!(frame_type(Runtime::Native, "spin_a"), Some("native"));
+        assert_eq!(frame_type(Runtime::Unknown, "main.hot"), None);
+        assert_eq!(frame_type(Runtime::Go, UNKNOWN_FRAME), None);
     }
 
     #[test]

@@ -99,6 +99,21 @@ impl ProfilesReceiver {
 
     /// What the profiles of the process `pid` add up to, over every request.
     pub fn process(&self, pid: u32) -> ProcessTotals {
+        self.process_within(pid, std::time::UNIX_EPOCH, std::time::SystemTime::now())
+    }
+
+    /// The same, of the profiles whose whole span lies between `from` and
+    /// `to`: the seconds another profiler sampled.
+    pub fn process_within(
+        &self,
+        pid: u32,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> ProcessTotals {
+        let nanos = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        };
+        let (from, to) = (nanos(from), nanos(to));
         let mut t = ProcessTotals::default();
         for (_, r) in self.requests() {
             let d = r.dictionary.as_ref().expect("a dictionary");
@@ -115,6 +130,9 @@ impl ProfilesReceiver {
                 t.resource = attrs;
                 for sp in &rp.scope_profiles {
                     for p in &sp.profiles {
+                        if p.time_unix_nano < from || p.time_unix_nano + p.duration_nano > to {
+                            continue;
+                        }
                         t.profiles += 1;
                         let st = p.sample_type.expect("a sample type");
                         t.sample_type = (
@@ -156,7 +174,7 @@ pub struct ProcessTotals {
     pub flat: HashMap<String, u64>,
     /// Samples with the function anywhere in the stack.
     pub cum: HashMap<String, u64>,
-    /// The attributes of each function's locations, as `key=value`.
+    /// The attributes of each function's locations, as `key=value`, sorted.
     pub frame_attrs: HashMap<String, Vec<String>>,
     /// Samples with the attribute `tally.sample.gc`, and their leaves.
     pub gc_samples: u64,
@@ -197,9 +215,15 @@ impl ProcessTotals {
             for line in &loc.lines {
                 let f = &d.function_table[line.function_index as usize];
                 let name = d.string_table[f.name_strindex as usize].clone();
-                self.frame_attrs
-                    .entry(name.clone())
-                    .or_insert(attrs.clone());
+                // Every attribute any of its locations had: a frame typed
+                // one way in one window and another in the next shows.
+                let seen = self.frame_attrs.entry(name.clone()).or_default();
+                for a in &attrs {
+                    if !seen.contains(a) {
+                        seen.push(a.clone());
+                        seen.sort();
+                    }
+                }
                 names.push(name);
             }
         }
