@@ -22,7 +22,7 @@ use crate::{
         self,
         daemons::{Collector, stored_reports},
     },
-    exporting::{RunCollector, http_get, tmp},
+    exporting::{KillOnDrop, RunCollector, http_get, tmp},
     support::apiserver::ApiServer,
 };
 
@@ -322,15 +322,19 @@ fn an_agent_writes_its_node_with_its_service_account_token() {
     let token = api.issue_token(AGENTS, Some("tally-test-node"), &[AUDIENCE], 600);
     let token_file = tmp().join(common::unique("sa-token"));
     std::fs::write(&token_file, &token).unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["run", "--interval", "1", "--collector", &url])
-        .arg("--collector-token-file")
-        .arg(&token_file)
-        .args(["--node-name", "tally-test-node"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed however the test ends: a failed assertion must not leave an
+    // agent attached for the tests after it.
+    let agent = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["run", "--interval", "1", "--collector", &url])
+            .arg("--collector-token-file")
+            .arg(&token_file)
+            .args(["--node-name", "tally-test-node"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let listed = loop {
@@ -361,8 +365,7 @@ fn an_agent_writes_its_node_with_its_service_account_token() {
         );
         thread::sleep(Duration::from_millis(300));
     }
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     let log = c.log();
     assert!(
         !log.contains("refused a stream"),
